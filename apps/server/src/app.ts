@@ -1,0 +1,319 @@
+/**
+ * The HTTP application: tenant encrypt/decrypt, health, one error shape. `buildApp` returns the
+ * Fastify instance un-started, so tests can drive it with `app.inject` and `main.ts` can listen.
+ */
+import { randomUUID } from "node:crypto";
+import type { Socket } from "node:net";
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyServerOptions,
+} from "fastify";
+import type { KmsClient } from "@kms/core";
+import type { Authenticator } from "./auth";
+import { DEFAULT_BODY_LIMIT_BYTES } from "./config";
+import { type ErrorBody, HttpError, errorResponse, mapError } from "./errors";
+
+declare module "fastify" {
+  interface FastifyRequest {
+    /** The tenant id of a tenant route (for the access log). */
+    tenantId: string | undefined;
+    /** The error code the request was answered with (for the access log). */
+    outcome: string | undefined;
+  }
+}
+
+/** Pino options, as Fastify accepts them. */
+export type LoggerOptions = Exclude<NonNullable<FastifyServerOptions["logger"]>, boolean>;
+
+export interface BuildAppOptions {
+  kms: KmsClient;
+  auth: Authenticator;
+  /**
+   * A logger instance, pino options (merged over the defaults, which redact credentials), or
+   * `false` for no logging. Default: JSON lines to stdout at level `info`.
+   */
+  logger?: FastifyBaseLogger | LoggerOptions | false;
+  /** Largest accepted request body. Default 1 MiB. */
+  bodyLimitBytes?: number;
+}
+
+/** Paths pino replaces with "[Redacted]", in case a serializer ever logs headers. */
+export const REDACT_PATHS = [
+  "req.headers.authorization",
+  "req.headers.cookie",
+  "headers.authorization",
+  "headers.cookie",
+  "authorization",
+  "plaintext",
+  "ciphertext",
+  "token",
+];
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Standard base64 alphabet with optional padding; the full canonical check is in `decodeBase64`. */
+const BASE64 = "^[A-Za-z0-9+/]*={0,2}$";
+/** Unpadded base64url, the envelope text form. */
+const BASE64URL = "^[A-Za-z0-9_-]+$";
+
+const contextSchema = {
+  type: "object",
+  maxProperties: 64,
+  propertyNames: { minLength: 1, maxLength: 256 },
+  additionalProperties: { type: "string", maxLength: 4096 },
+} as const;
+
+const paramsSchema = {
+  type: "object",
+  required: ["tenantId"],
+  additionalProperties: false,
+  properties: { tenantId: { type: "string", minLength: 1, maxLength: 256 } },
+} as const;
+
+const errorSchema = {
+  type: "object",
+  properties: {
+    error: {
+      type: "object",
+      properties: { code: { type: "string" }, message: { type: "string" }, docsUrl: { type: "string" } },
+    },
+  },
+} as const;
+
+interface TenantRoute<B> {
+  Params: { tenantId: string };
+  Body: B;
+}
+type EncryptRoute = TenantRoute<{ plaintext: string; context?: Record<string, string> }>;
+type DecryptRoute = TenantRoute<{ ciphertext: string; context?: Record<string, string> }>;
+
+function isLogger(value: unknown): value is FastifyBaseLogger {
+  return typeof value === "object" && value !== null && typeof (value as FastifyBaseLogger).child === "function";
+}
+
+/** Strict base64: the pattern admits the alphabet; this rejects bad lengths and non-canonical padding bits. */
+function decodeBase64(text: string, field: string): Buffer {
+  const bytes = Buffer.from(text, "base64");
+  if (text.length % 4 !== 0 || bytes.toString("base64") !== text) {
+    bytes.fill(0);
+    throw new HttpError(400, "INPUT_INVALID", `Invalid request: body/${field} must be canonical, padded base64`);
+  }
+  return bytes;
+}
+
+function sendError(request: FastifyRequest, reply: FastifyReply, error: unknown): FastifyReply {
+  const mapped = mapError(error);
+  request.outcome = mapped.code;
+  if (mapped.serverFault) {
+    request.log.error({ err: error, code: mapped.code }, "request failed");
+  }
+  if (mapped.statusCode === 401) reply.header("www-authenticate", 'Bearer realm="kms"');
+  if (mapped.statusCode === 429) reply.header("retry-after", "1");
+  return reply.code(mapped.statusCode).send(mapped.body);
+}
+
+export function buildApp(options: BuildAppOptions): FastifyInstance {
+  const { kms, auth } = options;
+  const loggerOption = options.logger;
+  const loggerSettings = isLogger(loggerOption)
+    ? { loggerInstance: loggerOption }
+    : {
+        logger:
+          loggerOption === false
+            ? false
+            : {
+                level: "info",
+                ...loggerOption,
+                redact: { paths: [...REDACT_PATHS, ...redactPathsOf(loggerOption)], censor: "[Redacted]" },
+              },
+      };
+  let closing = false;
+
+  const app = Fastify({
+    ...loggerSettings,
+    bodyLimit: options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES,
+    // One access-log line per request is written in onResponse (with tenant and outcome).
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: "reqId" }),
+    requestIdHeader: false,
+    // Tenant ids may be up to 256 characters, percent-encoded in the path (the default is 100).
+    routerOptions: { maxParamLength: 1024 },
+    genReqId: (req) => {
+      const given = req.headers["x-request-id"];
+      return typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    // Shutdown answers new requests with our own 503 (below), in the one error shape.
+    return503OnClosing: false,
+    ajv: {
+      customOptions: {
+        // Reject what the schema does not allow rather than silently dropping or coercing it.
+        removeAdditional: false,
+        coerceTypes: false,
+        useDefaults: false,
+        allErrors: false,
+      },
+    },
+    frameworkErrors: (error, request, reply) => {
+      sendError(request, reply, error);
+    },
+    clientErrorHandler: (error: NodeJS.ErrnoException, socket: Socket) => {
+      if (error.code === "ECONNRESET" || socket.destroyed || !socket.writable) {
+        socket.destroy();
+        return;
+      }
+      const mapped =
+        error.code === "HPE_HEADER_OVERFLOW"
+          ? errorResponse(431, "INPUT_INVALID", "Request headers are too large")
+          : error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+            ? errorResponse(408, "INPUT_INVALID", "The request was not received in time")
+            : errorResponse(400, "INPUT_INVALID", "Malformed HTTP request");
+      const json = JSON.stringify(mapped.body);
+      socket.end(
+        `HTTP/1.1 ${mapped.statusCode} Error\r\nConnection: close\r\nContent-Type: application/json\r\n` +
+          `Content-Length: ${Buffer.byteLength(json)}\r\n\r\n${json}`,
+      );
+    },
+  });
+
+  // JSON only: a text/plain body is answered 415 rather than parsed as a string.
+  app.removeContentTypeParser("text/plain");
+  app.decorateRequest("tenantId", undefined);
+  app.decorateRequest("outcome", undefined);
+
+  app.addHook("onRequest", async (request, reply) => {
+    reply.header("x-request-id", request.id);
+    reply.header("cache-control", "no-store");
+    reply.header("x-content-type-options", "nosniff");
+    if (closing) {
+      reply.header("connection", "close");
+      return sendError(request, reply, new HttpError(503, "SHUTTING_DOWN", "The server is shutting down"));
+    }
+  });
+
+  app.addHook("preClose", async () => {
+    closing = true;
+  });
+
+  // While draining, responses to requests that were already in flight close their connection, so
+  // keep-alive sockets do not hold the shutdown open until their idle timeout.
+  app.addHook("onSend", async (_request, reply) => {
+    if (closing) reply.header("connection", "close");
+  });
+
+  app.addHook("onResponse", async (request, reply) => {
+    const statusCode = reply.statusCode;
+    const line = {
+      method: request.method,
+      route: request.routeOptions.url ?? "(unmatched)",
+      tenantId: request.tenantId,
+      statusCode,
+      outcome: request.outcome ?? (statusCode < 400 ? "OK" : `HTTP_${statusCode}`),
+      durationMs: Math.round(reply.elapsedTime * 100) / 100,
+    };
+    if (statusCode >= 500) request.log.error(line, "request completed");
+    else if (statusCode >= 400) request.log.warn(line, "request completed");
+    else request.log.info(line, "request completed");
+  });
+
+  app.setErrorHandler((error, request, reply) => sendError(request, reply, error));
+  app.setNotFoundHandler((request, reply) =>
+    sendError(request, reply, new HttpError(404, "NOT_FOUND", `No route ${request.method} ${request.url.split("?")[0]}`)),
+  );
+
+  /** Checks the tenant's credential before the body is even read. */
+  const authorizeTenant = async (request: FastifyRequest<{ Params: { tenantId: string } }>) => {
+    const { tenantId } = request.params;
+    request.tenantId = tenantId;
+    auth.authorizeTenant(request.headers.authorization, tenantId);
+  };
+
+  const responses = (okSchema: object) => ({
+    200: okSchema,
+    "4xx": errorSchema,
+    "5xx": errorSchema,
+  });
+
+  app.post<EncryptRoute>(
+    "/v1/tenants/:tenantId/encrypt",
+    {
+      onRequest: authorizeTenant,
+      schema: {
+        params: paramsSchema,
+        body: {
+          type: "object",
+          required: ["plaintext"],
+          additionalProperties: false,
+          properties: { plaintext: { type: "string", pattern: BASE64 }, context: contextSchema },
+        },
+        response: responses({ type: "object", properties: { ciphertext: { type: "string" } } }),
+      },
+    },
+    async (request) => {
+      const { tenantId } = request.params;
+      const plaintext = decodeBase64(request.body.plaintext, "plaintext");
+      try {
+        const ciphertext = await kms.encryptToBase64Url(tenantId, plaintext, request.body.context);
+        return { ciphertext };
+      } finally {
+        plaintext.fill(0);
+      }
+    },
+  );
+
+  app.post<DecryptRoute>(
+    "/v1/tenants/:tenantId/decrypt",
+    {
+      onRequest: authorizeTenant,
+      schema: {
+        params: paramsSchema,
+        body: {
+          type: "object",
+          required: ["ciphertext"],
+          additionalProperties: false,
+          properties: { ciphertext: { type: "string", pattern: BASE64URL }, context: contextSchema },
+        },
+        response: responses({ type: "object", properties: { plaintext: { type: "string" } } }),
+      },
+    },
+    async (request) => {
+      const { tenantId } = request.params;
+      const plaintext = await kms.decryptFromBase64Url(tenantId, request.body.ciphertext, request.body.context);
+      try {
+        return { plaintext: plaintext.toString("base64") };
+      } finally {
+        plaintext.fill(0);
+      }
+    },
+  );
+
+  app.get("/health/live", async () => ({ status: "ok" }));
+
+  app.get("/health/kms", async (request, reply) => {
+    try {
+      const health = await kms.checkHealth();
+      if (!health.ready) request.outcome = "NOT_READY";
+      return reply.code(health.ready ? 200 : 503).send(health);
+    } catch (error) {
+      // Health is about availability: whatever went wrong, the answer is "not ready".
+      const mapped = mapError(error);
+      request.outcome = mapped.code;
+      request.log.error({ err: error }, "health check failed");
+      const body: ErrorBody & { ready: false; providers: Record<string, never> } = {
+        ready: false,
+        providers: {},
+        ...mapped.body,
+      };
+      return reply.code(503).send(body);
+    }
+  });
+
+  return app;
+}
+
+function redactPathsOf(options: LoggerOptions | undefined): string[] {
+  const redact = options?.redact;
+  if (redact === undefined) return [];
+  return Array.isArray(redact) ? redact : redact.paths;
+}

@@ -1,0 +1,88 @@
+/**
+ * Static bearer tokens. Only SHA-256 digests of the tokens are kept in memory, and every comparison
+ * is a constant-time `timingSafeEqual` over the digests, run against every known token (no early
+ * exit), so neither timing nor memory dumps reveal a token.
+ */
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { HttpError } from "./errors";
+
+/** RFC 6750 `b64token`: the characters a bearer token may use. */
+export const TOKEN_PATTERN = /^[A-Za-z0-9\-._~+/]+=*$/;
+const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
+const ADMIN = Symbol("admin");
+
+export type Principal = { kind: "tenant"; tenantId: string } | { kind: "admin" };
+
+export interface Authenticator {
+  /**
+   * Checks that the `Authorization` header holds `tenantId`'s token. Throws `HttpError`: 401
+   * `UNAUTHENTICATED` when the header is missing, malformed or holds no known token; 403
+   * `TENANT_MISMATCH` for another tenant's token; 403 `FORBIDDEN` for the admin token (admins
+   * manage keys, they do not read tenants' data).
+   */
+  authorizeTenant(authorization: string | undefined, tenantId: string): void;
+  /** Checks that the header holds the admin token (401 / 403 `FORBIDDEN` otherwise). */
+  authorizeAdmin(authorization: string | undefined): void;
+  /** Tenants that have a token (their ids only). */
+  readonly tenants: readonly string[];
+  readonly hasAdmin: boolean;
+}
+
+export interface TokenSet {
+  /** Tenant id → token. */
+  tenants: Readonly<Record<string, string>>;
+  admin?: string | undefined;
+}
+
+function digest(token: string): Buffer {
+  return createHash("sha256").update(token, "utf8").digest();
+}
+
+/** Builds an authenticator from plaintext tokens; only their digests are retained. */
+export function createTokenAuth(tokens: TokenSet): Authenticator {
+  const entries: { owner: string | typeof ADMIN; digest: Buffer }[] = [];
+  for (const [tenantId, token] of Object.entries(tokens.tenants)) entries.push({ owner: tenantId, digest: digest(token) });
+  if (tokens.admin !== undefined) entries.push({ owner: ADMIN, digest: digest(tokens.admin) });
+  const tenants = Object.keys(tokens.tenants);
+
+  /** The owner of the presented token, or undefined; constant time in the token's value. */
+  function identify(authorization: string | undefined): string | typeof ADMIN | undefined {
+    if (authorization === undefined) {
+      throw new HttpError(401, "UNAUTHENTICATED", "Missing Authorization header: send `Authorization: Bearer <token>`");
+    }
+    const match = BEARER.exec(authorization);
+    if (match === null) {
+      throw new HttpError(401, "UNAUTHENTICATED", "Malformed Authorization header: send `Authorization: Bearer <token>`");
+    }
+    const presented = digest(match[1]!);
+    let owner: string | typeof ADMIN | undefined;
+    for (const entry of entries) {
+      // No early exit: every digest is compared whatever matches.
+      if (timingSafeEqual(presented, entry.digest) && owner === undefined) owner = entry.owner;
+    }
+    return owner;
+  }
+
+  return {
+    tenants,
+    hasAdmin: tokens.admin !== undefined,
+    authorizeTenant(authorization, tenantId) {
+      const owner = identify(authorization);
+      if (owner === tenantId) return;
+      if (owner === undefined) throw new HttpError(401, "UNAUTHENTICATED", "The bearer token is not valid");
+      if (owner === ADMIN) throw new HttpError(403, "FORBIDDEN", "The admin token cannot call tenant endpoints");
+      throw new HttpError(403, "TENANT_MISMATCH", "The bearer token belongs to another tenant");
+    },
+    authorizeAdmin(authorization) {
+      const owner = identify(authorization);
+      if (owner === ADMIN) return;
+      if (owner === undefined) throw new HttpError(401, "UNAUTHENTICATED", "The bearer token is not valid");
+      throw new HttpError(403, "FORBIDDEN", "This endpoint needs the admin token");
+    },
+  };
+}
+
+/** A fresh random token (256 bits, base64url) for development. */
+export function generateToken(): string {
+  return randomBytes(32).toString("base64url");
+}

@@ -1,0 +1,482 @@
+/**
+ * Black-box tests: the BUILT server (`node apps/server/dist/main.js`, produced by the build task
+ * that runs before tests) is started as a child process on an ephemeral port, with a temporary
+ * local key store, and called over HTTP.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
+import { type ChildProcess, spawn } from "node:child_process";
+import { request } from "node:http";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { docsUrlFor, type KmsErrorCode } from "@kms/core";
+
+const MAIN = resolve(__dirname, "../dist/main.js");
+const TOKENS = { "tenant-a": "test-token-a-0123456789", "tenant-b": "test-token-b-0123456789" };
+const ADMIN_TOKEN = "test-admin-token-0123456789";
+
+const children = new Set<ChildProcess>();
+let tmp: string;
+
+interface Started {
+  child: ChildProcess;
+  url: string;
+  stdout: () => string;
+  stderr: () => string;
+}
+
+/** Only what the server needs: no inherited KMS_* / NODE_ENV / INIT_CWD from the test runner. */
+function baseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH ?? "", HOME: tmp, HOST: "127.0.0.1", PORT: "0", NODE_ENV: "test", ...extra };
+}
+
+function spawnServer(env: Record<string, string>): { child: ChildProcess; out: string[]; err: string[] } {
+  const child = spawn(process.execPath, [MAIN], { cwd: tmp, env: baseEnv(env), stdio: ["ignore", "pipe", "pipe"] });
+  children.add(child);
+  child.on("exit", () => children.delete(child));
+  const out: string[] = [];
+  const err: string[] = [];
+  child.stdout!.setEncoding("utf8").on("data", (d: string) => out.push(d));
+  child.stderr!.setEncoding("utf8").on("data", (d: string) => err.push(d));
+  return { child, out, err };
+}
+
+/** Starts the server and waits for its `listening on http://host:port` log line. */
+function startServer(env: Record<string, string>): Promise<Started> {
+  const { child, out, err } = spawnServer(env);
+  return new Promise((resolvePromise, reject) => {
+    const timer = setTimeout(() => done(new Error(`server did not start:\n${out.join("")}\n${err.join("")}`)), 10_000);
+    const done = (error: Error | undefined, url?: string) => {
+      clearTimeout(timer);
+      child.stdout!.off("data", onData);
+      child.off("exit", onExit);
+      if (error) reject(error);
+      else resolvePromise({ child, url: url!, stdout: () => out.join(""), stderr: () => err.join("") });
+    };
+    const onData = () => {
+      for (const line of out.join("").split("\n")) {
+        if (!line.startsWith("{")) continue;
+        try {
+          const m = /^listening on (http:\/\/\S+)$/.exec((JSON.parse(line) as { msg?: string }).msg ?? "");
+          if (m) return done(undefined, m[1]);
+        } catch {
+          // a partial line: wait for more
+        }
+      }
+    };
+    const onExit = (code: number | null) => done(new Error(`server exited (${code}):\n${out.join("")}\n${err.join("")}`));
+    child.stdout!.on("data", onData);
+    child.on("exit", onExit);
+  });
+}
+
+/** Runs the server expecting it to exit; resolves with its exit code, output and run time. */
+function runToExit(env: Record<string, string>): Promise<{ code: number | null; output: string; ms: number }> {
+  const started = Date.now();
+  const { child, out, err } = spawnServer(env);
+  return new Promise((resolvePromise) => {
+    const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      resolvePromise({ code, output: out.join("") + err.join(""), ms: Date.now() - started });
+    });
+  });
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((r) => child.once("exit", (code) => r(code)));
+}
+
+interface Res {
+  status: number;
+  headers: Headers;
+  body: Record<string, unknown>;
+}
+
+async function call(base: string, method: string, path: string, body?: unknown, token?: string): Promise<Res> {
+  const headers: Record<string, string> = {};
+  if (body !== undefined) headers["content-type"] = "application/json";
+  if (token !== undefined) headers.authorization = `Bearer ${token}`;
+  const res = await fetch(base + path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, body: text === "" ? {} : (JSON.parse(text) as Record<string, unknown>) };
+}
+
+function errorCode(res: Res): string | undefined {
+  return (res.body.error as { code?: string } | undefined)?.code;
+}
+
+function expectError(res: Res, status: number, code: string): void {
+  expect({ status: res.status, code: errorCode(res) }).toEqual({ status, code });
+  const error = res.body.error as { message: unknown; docsUrl: unknown };
+  expect(Object.keys(res.body)).toEqual(["error"]);
+  expect(typeof error.message).toBe("string");
+  expect(String(error.docsUrl)).toMatch(/^https:\/\//);
+}
+
+const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
+
+beforeAll(() => {
+  if (!existsSync(MAIN)) {
+    throw new Error(`${MAIN} is missing: build first (cd apps/server && npx tsc -p tsconfig.build.json)`);
+  }
+  tmp = mkdtempSync(join(tmpdir(), "kms-server-test-"));
+});
+
+afterAll(async () => {
+  for (const child of children) child.kill("SIGKILL");
+  await Promise.all([...children].map(exited));
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+describe("running server (local provider)", () => {
+  let server: Started;
+  let url: string;
+
+  beforeAll(async () => {
+    server = await startServer({
+      KMS_LOCAL_KEY_STORE: join(tmp, "keys", "local-keys.json"),
+      KMS_TENANT_TOKENS: JSON.stringify(TOKENS),
+      KMS_ADMIN_TOKEN: ADMIN_TOKEN,
+    });
+    url = server.url;
+  }, 15_000);
+
+  afterAll(async () => {
+    server.child.kill("SIGTERM");
+    await exited(server.child);
+  });
+
+  const encrypt = (tenant: string, plaintext: string, context?: Record<string, string>, token?: string) =>
+    call(url, "POST", `/v1/tenants/${tenant}/encrypt`, { plaintext, ...(context && { context }) }, token);
+  const decrypt = (tenant: string, ciphertext: string, context?: Record<string, string>, token?: string) =>
+    call(url, "POST", `/v1/tenants/${tenant}/decrypt`, { ciphertext, ...(context && { context }) }, token);
+
+  it("listens on 127.0.0.1", () => {
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+  });
+
+  it("round-trips for two tenants and two contexts (and none)", async () => {
+    const contexts: (Record<string, string> | undefined)[] = [undefined, { table: "patients", column: "ssn" }, { purpose: "billing" }];
+    for (const tenant of ["tenant-a", "tenant-b"] as const) {
+      const token = TOKENS[tenant];
+      for (const context of contexts) {
+        const plaintext = b64(`secret of ${tenant} in ${JSON.stringify(context)} ✓`);
+        const enc = await encrypt(tenant, plaintext, context, token);
+        expect(enc.status).toBe(200);
+        expect(Object.keys(enc.body)).toEqual(["ciphertext"]);
+        expect(enc.body.ciphertext).toMatch(/^[A-Za-z0-9_-]+$/);
+        const dec = await decrypt(tenant, enc.body.ciphertext as string, context, token);
+        expect(dec.status).toBe(200);
+        expect(dec.body).toEqual({ plaintext });
+      }
+    }
+  });
+
+  it("round-trips binary and empty-context payloads", async () => {
+    const plaintext = Buffer.from(Array.from({ length: 256 }, (_, i) => i)).toString("base64");
+    const enc = await encrypt("tenant-a", plaintext, {}, TOKENS["tenant-a"]);
+    expect(enc.status).toBe(200);
+    const dec = await decrypt("tenant-a", enc.body.ciphertext as string, {}, TOKENS["tenant-a"]);
+    expect(dec.body).toEqual({ plaintext });
+  });
+
+  it("403 TENANT_MISMATCH for another tenant's credential", async () => {
+    expectError(await encrypt("tenant-a", b64("x"), undefined, TOKENS["tenant-b"]), 403, "TENANT_MISMATCH");
+    const enc = await encrypt("tenant-a", b64("x"), undefined, TOKENS["tenant-a"]);
+    expectError(await decrypt("tenant-a", enc.body.ciphertext as string, undefined, TOKENS["tenant-b"]), 403, "TENANT_MISMATCH");
+  });
+
+  it("422 for tenant A's ciphertext under tenant B's path, even with B's valid credential", async () => {
+    const enc = await encrypt("tenant-a", b64("for a only"), undefined, TOKENS["tenant-a"]);
+    const res = await decrypt("tenant-b", enc.body.ciphertext as string, undefined, TOKENS["tenant-b"]);
+    expect(res.status).toBe(422);
+    expect(["ENVELOPE_AUTH_FAILED", "TENANT_MISMATCH"]).toContain(errorCode(res));
+  });
+
+  it("422 ENVELOPE_AUTH_FAILED for a different context", async () => {
+    const enc = await encrypt("tenant-a", b64("bound"), { row: "1" }, TOKENS["tenant-a"]);
+    expectError(await decrypt("tenant-a", enc.body.ciphertext as string, { row: "2" }, TOKENS["tenant-a"]), 422, "ENVELOPE_AUTH_FAILED");
+    expectError(await decrypt("tenant-a", enc.body.ciphertext as string, undefined, TOKENS["tenant-a"]), 422, "ENVELOPE_AUTH_FAILED");
+  });
+
+  it("422 ENVELOPE_AUTH_FAILED for a tampered ciphertext", async () => {
+    const enc = await encrypt("tenant-a", b64("do not touch"), undefined, TOKENS["tenant-a"]);
+    const ciphertext = enc.body.ciphertext as string;
+    // A character inside the authenticated payload/tag region, away from the last (partial) one.
+    const i = ciphertext.length - 10;
+    const tampered = ciphertext.slice(0, i) + (ciphertext[i] === "A" ? "B" : "A") + ciphertext.slice(i + 1);
+    expectError(await decrypt("tenant-a", tampered, undefined, TOKENS["tenant-a"]), 422, "ENVELOPE_AUTH_FAILED");
+  });
+
+  it("400 ENVELOPE_MALFORMED for bytes that are not an envelope", async () => {
+    expectError(await decrypt("tenant-a", "AAAAAAAAAAAA", undefined, TOKENS["tenant-a"]), 400, "ENVELOPE_MALFORMED");
+  });
+
+  it.each([
+    ["malformed JSON", "{\"plaintext\": "],
+    ["a JSON string", '"aGk="'],
+    ["a missing field", {}],
+    ["a number plaintext", { plaintext: 1234 }],
+    ["a non-base64 plaintext", { plaintext: "not base64 at all!" }],
+    ["a badly padded plaintext", { plaintext: "aGk" }],
+    ["an unknown field", { plaintext: "aGk=", tenant: "tenant-b" }],
+    ["a non-object context", { plaintext: "aGk=", context: "ctx" }],
+    ["a non-string context value", { plaintext: "aGk=", context: { n: 1 } }],
+    ["a reserved context key (rejected by core)", { plaintext: "aGk=", context: { "kms:tenant": "tenant-b" } }],
+  ])("400 INPUT_INVALID for %s", async (_name, body) => {
+    expectError(await call(url, "POST", "/v1/tenants/tenant-a/encrypt", body, TOKENS["tenant-a"]), 400, "INPUT_INVALID");
+  });
+
+  it("400 INPUT_INVALID for a wrong ciphertext type", async () => {
+    const res = await call(url, "POST", "/v1/tenants/tenant-a/decrypt", { ciphertext: ["x"] }, TOKENS["tenant-a"]);
+    expectError(res, 400, "INPUT_INVALID");
+  });
+
+  it("413 BODY_TOO_LARGE over the 1 MiB default limit", async () => {
+    const plaintext = Buffer.alloc(1024 * 1024).toString("base64");
+    expectError(await encrypt("tenant-a", plaintext, undefined, TOKENS["tenant-a"]), 413, "BODY_TOO_LARGE");
+  });
+
+  it("401 UNAUTHENTICATED without, with a malformed, or with an unknown token", async () => {
+    const res = await encrypt("tenant-a", b64("x"));
+    expectError(res, 401, "UNAUTHENTICATED");
+    expect(res.headers.get("www-authenticate")).toContain("Bearer");
+    expectError(await encrypt("tenant-a", b64("x"), undefined, "not-a-known-token"), 401, "UNAUTHENTICATED");
+    const malformed = await fetch(`${url}/v1/tenants/tenant-a/encrypt`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Token ${TOKENS["tenant-a"]}` },
+      body: JSON.stringify({ plaintext: b64("x") }),
+    });
+    expect(malformed.status).toBe(401);
+    expectError(await decrypt("tenant-a", "AAAA", undefined, "bad"), 401, "UNAUTHENTICATED");
+  });
+
+  it("403 FORBIDDEN for the admin token on a tenant route", async () => {
+    expectError(await encrypt("tenant-a", b64("x"), undefined, ADMIN_TOKEN), 403, "FORBIDDEN");
+  });
+
+  it("routes tenant ids up to 256 characters (403 here: the token is tenant-a's)", async () => {
+    expectError(await encrypt("t".repeat(256), b64("x"), undefined, TOKENS["tenant-a"]), 403, "TENANT_MISMATCH");
+  });
+
+  it("404 NOT_FOUND for unknown routes", async () => {
+    expectError(await call(url, "GET", "/v1/nothing"), 404, "NOT_FOUND");
+  });
+
+  it("GET /health/live → 200", async () => {
+    const res = await call(url, "GET", "/health/live");
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ status: "ok" });
+  });
+
+  it("GET /health/kms → 200 with the local provider marked insecure", async () => {
+    const res = await call(url, "GET", "/health/kms");
+    expect(res.status).toBe(200);
+    expect(res.body.ready).toBe(true);
+    const local = (res.body.providers as Record<string, { healthy: boolean; insecure: boolean; circuit: string }>).local;
+    expect(local).toMatchObject({ healthy: true, insecure: true, circuit: "closed" });
+  });
+
+  it("logs JSON lines with request id, tenant, route, status and outcome, never secrets", async () => {
+    const secret = b64("log canary plaintext");
+    const enc = await encrypt("tenant-b", secret, undefined, TOKENS["tenant-b"]);
+    await decrypt("tenant-b", enc.body.ciphertext as string, undefined, TOKENS["tenant-b"]);
+    await new Promise((r) => setTimeout(r, 100));
+    const lines = server
+      .stdout()
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const access = lines.filter((l) => l.msg === "request completed");
+    expect(access).toContainEqual(
+      expect.objectContaining({
+        reqId: expect.any(String),
+        tenantId: "tenant-b",
+        route: "/v1/tenants/:tenantId/encrypt",
+        statusCode: 200,
+        outcome: "OK",
+      }),
+    );
+    expect(access).toContainEqual(expect.objectContaining({ statusCode: 403, outcome: "TENANT_MISMATCH" }));
+    const all = server.stdout() + server.stderr();
+    for (const s of [...Object.values(TOKENS), ADMIN_TOKEN, secret, enc.body.ciphertext as string]) {
+      expect(all).not.toContain(s);
+    }
+  });
+});
+
+describe("development tokens", () => {
+  it("generates and prints tokens once when none is configured, and they work", async () => {
+    const server = await startServer({ KMS_LOCAL_KEY_STORE: join(tmp, "dev", "keys.json"), KMS_DEMO_TENANTS: "alpha, beta" });
+    try {
+      // Printed right after the listening line.
+      const deadline = Date.now() + 5_000;
+      while (!/admin: \S+/.test(server.stdout()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const out = server.stdout();
+      const alpha = /tenant alpha: (\S+)/.exec(out)?.[1];
+      const beta = /tenant beta: (\S+)/.exec(out)?.[1];
+      expect(alpha).toBeDefined();
+      expect(beta).toBeDefined();
+      expect(/admin: (\S+)/.exec(out)?.[1]).toBeDefined();
+      expect(out.split(alpha!).length - 1).toBe(1);
+      const enc = await call(server.url, "POST", "/v1/tenants/alpha/encrypt", { plaintext: b64("hi") }, alpha);
+      expect(enc.status).toBe(200);
+      const cross = await call(server.url, "POST", "/v1/tenants/alpha/encrypt", { plaintext: b64("hi") }, beta);
+      expectError(cross, 403, "TENANT_MISMATCH");
+    } finally {
+      server.child.kill("SIGTERM");
+      await exited(server.child);
+    }
+  }, 15_000);
+});
+
+describe("graceful shutdown", () => {
+  it.each(["SIGTERM", "SIGINT"] as const)("on %s, finishes the request in flight, then exits 0", async (signal) => {
+    const server = await startServer({
+      KMS_LOCAL_KEY_STORE: join(tmp, "shutdown", "keys.json"),
+      KMS_TENANT_TOKENS: JSON.stringify(TOKENS),
+    });
+    // A request whose body is only half sent when the signal arrives: it is in flight.
+    const body = Buffer.from(JSON.stringify({ plaintext: b64("the last request") }));
+    const { hostname, port } = new URL(server.url);
+    const response = new Promise<{ status: number; body: string }>((resolveRes, reject) => {
+      const req = request(
+        {
+          host: hostname,
+          port,
+          method: "POST",
+          path: "/v1/tenants/tenant-a/encrypt",
+          headers: {
+            "content-type": "application/json",
+            "content-length": body.length,
+            authorization: `Bearer ${TOKENS["tenant-a"]}`,
+          },
+        },
+        (res) => {
+          let text = "";
+          res.setEncoding("utf8").on("data", (d: string) => (text += d));
+          res.on("end", () => resolveRes({ status: res.statusCode ?? 0, body: text }));
+        },
+      );
+      req.on("error", reject);
+      req.write(body.subarray(0, 10));
+      setTimeout(() => {
+        server.child.kill(signal);
+        setTimeout(() => req.end(body.subarray(10)), 300);
+      }, 200);
+    });
+    const [res, code] = await Promise.all([response, exited(server.child)]);
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body)).toEqual({ ciphertext: expect.stringMatching(/^[A-Za-z0-9_-]+$/) });
+    expect(code).toBe(0);
+    expect(server.stdout()).toContain('"msg":"stopped"');
+  }, 15_000);
+});
+
+describe("start-up with an invalid configuration exits non-zero within 2 s, naming the code and docs link", () => {
+  const tokens = { KMS_TENANT_TOKENS: JSON.stringify(TOKENS) };
+  const configFile = (name: string, content: string) => {
+    const path = join(tmp, name);
+    writeFileSync(path, content);
+    return path;
+  };
+
+  const cases: [string, () => Record<string, string>, KmsErrorCode, string[]][] = [
+    [
+      "(a) NODE_ENV=production with local and no opt-in",
+      () => ({ ...tokens, NODE_ENV: "production", KMS_LOCAL_KEY_STORE: join(tmp, "prod", "keys.json") }),
+      "KMS_LOCAL_IN_PRODUCTION",
+      [],
+    ],
+    [
+      "(b) a provider whose package is not installed (vault)",
+      () => ({
+        ...tokens,
+        KMS_CONFIG_FILE: configFile(
+          "vault.json",
+          JSON.stringify({
+            providers: { vault: { address: "http://127.0.0.1:8200" } },
+            tenants: { defaultKey: { provider: "vault", keyId: "tenants" } },
+          }),
+        ),
+      }),
+      "KMS_PROVIDER_NOT_INSTALLED",
+      ["@kms/vault"],
+    ],
+    [
+      "(c) an unknown provider name",
+      () => ({
+        ...tokens,
+        KMS_CONFIG_FILE: configFile(
+          "unknown.json",
+          JSON.stringify({ providers: { "acme-kms": {} }, tenants: { defaultKey: { provider: "acme-kms", keyId: "k" } } }),
+        ),
+      }),
+      "KMS_PROVIDER_UNKNOWN",
+      ["acme-kms"],
+    ],
+    [
+      "(d) a bad cache value",
+      () => ({
+        ...tokens,
+        KMS_LOCAL_KEY_STORE: join(tmp, "cache", "keys.json"),
+        KMS_CONFIG_FILE: configFile("cache.json", JSON.stringify({ cache: { encrypt: { maxAgeMs: -1 } } })),
+      }),
+      "KMS_CONFIG_INVALID",
+      ["cache.encrypt.maxAgeMs"],
+    ],
+    [
+      "(e) invalid JSON in the config file",
+      () => ({ ...tokens, KMS_CONFIG_FILE: configFile("broken.json", '{"providers": {"local": {},}') }),
+      "KMS_CONFIG_INVALID",
+      ["broken.json"],
+    ],
+    [
+      "(f) production without credentials",
+      () => ({ NODE_ENV: "production", KMS_ALLOW_LOCAL_IN_PRODUCTION: "true", KMS_LOCAL_KEY_STORE: join(tmp, "p2", "k.json") }),
+      "KMS_CONFIG_INVALID",
+      ["KMS_TENANT_TOKENS", "KMS_ADMIN_TOKEN"],
+    ],
+    [
+      "(g) a missing config file",
+      () => ({ ...tokens, KMS_CONFIG_FILE: join(tmp, "does-not-exist.json") }),
+      "KMS_CONFIG_INVALID",
+      ["does-not-exist.json"],
+    ],
+    [
+      "(h) an invalid PORT",
+      () => ({ ...tokens, PORT: "http", KMS_LOCAL_KEY_STORE: join(tmp, "port", "keys.json") }),
+      "KMS_CONFIG_INVALID",
+      ["PORT"],
+    ],
+  ];
+
+  it.each(cases)("%s", async (_name, env, code, mentions) => {
+    const { code: exitCode, output, ms } = await runToExit(env());
+    expect(exitCode).not.toBe(0);
+    expect(exitCode).not.toBeNull();
+    expect(ms).toBeLessThan(2_000);
+    expect(output).toContain(code);
+    expect(output).toContain(docsUrlFor(code));
+    for (const m of mentions) expect(output).toContain(m);
+  });
+
+  it("opting in allows local in production (and it starts)", async () => {
+    const server = await startServer({
+      ...tokens,
+      NODE_ENV: "production",
+      KMS_ALLOW_LOCAL_IN_PRODUCTION: "true",
+      KMS_LOCAL_KEY_STORE: join(tmp, "optin", "keys.json"),
+    });
+    const res = await call(server.url, "GET", "/health/kms");
+    expect(res.status).toBe(200);
+    server.child.kill("SIGTERM");
+    await exited(server.child);
+  }, 15_000);
+});

@@ -1,0 +1,20 @@
+// Shared jest preset: TypeScript through @swc/jest (no type-check here: `pnpm typecheck` does that),
+// and workspace packages resolved to their sources so tests never need a prior build.
+const path = require("node:path");
+
+module.exports = {
+  testEnvironment: "node",
+  testMatch: ["<rootDir>/test/**/*.test.ts", "<rootDir>/src/**/*.test.ts"],
+  transform: {
+    "^.+\\.ts$": [
+      "@swc/jest",
+      {
+        jsc: { parser: { syntax: "typescript" }, target: "es2022" },
+        module: { type: "commonjs" },
+      },
+    ],
+  },
+  moduleNameMapper: {
+    "^@kms/(core|testkit)$": path.join(__dirname, "packages/$1/src/index.ts"),
+  },
+};

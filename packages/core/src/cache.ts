@@ -1,0 +1,250 @@
+/**
+ * The data-key cache: one instance per side (encrypt, decrypt), in-process LRU.
+ *
+ * - Encrypt side: entries keyed by (tenant, key, context); each data key is retired after
+ *   `maxAgeMs` (shortened by up to `jitter` at random), `maxMessages` or `maxBytes`, like the AWS
+ *   Encryption SDK's caching materials manager. A message larger than `maxBytes` gets a data key of
+ *   its own that is never cached.
+ * - Decrypt side: entries keyed by (tenant, exact key section of the envelope); age limits only.
+ * - Single-flight: concurrent misses for one entry share one load; a failed load is not remembered.
+ * - Stale-if-error: when a refresh fails because the KMS is unavailable (timeout, outage, open
+ *   circuit, throttling, overload), the expired entry keeps serving until `hardMaxAgeMs`.
+ * - Key material is zeroed when an entry leaves the cache. Entries are used only inside `withKey`'s
+ *   synchronous callback, so no caller can hold a key across an await while it is being zeroed.
+ */
+import type { Clock } from "./clock";
+import { isKmsError } from "./errors";
+import { type DataKeyMaterial, zeroMaterial } from "./envelope";
+import type { CacheSide, EvictionReason, KmsEvents } from "./events";
+
+export interface CacheLimits {
+  maxAgeMs: number;
+  hardMaxAgeMs: number;
+  capacity: number;
+  jitter: number;
+  /** Encrypt side only. */
+  maxMessages?: number;
+  /** Encrypt side only. */
+  maxBytes?: number;
+}
+
+export interface CacheEntry<T> {
+  readonly value: T;
+  readonly material: DataKeyMaterial;
+  readonly tenantId: string;
+  readonly provider: string;
+  readonly createdAt: number;
+  readonly freshUntil: number;
+  readonly hardExpiry: number;
+  messages: number;
+  bytes: number;
+}
+
+export interface Loaded<T> {
+  value: T;
+  material: DataKeyMaterial;
+}
+
+/** Errors that mean "the KMS cannot answer right now", during which stale keys may serve. */
+const AVAILABILITY_CODES = new Set(["KMS_UNAVAILABLE", "KMS_TIMEOUT", "KMS_CIRCUIT_OPEN", "KMS_THROTTLED", "KMS_OVERLOADED"]);
+
+const SWEEP_INTERVAL_MS = 60_000;
+
+export class KeyCache<T> {
+  readonly #side: CacheSide;
+  readonly #limits: CacheLimits;
+  readonly #clock: Clock;
+  readonly #events: KmsEvents;
+  readonly #random: () => number;
+  readonly #entries = new Map<string, CacheEntry<T>>();
+  readonly #inFlight = new Map<string, Promise<void>>();
+  /** Bumped by invalidation: a load that started before it does not install its result. */
+  #epoch = 0;
+  #cancelSweep: (() => void) | undefined;
+  hits = 0;
+  misses = 0;
+
+  constructor(side: CacheSide, limits: CacheLimits, deps: { clock: Clock; events: KmsEvents; random?: () => number }) {
+    this.#side = side;
+    this.#limits = limits;
+    this.#clock = deps.clock;
+    this.#events = deps.events;
+    this.#random = deps.random ?? Math.random;
+    this.#scheduleSweep();
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /**
+   * Runs `use` synchronously with a usable entry for `key` (counting `bytes` and one message
+   * against it), loading the entry with `load` when there is none.
+   */
+  async withKey<R>(
+    key: string,
+    meta: { tenantId: string; provider: string; bytes: number },
+    load: () => Promise<Loaded<T>>,
+    use: (entry: CacheEntry<T>) => R,
+  ): Promise<R> {
+    if (this.#limits.maxBytes !== undefined && meta.bytes > this.#limits.maxBytes) {
+      return this.#withOneOff(meta, load, use);
+    }
+    const hit = this.#take(key, meta.bytes);
+    if (hit) {
+      this.hits++;
+      if (this.#events.active) this.#emitHit(meta, false);
+      return use(hit);
+    }
+    this.misses++;
+    let coalesced = false;
+    for (;;) {
+      const flight = this.#inFlight.get(key);
+      if (this.#events.active) {
+        this.#events.emit({ type: "cache.miss", side: this.#side, tenantId: meta.tenantId, provider: meta.provider, coalesced: coalesced || flight !== undefined });
+      }
+      try {
+        await (flight ?? this.#fill(key, meta, load));
+      } catch (error) {
+        const stale = this.#takeStale(key, meta.bytes, error);
+        if (!stale) throw error;
+        if (this.#events.active) this.#emitHit(meta, true);
+        return use(stale);
+      }
+      const entry = this.#take(key, meta.bytes);
+      if (entry) return use(entry);
+      // Another waiter exhausted or invalidated the new entry first: load again.
+      coalesced = false;
+    }
+  }
+
+  /** Drops every entry of the tenant (zeroing keys); loads in flight will not install. */
+  invalidateTenant(tenantId: string): void {
+    this.#epoch++;
+    for (const [key, entry] of this.#entries) {
+      if (entry.tenantId === tenantId) this.#evict(key, entry, "invalidated");
+    }
+  }
+
+  clear(): void {
+    this.#epoch++;
+    for (const [key, entry] of this.#entries) this.#evict(key, entry, "invalidated");
+    this.#cancelSweep?.();
+    this.#cancelSweep = undefined;
+  }
+
+  /** A fresh entry within its limits, counted and moved to the LRU's young end; else undefined. */
+  #take(key: string, bytes: number): CacheEntry<T> | undefined {
+    const entry = this.#entries.get(key);
+    if (entry === undefined) return undefined;
+    const now = this.#clock.now();
+    if (now >= entry.hardExpiry) {
+      this.#evict(key, entry, "hard-max-age");
+      return undefined;
+    }
+    if (now >= entry.freshUntil) return undefined; // kept for stale-if-error until replaced
+    const limits = this.#limits;
+    if (limits.maxMessages !== undefined && entry.messages >= limits.maxMessages) {
+      this.#evict(key, entry, "max-messages");
+      return undefined;
+    }
+    if (limits.maxBytes !== undefined && entry.bytes + bytes > limits.maxBytes) {
+      this.#evict(key, entry, "max-bytes");
+      return undefined;
+    }
+    entry.messages++;
+    entry.bytes += bytes;
+    this.#entries.delete(key);
+    this.#entries.set(key, entry);
+    return entry;
+  }
+
+  #takeStale(key: string, bytes: number, error: unknown): CacheEntry<T> | undefined {
+    if (!isKmsError(error) || !AVAILABILITY_CODES.has(error.code)) return undefined;
+    const entry = this.#entries.get(key);
+    if (entry === undefined || this.#clock.now() >= entry.hardExpiry) return undefined;
+    const limits = this.#limits;
+    if (limits.maxMessages !== undefined && entry.messages >= limits.maxMessages) return undefined;
+    if (limits.maxBytes !== undefined && entry.bytes + bytes > limits.maxBytes) return undefined;
+    entry.messages++;
+    entry.bytes += bytes;
+    return entry;
+  }
+
+  #fill(key: string, meta: { tenantId: string; provider: string }, load: () => Promise<Loaded<T>>): Promise<void> {
+    const epoch = this.#epoch;
+    const flight = load().then(
+      (loaded) => {
+        this.#inFlight.delete(key);
+        if (epoch !== this.#epoch) {
+          zeroMaterial(loaded.material);
+          return;
+        }
+        this.#install(key, meta, loaded);
+      },
+      (error: unknown) => {
+        this.#inFlight.delete(key);
+        throw error;
+      },
+    );
+    this.#inFlight.set(key, flight);
+    return flight;
+  }
+
+  #install(key: string, meta: { tenantId: string; provider: string }, loaded: Loaded<T>): void {
+    const now = this.#clock.now();
+    const { maxAgeMs, hardMaxAgeMs, jitter } = this.#limits;
+    const previous = this.#entries.get(key);
+    if (previous) this.#evict(key, previous, "max-age");
+    this.#entries.set(key, {
+      value: loaded.value,
+      material: loaded.material,
+      tenantId: meta.tenantId,
+      provider: meta.provider,
+      createdAt: now,
+      freshUntil: now + Math.floor(maxAgeMs * (1 - jitter * this.#random())),
+      hardExpiry: now + hardMaxAgeMs,
+      messages: 0,
+      bytes: 0,
+    });
+    while (this.#entries.size > this.#limits.capacity) {
+      const [oldestKey, oldest] = this.#entries.entries().next().value as [string, CacheEntry<T>];
+      this.#evict(oldestKey, oldest, "capacity");
+    }
+  }
+
+  async #withOneOff<R>(meta: { tenantId: string; provider: string; bytes: number }, load: () => Promise<Loaded<T>>, use: (entry: CacheEntry<T>) => R): Promise<R> {
+    this.misses++;
+    if (this.#events.active) {
+      this.#events.emit({ type: "cache.miss", side: this.#side, tenantId: meta.tenantId, provider: meta.provider, coalesced: false });
+    }
+    const loaded = await load();
+    const now = this.#clock.now();
+    try {
+      return use({ ...loaded, ...meta, createdAt: now, freshUntil: now, hardExpiry: now, messages: 1 });
+    } finally {
+      zeroMaterial(loaded.material);
+    }
+  }
+
+  #evict(key: string, entry: CacheEntry<T>, reason: EvictionReason): void {
+    this.#entries.delete(key);
+    zeroMaterial(entry.material);
+    if (this.#events.active) this.#events.emit({ type: "cache.evict", side: this.#side, provider: entry.provider, reason });
+  }
+
+  #emitHit(meta: { tenantId: string; provider: string }, stale: boolean): void {
+    this.#events.emit({ type: "cache.hit", side: this.#side, tenantId: meta.tenantId, provider: meta.provider, stale });
+  }
+
+  /** Zeroes entries past their hard max age even when nobody asks for them again. */
+  #scheduleSweep(): void {
+    this.#cancelSweep = this.#clock.setTimer(SWEEP_INTERVAL_MS, () => {
+      const now = this.#clock.now();
+      for (const [key, entry] of this.#entries) {
+        if (now >= entry.hardExpiry) this.#evict(key, entry, "hard-max-age");
+      }
+      this.#scheduleSweep();
+    });
+  }
+}

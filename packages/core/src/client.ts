@@ -1,0 +1,364 @@
+/**
+ * `createKms`: the per-tenant envelope-encryption client. Data keys come from the cache first; a
+ * provider is called only on a miss, through its resilience policy and the postcondition guard.
+ */
+import { randomBytes } from "node:crypto";
+import { KeyCache } from "./cache";
+import type {
+  BatchResult,
+  CacheStats,
+  DecryptItem,
+  EncryptItem,
+  KmsClient,
+  KmsHealth,
+  PermissionReport,
+  ProviderHealthReport,
+} from "./client-types";
+import { type Clock, systemClock } from "./clock";
+import { type KmsConfigInput, validateConfig } from "./config";
+import {
+  type DataKeyMaterial,
+  type EncryptTemplate,
+  type ParsedEnvelope,
+  createEncryptTemplate,
+  deriveMaterial,
+  encodeKeySection,
+  encodeTenantContext,
+  fromBase64Url,
+  keySectionTag,
+  open,
+  parseEnvelope,
+  replaceKeySection,
+  seal,
+  toBase64Url,
+  zeroMaterial,
+} from "./envelope";
+import { KmsError, isKmsError } from "./errors";
+import { type KmsEventListener, KmsEvents } from "./events";
+import { DATA_KEY_BYTES, type EncryptionContext, type KmsProvider, type ProviderDefinition } from "./provider";
+import { ProviderPolicy } from "./resilience";
+import { type KeyRef, type TenantKeyResolver, type TenantKeys, configResolver, keyRefId, tenantKeys } from "./tenant";
+import { timingSafeEqual } from "node:crypto";
+
+/** The encryption-context key under which core sends the tenant id to the KMS. Reserved. */
+export const TENANT_CONTEXT_KEY = "kms:tenant";
+const RESERVED_CONTEXT_PREFIX = "kms:";
+const MAX_WRAPPED_KEY_BYTES = 8192;
+const MAX_KEY_VERSION_BYTES = 255;
+
+export interface CreateKmsOptions {
+  /** The provider definitions this app installed: the only way a provider name becomes a provider. */
+  registry: readonly ProviderDefinition<unknown>[];
+  /** Plain configuration data (file, environment or code); validated at once, every problem reported. */
+  config: KmsConfigInput | unknown;
+  /** Read for NODE_ENV; defaults to process.env. */
+  env?: Readonly<Record<string, string | undefined>>;
+  /** Resolve tenant keys in the app (e.g. from a database) instead of `config.tenants`. */
+  resolveTenantKeys?: TenantKeyResolver;
+  /** Subscribed before the first call (e.g. @kms/metrics). */
+  onEvent?: KmsEventListener;
+  clock?: Clock;
+  /** For deterministic tests of jitter and backoff. */
+  random?: () => number;
+}
+
+export function createKms(options: CreateKmsOptions): KmsClient {
+  const { config, providers } = validateConfig(options.config, {
+    registry: options.registry,
+    env: options.env,
+    customResolver: options.resolveTenantKeys !== undefined,
+  });
+  const clock = options.clock ?? systemClock;
+  const events = new KmsEvents();
+  if (options.onEvent) events.on(options.onEvent);
+
+  const policies = new Map<string, ProviderPolicy>();
+  for (const id of providers.keys()) {
+    policies.set(id, new ProviderPolicy(id, config.resilience, { events, clock, random: options.random }));
+  }
+  const cacheDeps = { clock, events, random: options.random };
+  const { cache } = config;
+  const encryptCache = new KeyCache<EncryptTemplate>("encrypt", { ...cache.encrypt, hardMaxAgeMs: cache.hardMaxAgeMs, jitter: cache.jitter }, cacheDeps);
+  const decryptCache = new KeyCache<undefined>("decrypt", { ...cache.decrypt, hardMaxAgeMs: cache.hardMaxAgeMs, jitter: cache.jitter }, cacheDeps);
+
+  const fromConfig = configResolver(config.tenants);
+  const custom = options.resolveTenantKeys;
+  const resolve = async (tenantId: string): Promise<TenantKeys> => {
+    if (!custom) return fromConfig(tenantId);
+    const keys = tenantKeys(await custom(tenantId));
+    for (const id of keys.decryptable) {
+      const provider = id.slice(0, id.indexOf("\0"));
+      if (!providers.has(provider)) {
+        throw new KmsError("KMS_CONFIG_INVALID", `the tenant key resolver returned provider "${provider}", which is not configured`);
+      }
+    }
+    return keys;
+  };
+
+  let closed = false;
+  const ensureOpen = () => {
+    if (closed) throw new KmsError("KMS_CLOSED", "this KMS client has been closed");
+  };
+
+  /** Every provider call: policy (bulkhead, retry, breaker, timeout) around the provider. */
+  const call = <T>(ref: KeyRef, operation: Parameters<ProviderPolicy["execute"]>[0], fn: (p: KmsProvider, signal: AbortSignal) => Promise<T>): Promise<T> => {
+    const provider = providers.get(ref.provider);
+    const policy = policies.get(ref.provider);
+    if (!provider || !policy) throw new KmsError("KMS_PROVIDER_UNKNOWN", `provider "${ref.provider}" is not configured`);
+    return policy.execute(operation, (signal) => fn(provider, signal));
+  };
+
+  const generate = async (ref: KeyRef, context: EncryptionContext) => {
+    const dataKey = await call(ref, "generateDataKey", async (p, signal) => {
+      if (p.generateDataKey) return p.generateDataKey({ keyId: ref.keyId, context, signal });
+      const plaintextKey = randomBytes(DATA_KEY_BYTES);
+      try {
+        const wrapped = await p.wrapDataKey({ keyId: ref.keyId, plaintextKey, context, signal });
+        return { ...wrapped, plaintextKey: Buffer.from(plaintextKey) };
+      } finally {
+        plaintextKey.fill(0);
+      }
+    });
+    try {
+      checkKey(ref.provider, dataKey.plaintextKey);
+      checkWrapped(ref.provider, dataKey.wrappedKey, dataKey.keyVersion);
+      return {
+        material: deriveMaterial(dataKey.plaintextKey),
+        keySection: encodeKeySection({ providerId: ref.provider, keyId: ref.keyId, keyVersion: dataKey.keyVersion, wrappedKey: dataKey.wrappedKey }),
+      };
+    } finally {
+      dataKey.plaintextKey.fill(0);
+    }
+  };
+
+  /** Unwraps an envelope's data key and checks it against the envelope's commitment and tag. */
+  const unwrapFor = async (parsed: ParsedEnvelope, context: EncryptionContext, keep: (dek: Uint8Array) => void = () => {}): Promise<DataKeyMaterial> => {
+    const { keySection: ks } = parsed;
+    const dek = await call({ provider: ks.providerId, keyId: ks.keyId }, "unwrapDataKey", (p, signal) =>
+      p.unwrapDataKey({ keyId: ks.keyId, keyVersion: ks.keyVersion, wrappedKey: ks.wrappedKey, context, signal }),
+    );
+    try {
+      checkKey(ks.providerId, dek);
+      const material = deriveMaterial(dek);
+      const tag = keySectionTag(material, parsed.keySectionBytes);
+      if (!timingSafeEqual(material.commitment, parsed.commitment) || !timingSafeEqual(tag, parsed.keySectionTag)) {
+        zeroMaterial(material);
+        if (events.active) events.emit({ type: "cache.integrity-failure", side: "decrypt", provider: ks.providerId });
+        throw authFailed();
+      }
+      keep(dek);
+      return material;
+    } finally {
+      dek.fill(0);
+    }
+  };
+
+  const encrypt = async (tenantId: string, plaintext: Uint8Array | string, context?: EncryptionContext): Promise<Buffer> => {
+    ensureOpen();
+    const data = toBytes(plaintext);
+    const tenantContext = encodeTenantContext(tenantId, context);
+    const kmsContext = kmsContextFor(tenantId, context);
+    const { current } = await resolve(tenantId);
+    const cacheKey = `${current.provider}\0${current.keyId}\0${tenantContext.toString("latin1")}`;
+    return encryptCache.withKey(
+      cacheKey,
+      { tenantId, provider: current.provider, bytes: data.length },
+      async () => {
+        const { material, keySection } = await generate(current, kmsContext);
+        return { value: createEncryptTemplate(material, keySection, tenantContext), material };
+      },
+      (entry) => seal(entry.value, data),
+    );
+  };
+
+  const decrypt = async (tenantId: string, envelope: Uint8Array, context?: EncryptionContext): Promise<Buffer> => {
+    ensureOpen();
+    if (!(envelope instanceof Uint8Array)) throw new KmsError("INPUT_INVALID", "the envelope must be bytes (Uint8Array)");
+    const parsed = parseEnvelope(envelope);
+    const tenantContext = encodeTenantContext(tenantId, context);
+    const kmsContext = kmsContextFor(tenantId, context);
+    const keys = await resolve(tenantId);
+    const { providerId, keyId } = parsed.keySection;
+    // An envelope under a key that is not this tenant's is not authentic for this tenant: vague on purpose.
+    if (!keys.decryptable.has(keyRefId(providerId, keyId))) throw authFailed();
+    const cacheKey = `${tenantId}\0${parsed.keySectionBytes.toString("latin1")}`;
+    return decryptCache.withKey(
+      cacheKey,
+      { tenantId, provider: providerId, bytes: 0 },
+      async () => ({ value: undefined, material: await unwrapFor(parsed, kmsContext) }),
+      (entry) => open(parsed, entry.material, tenantContext),
+    );
+  };
+
+  const rewrap = async (tenantId: string, envelope: Uint8Array, context?: EncryptionContext): Promise<Buffer> => {
+    ensureOpen();
+    if (!(envelope instanceof Uint8Array)) throw new KmsError("INPUT_INVALID", "the envelope must be bytes (Uint8Array)");
+    const parsed = parseEnvelope(envelope);
+    encodeTenantContext(tenantId, context);
+    const kmsContext = kmsContextFor(tenantId, context);
+    const keys = await resolve(tenantId);
+    if (!keys.decryptable.has(keyRefId(parsed.keySection.providerId, parsed.keySection.keyId))) throw authFailed();
+    const dek = Buffer.alloc(DATA_KEY_BYTES);
+    try {
+      const material = await unwrapFor(parsed, kmsContext, (key) => dek.set(key));
+      try {
+        const { current } = keys;
+        const wrapped = await call(current, "wrapDataKey", (p, signal) =>
+          p.wrapDataKey({ keyId: current.keyId, plaintextKey: dek, context: kmsContext, signal }),
+        );
+        checkWrapped(current.provider, wrapped.wrappedKey, wrapped.keyVersion);
+        const keySection = encodeKeySection({ providerId: current.provider, keyId: current.keyId, keyVersion: wrapped.keyVersion, wrappedKey: wrapped.wrappedKey });
+        return replaceKeySection(parsed, keySection, keySectionTag(material, keySection));
+      } finally {
+        zeroMaterial(material);
+      }
+    } finally {
+      dek.fill(0);
+    }
+  };
+
+  /** Runs `fn` over items with bounded concurrency; same-key items coalesce in the caches. */
+  const batch = async <I>(items: readonly I[], fn: (item: I) => Promise<Buffer>): Promise<BatchResult<Buffer>[]> => {
+    ensureOpen();
+    const results = new Array<BatchResult<Buffer>>(items.length);
+    let next = 0;
+    const worker = async () => {
+      while (next < items.length) {
+        const i = next++;
+        try {
+          results[i] = { ok: true, value: await fn(items[i]!) };
+        } catch (error) {
+          results[i] = { ok: false, error: toKmsError(error) };
+        }
+      }
+    };
+    const width = Math.min(items.length, config.resilience.bulkhead.maxConcurrent);
+    await Promise.all(Array.from({ length: width }, worker));
+    return results;
+  };
+
+  /** Every (provider, key id) the configuration names, for health and permission checks. */
+  const configuredKeys = (): KeyRef[] => {
+    const seen = new Map<string, KeyRef>();
+    const { defaultKey, keys } = config.tenants;
+    for (const spec of [...(defaultKey ? [defaultKey] : []), ...Object.values(keys)]) {
+      for (const ref of [spec, ...spec.previous]) seen.set(keyRefId(ref.provider, ref.keyId), { provider: ref.provider, keyId: ref.keyId });
+    }
+    return [...seen.values()];
+  };
+
+  const client: KmsClient = {
+    encrypt,
+    decrypt,
+    rewrap,
+    async encryptToBase64Url(tenantId, plaintext, context) {
+      return toBase64Url(await encrypt(tenantId, plaintext, context));
+    },
+    async decryptFromBase64Url(tenantId, envelope, context) {
+      if (typeof envelope !== "string") throw new KmsError("INPUT_INVALID", "the envelope must be a base64url string");
+      return decrypt(tenantId, fromBase64Url(envelope), context);
+    },
+    encryptMany: (items: readonly EncryptItem[]) => batch(items, (i) => encrypt(i.tenantId, i.plaintext, i.context)),
+    decryptMany: (items: readonly DecryptItem[]) => batch(items, (i) => decrypt(i.tenantId, i.envelope, i.context)),
+
+    async checkHealth(): Promise<KmsHealth> {
+      ensureOpen();
+      const keys = configuredKeys();
+      const reports: Record<string, ProviderHealthReport> = {};
+      await Promise.all(
+        [...providers.entries()].map(async ([id, provider]) => {
+          const policy = policies.get(id)!;
+          const keyIds = keys.filter((k) => k.provider === id).map((k) => k.keyId);
+          try {
+            const health = await policy.execute("checkHealth", (signal) => provider.checkHealth(keyIds, { signal }));
+            reports[id] = { ...health, insecure: health.insecure || provider.capabilities.insecure, circuit: policy.circuitState };
+          } catch (error) {
+            const code = toKmsError(error).code;
+            reports[id] = { healthy: false, insecure: provider.capabilities.insecure, circuit: policy.circuitState, detail: code };
+          }
+        }),
+      );
+      const ready = Object.values(reports).every((r) => r.healthy && r.circuit !== "open");
+      return { ready, providers: reports };
+    },
+
+    async validatePermissions(): Promise<PermissionReport> {
+      ensureOpen();
+      const results = await Promise.all(
+        configuredKeys().map(async (ref) => {
+          try {
+            const checks = await call(ref, "validatePermissions", (p, signal) => p.validatePermissions(ref.keyId, { signal }));
+            return { ...ref, checks };
+          } catch (error) {
+            const e = toKmsError(error);
+            return { ...ref, checks: [{ permission: "*", ok: false, error: e, docsUrl: e.docsUrl }] };
+          }
+        }),
+      );
+      return { ok: results.every((r) => r.checks.every((c) => c.ok)), keys: results };
+    },
+
+    onEvent: (listener) => events.on(listener),
+
+    cacheStats(): CacheStats {
+      return {
+        encrypt: { entries: encryptCache.size, hits: encryptCache.hits, misses: encryptCache.misses },
+        decrypt: { entries: decryptCache.size, hits: decryptCache.hits, misses: decryptCache.misses },
+      };
+    },
+
+    invalidateTenant(tenantId) {
+      encryptCache.invalidateTenant(tenantId);
+      decryptCache.invalidateTenant(tenantId);
+    },
+
+    async close() {
+      if (closed) return;
+      closed = true;
+      encryptCache.clear();
+      decryptCache.clear();
+      await Promise.allSettled([...providers.values()].map((p) => p.close()));
+    },
+  };
+  return client;
+}
+
+function authFailed(): KmsError {
+  return new KmsError("ENVELOPE_AUTH_FAILED", "envelope could not be authenticated for this tenant and context");
+}
+
+function toBytes(plaintext: Uint8Array | string): Buffer {
+  if (typeof plaintext === "string") return Buffer.from(plaintext, "utf8");
+  if (plaintext instanceof Uint8Array) return Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength);
+  throw new KmsError("INPUT_INVALID", "the plaintext must be bytes (Uint8Array) or a string");
+}
+
+/** What the KMS sees as encryption context: the caller's pairs plus the tenant id. */
+function kmsContextFor(tenantId: string, context: EncryptionContext | undefined): EncryptionContext {
+  if (context === undefined) return { [TENANT_CONTEXT_KEY]: tenantId };
+  for (const key of Object.keys(context)) {
+    if (key.startsWith(RESERVED_CONTEXT_PREFIX)) {
+      throw new KmsError("INPUT_INVALID", `encryption context keys starting with "${RESERVED_CONTEXT_PREFIX}" are reserved`);
+    }
+  }
+  return { ...context, [TENANT_CONTEXT_KEY]: tenantId };
+}
+
+function checkKey(provider: string, key: Uint8Array): void {
+  if (!(key instanceof Uint8Array) || key.length !== DATA_KEY_BYTES) {
+    throw new KmsError("KMS_PROVIDER_ERROR", `provider "${provider}" returned a data key that is not ${DATA_KEY_BYTES} bytes`, { provider });
+  }
+}
+
+function checkWrapped(provider: string, wrapped: Uint8Array, keyVersion: string): void {
+  if (!(wrapped instanceof Uint8Array) || wrapped.length === 0 || wrapped.length > MAX_WRAPPED_KEY_BYTES) {
+    throw new KmsError("KMS_PROVIDER_ERROR", `provider "${provider}" returned a wrapped key of invalid length`, { provider });
+  }
+  if (typeof keyVersion !== "string" || Buffer.byteLength(keyVersion) > MAX_KEY_VERSION_BYTES) {
+    throw new KmsError("KMS_PROVIDER_ERROR", `provider "${provider}" returned an invalid key version`, { provider });
+  }
+}
+
+function toKmsError(error: unknown): KmsError {
+  return isKmsError(error) ? error : new KmsError("KMS_PROVIDER_ERROR", "unexpected failure", { cause: error });
+}

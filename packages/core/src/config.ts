@@ -1,0 +1,236 @@
+/**
+ * Configuration: one schema for file and environment input, validated synchronously at start-up.
+ * Every problem is reported at once (a `KmsConfigError` listing each issue with its path, its own
+ * code and a docs link); nothing is ever replaced by a silent fallback, least of all by `local`.
+ */
+import { createRequire } from "node:module";
+import { z } from "zod";
+import { type ConfigIssue, KmsConfigError, configIssue } from "./errors";
+import { KNOWN_PROVIDERS, PROVIDER_ID_PATTERN, type KmsProvider, type ProviderDefinition } from "./provider";
+
+/** AES-GCM with random 96-bit IVs: at most 2^32 messages per key (NIST SP 800-38D). */
+const MAX_MESSAGES_PER_KEY = 2 ** 32;
+
+const positiveInt = z.number().int().positive();
+
+const keyRefSchema = z.strictObject({
+  provider: z.string().min(1),
+  keyId: z.string().min(1).max(2048),
+});
+
+const tenantKeySchema = keyRefSchema.extend({
+  /** Keys this tenant used before (BYOK key changes): still accepted for decrypt and rewrap. */
+  previous: z.array(keyRefSchema).max(32).default([]),
+});
+
+const cacheSchema = z
+  .strictObject({
+    encrypt: z
+      .strictObject({
+        maxAgeMs: positiveInt.default(300_000),
+        maxMessages: positiveInt.max(MAX_MESSAGES_PER_KEY).default(1_000_000),
+        maxBytes: positiveInt.max(Number.MAX_SAFE_INTEGER).default(2 ** 36),
+        capacity: positiveInt.max(1_000_000).default(10_000),
+      })
+      .prefault({}),
+    decrypt: z
+      .strictObject({
+        maxAgeMs: positiveInt.default(300_000),
+        capacity: positiveInt.max(1_000_000).default(10_000),
+      })
+      .prefault({}),
+    /** Each entry's max age is shortened by up to this fraction, at random, against stampedes. */
+    jitter: z.number().min(0).max(0.5).default(0.1),
+    /** While the KMS fails, cached keys keep serving past their max age until this age. */
+    hardMaxAgeMs: positiveInt.default(3_600_000),
+  })
+  .prefault({});
+
+const resilienceSchema = z
+  .strictObject({
+    timeoutMs: positiveInt.max(600_000).default(2_000),
+    retry: z
+      .strictObject({
+        maxAttempts: positiveInt.max(10).default(3),
+        baseDelayMs: z.number().int().min(0).default(50),
+        maxDelayMs: z.number().int().min(0).default(1_000),
+      })
+      .prefault({}),
+    circuitBreaker: z
+      .strictObject({
+        failureThreshold: positiveInt.default(5),
+        resetAfterMs: positiveInt.default(10_000),
+      })
+      .prefault({}),
+    bulkhead: z
+      .strictObject({
+        maxConcurrent: positiveInt.default(64),
+        maxQueue: z.number().int().min(0).default(1_000),
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
+export const kmsConfigSchema = z.strictObject({
+  /** Settings per provider id; each provider used by a tenant key needs an entry (`{}` is fine). */
+  providers: z.record(z.string(), z.unknown()),
+  tenants: z
+    .strictObject({
+      /** The key of every tenant that has no entry in `keys`. */
+      defaultKey: tenantKeySchema.optional(),
+      /** Per-tenant keys (bring your own key). */
+      keys: z.record(z.string(), tenantKeySchema).default({}),
+    })
+    .prefault({}),
+  cache: cacheSchema,
+  resilience: resilienceSchema,
+  /** `local` keeps its keys in a file on this host; in production it needs this explicit opt-in. */
+  allowLocalInProduction: z.boolean().default(false),
+});
+
+/** Configuration as written (file or code): everything but `providers` has defaults. */
+export type KmsConfigInput = z.input<typeof kmsConfigSchema>;
+/** Configuration with every default filled in. */
+export type KmsConfig = z.output<typeof kmsConfigSchema>;
+export type KeyRefConfig = z.output<typeof keyRefSchema>;
+export type TenantKeyConfig = z.output<typeof tenantKeySchema>;
+export type CacheConfig = KmsConfig["cache"];
+export type ResilienceConfig = KmsConfig["resilience"];
+
+export interface ValidatedConfig {
+  config: KmsConfig;
+  /** Providers created from `config.providers` through the registry. */
+  providers: Map<string, KmsProvider>;
+  production: boolean;
+}
+
+export interface ValidateOptions {
+  registry: readonly ProviderDefinition<unknown>[];
+  env?: Readonly<Record<string, string | undefined>>;
+  /** When the app resolves tenant keys itself, `tenants` may be empty. */
+  customResolver?: boolean;
+}
+
+const requireFromHere = createRequire(__filename);
+
+function isInstalled(packageName: string): boolean {
+  try {
+    requireFromHere.resolve(packageName);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function pathOf(segments: readonly PropertyKey[]): string {
+  return segments
+    .map((s, i) => (typeof s === "number" ? `[${s}]` : i === 0 ? String(s) : `.${String(s)}`))
+    .join("");
+}
+
+/**
+ * Validates raw configuration, creates its providers through the registry, and returns them, or
+ * throws one `KmsConfigError` listing every problem. Makes no network call.
+ */
+export function validateConfig(raw: unknown, options: ValidateOptions): ValidatedConfig {
+  const issues: ConfigIssue[] = [];
+  const parsed = kmsConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      issues.push(configIssue(pathOf(issue.path), "KMS_CONFIG_INVALID", issue.message));
+    }
+    throw new KmsConfigError(issues);
+  }
+  const config = parsed.data;
+  const env = options.env ?? process.env;
+  const production = env.NODE_ENV === "production";
+  const registry = new Map<string, ProviderDefinition<unknown>>();
+  for (const definition of options.registry) registry.set(definition.id, definition);
+
+  // Every provider named anywhere must be registered and configured.
+  const settingsOk = new Map<string, unknown>();
+  for (const [id, rawSettings] of Object.entries(config.providers)) {
+    const path = `providers.${id}`;
+    const definition = registry.get(id);
+    if (!definition) {
+      issues.push(providerMissing(path, id));
+      continue;
+    }
+    const result = definition.parseSettings(rawSettings);
+    if (result.ok) settingsOk.set(id, result.settings);
+    else for (const i of result.issues) issues.push(configIssue(i.path ? `${path}.${i.path}` : path, "KMS_CONFIG_INVALID", i.message));
+  }
+
+  const keyRefs: { path: string; provider: string }[] = [];
+  const { defaultKey, keys } = config.tenants;
+  const addKey = (path: string, key: TenantKeyConfig) => {
+    keyRefs.push({ path: `${path}.provider`, provider: key.provider });
+    key.previous.forEach((p, i) => keyRefs.push({ path: `${path}.previous[${i}].provider`, provider: p.provider }));
+  };
+  if (defaultKey) addKey("tenants.defaultKey", defaultKey);
+  for (const [tenantId, key] of Object.entries(keys)) {
+    if (tenantId.length === 0 || tenantId.length > 256) {
+      issues.push(configIssue("tenants.keys", "KMS_CONFIG_INVALID", "tenant ids must be 1 to 256 characters"));
+    }
+    addKey(`tenants.keys.${tenantId}`, key);
+  }
+  if (!defaultKey && Object.keys(keys).length === 0 && !options.customResolver) {
+    issues.push(
+      configIssue("tenants", "KMS_CONFIG_INVALID", "no tenant key: set tenants.defaultKey, tenants.keys, or a resolver"),
+    );
+  }
+  for (const { path, provider } of keyRefs) {
+    if (!PROVIDER_ID_PATTERN.test(provider)) {
+      issues.push(configIssue(path, "KMS_CONFIG_INVALID", "provider ids are 1 to 64 of [a-z0-9-]"));
+    } else if (!registry.has(provider)) {
+      issues.push(providerMissing(path, provider));
+    } else if (!(provider in config.providers)) {
+      issues.push(
+        configIssue(path, "KMS_CONFIG_INVALID", `provider "${provider}" has no settings: add providers.${provider}`),
+      );
+    }
+  }
+
+  if (production && "local" in config.providers && !config.allowLocalInProduction) {
+    issues.push(
+      configIssue(
+        "providers.local",
+        "KMS_LOCAL_IN_PRODUCTION",
+        "the local provider keeps keys in a file on this host and is not fit for production " +
+          "(NODE_ENV=production): configure a cloud KMS, or set allowLocalInProduction: true to accept the risk",
+      ),
+    );
+  }
+  const { retry } = config.resilience;
+  if (retry.maxDelayMs < retry.baseDelayMs) {
+    issues.push(configIssue("resilience.retry.maxDelayMs", "KMS_CONFIG_INVALID", "must be >= baseDelayMs"));
+  }
+  if (config.cache.hardMaxAgeMs < config.cache.encrypt.maxAgeMs || config.cache.hardMaxAgeMs < config.cache.decrypt.maxAgeMs) {
+    issues.push(configIssue("cache.hardMaxAgeMs", "KMS_CONFIG_INVALID", "must be >= cache.encrypt.maxAgeMs and cache.decrypt.maxAgeMs"));
+  }
+  if (issues.length > 0) throw new KmsConfigError(issues);
+
+  const providers = new Map<string, KmsProvider>();
+  for (const [id, settings] of settingsOk) {
+    const provider = registry.get(id)!.create(settings);
+    if (provider.id !== id) {
+      throw new KmsConfigError([
+        configIssue(`providers.${id}`, "KMS_CONFIG_INVALID", `definition "${id}" created a provider with id "${provider.id}"`),
+      ]);
+    }
+    providers.set(id, provider);
+  }
+  return { config, providers, production };
+}
+
+function providerMissing(path: string, id: string): ConfigIssue {
+  const packageName = KNOWN_PROVIDERS[id];
+  if (packageName === undefined) {
+    const known = Object.keys(KNOWN_PROVIDERS).join(", ");
+    return configIssue(path, "KMS_PROVIDER_UNKNOWN", `unknown provider "${id}" (known providers: ${known})`);
+  }
+  const how = isInstalled(packageName)
+    ? `${packageName} is installed but its definition is not in the registry passed to createKms`
+    : `install ${packageName} (pnpm add ${packageName}) and add its definition to the registry passed to createKms`;
+  return configIssue(path, "KMS_PROVIDER_NOT_INSTALLED", `provider "${id}" is not available: ${how}`);
+}

@@ -1,0 +1,114 @@
+/**
+ * Typed errors. Every failure the toolkit reports is a `KmsError` with a stable `code`; each code has
+ * its own section in docs/setup/KMS_TROUBLESHOOTING.md (a test checks), linked from `docsUrl`.
+ * Messages never contain key material, plaintext or credentials.
+ */
+
+/** Where the troubleshooting guide is published; each code is an anchor in it. */
+export const TROUBLESHOOTING_URL =
+  "https://github.com/kms-toolkit/kms/blob/main/docs/setup/KMS_TROUBLESHOOTING.md";
+
+/** Every code, with whether the same call may succeed if simply tried again later. */
+export const ERROR_CODES = {
+  KMS_ACCESS_DENIED: { retryable: false },
+  KMS_KEY_NOT_FOUND: { retryable: false },
+  KMS_KEY_DISABLED: { retryable: false },
+  KMS_THROTTLED: { retryable: true },
+  KMS_UNAVAILABLE: { retryable: true },
+  KMS_TIMEOUT: { retryable: true },
+  KMS_CIRCUIT_OPEN: { retryable: true },
+  KMS_OVERLOADED: { retryable: true },
+  KMS_PROVIDER_ERROR: { retryable: false },
+  KMS_CONFIG_INVALID: { retryable: false },
+  KMS_PROVIDER_UNKNOWN: { retryable: false },
+  KMS_PROVIDER_NOT_INSTALLED: { retryable: false },
+  KMS_LOCAL_IN_PRODUCTION: { retryable: false },
+  KMS_CLOSED: { retryable: false },
+  ENVELOPE_MALFORMED: { retryable: false },
+  ENVELOPE_AUTH_FAILED: { retryable: false },
+  TENANT_MISMATCH: { retryable: false },
+  INPUT_INVALID: { retryable: false },
+} as const satisfies Record<string, { retryable: boolean }>;
+
+export type KmsErrorCode = keyof typeof ERROR_CODES;
+
+export function docsUrlFor(code: KmsErrorCode): string {
+  return `${TROUBLESHOOTING_URL}#${code.toLowerCase()}`;
+}
+
+const BRAND = Symbol.for("kms.error");
+
+export interface KmsErrorOptions {
+  /** The provider id the failure came from, when one did. */
+  provider?: string;
+  /** The underlying error (an SDK error, a system error). Never put secrets in it. */
+  cause?: unknown;
+  /** Overrides the code's default retryability (e.g. a provider knows better). */
+  retryable?: boolean;
+  /** Provider request id, for support tickets. */
+  requestId?: string;
+}
+
+export class KmsError extends Error {
+  readonly code: KmsErrorCode;
+  readonly retryable: boolean;
+  readonly provider: string | undefined;
+  readonly docsUrl: string;
+  readonly requestId: string | undefined;
+
+  constructor(code: KmsErrorCode, message: string, options: KmsErrorOptions = {}) {
+    super(`${message} (${code}; see ${docsUrlFor(code)})`, { cause: options.cause });
+    this.name = "KmsError";
+    this.code = code;
+    this.retryable = options.retryable ?? ERROR_CODES[code].retryable;
+    this.provider = options.provider;
+    this.docsUrl = docsUrlFor(code);
+    this.requestId = options.requestId;
+    Object.defineProperty(this, BRAND, { value: true });
+  }
+
+  /** JSON form for logs and HTTP bodies: no stack, no cause (causes may hold SDK internals). */
+  toJSON(): { code: KmsErrorCode; message: string; retryable: boolean; provider?: string; docsUrl: string } {
+    return {
+      code: this.code,
+      message: this.message,
+      retryable: this.retryable,
+      ...(this.provider === undefined ? {} : { provider: this.provider }),
+      docsUrl: this.docsUrl,
+    };
+  }
+}
+
+/** One problem found in a configuration, located by its path (`cache.encrypt.maxAgeMs`). */
+export interface ConfigIssue {
+  path: string;
+  code: KmsErrorCode;
+  message: string;
+  docsUrl: string;
+}
+
+export function configIssue(path: string, code: KmsErrorCode, message: string): ConfigIssue {
+  return { path, code, message, docsUrl: docsUrlFor(code) };
+}
+
+/**
+ * Every problem in a configuration at once. Its own `code` is the first issue's code when all issues
+ * share it, otherwise `KMS_CONFIG_INVALID`; each issue keeps its own code and docs link.
+ */
+export class KmsConfigError extends KmsError {
+  readonly issues: readonly ConfigIssue[];
+
+  constructor(issues: readonly ConfigIssue[]) {
+    const codes = new Set(issues.map((i) => i.code));
+    const code: KmsErrorCode = codes.size === 1 ? issues[0]!.code : "KMS_CONFIG_INVALID";
+    const lines = issues.map((i) => `  - ${i.path || "(root)"}: ${i.message} [${i.code}] ${i.docsUrl}`);
+    super(code, `Invalid KMS configuration: ${issues.length} problem(s):\n${lines.join("\n")}\n`);
+    this.name = "KmsConfigError";
+    this.issues = issues;
+  }
+}
+
+/** Works across duplicate copies of this package, where `instanceof` does not. */
+export function isKmsError(value: unknown): value is KmsError {
+  return typeof value === "object" && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
+}

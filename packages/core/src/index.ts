@@ -1,0 +1,58 @@
+export { createKms, TENANT_CONTEXT_KEY, type CreateKmsOptions } from "./client";
+export type {
+  BatchResult,
+  CacheStats,
+  DecryptItem,
+  EncryptItem,
+  KmsClient,
+  KmsHealth,
+  PermissionReport,
+  ProviderHealthReport,
+} from "./client-types";
+export { ManualClock, systemClock, type Clock } from "./clock";
+export {
+  kmsConfigSchema,
+  validateConfig,
+  type CacheConfig,
+  type KeyRefConfig,
+  type KmsConfig,
+  type KmsConfigInput,
+  type ResilienceConfig,
+  type TenantKeyConfig,
+} from "./config";
+export { ENVELOPE_VERSION, fromBase64Url, parseEnvelope, toBase64Url, type KeySection, type ParsedEnvelope } from "./envelope";
+export {
+  ERROR_CODES,
+  KmsConfigError,
+  KmsError,
+  TROUBLESHOOTING_URL,
+  docsUrlFor,
+  isKmsError,
+  type ConfigIssue,
+  type KmsErrorCode,
+  type KmsErrorOptions,
+} from "./errors";
+export type { CacheSide, CircuitState, EvictionReason, KmsEvent, KmsEventListener, KmsOperation } from "./events";
+export { localKms, localKmsProvider, type LocalKmsOptions, type LocalKmsProvider, type LocalKmsSettings } from "./local-provider";
+export {
+  DATA_KEY_BYTES,
+  definitionOf,
+  KNOWN_PROVIDERS,
+  PROVIDER_ID_PATTERN,
+  type DataKey,
+  type EncryptionContext,
+  type GenerateDataKeyRequest,
+  type KeyDescription,
+  type KmsProvider,
+  type PermissionCheck,
+  type ProviderCapabilities,
+  type ProviderDefinition,
+  type ProviderHealth,
+  type RotationResult,
+  type SettingsResult,
+  type UnwrapDataKeyRequest,
+  type WrapDataKeyRequest,
+  type WrappedDataKey,
+} from "./provider";
+export { DEFAULT_RESILIENCE, type ResilienceOptions } from "./resilience";
+export { parseTenantIdAsUuid, type KeyRef, type TenantKeyResolver, type TenantKeySpec } from "./tenant";

@@ -1,0 +1,351 @@
+import { randomBytes } from "node:crypto";
+import { describe, expect, it } from "@jest/globals";
+import fc from "fast-check";
+import { createKms } from "../src/client";
+import { isKmsError, type KmsError } from "../src/errors";
+import { definitionOf } from "../src/provider";
+import { fakeKms } from "./support/kms";
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+  } catch (error) {
+    expect(isKmsError(error)).toBe(true);
+    return (error as KmsError).code;
+  }
+  throw new Error("expected a KmsError");
+}
+
+describe("createKms: round trip", () => {
+  it.each([0, 1, 1024, 1024 * 1024, 16 * 1024 * 1024])("encrypts and decrypts %i bytes", async (size) => {
+    const { kms } = fakeKms();
+    const plaintext = randomBytes(size);
+    const envelope = await kms.encrypt("tenant-a", plaintext, { table: "notes" });
+    expect(envelope.length).toBeGreaterThan(size);
+    // Buffer.equals: jest's deep equality walks 16 MiB byte by byte.
+    expect((await kms.decrypt("tenant-a", envelope, { table: "notes" })).equals(plaintext)).toBe(true);
+  });
+
+  it("round-trips strings as UTF-8 and the base64url text form", async () => {
+    const { kms } = fakeKms();
+    const text = await kms.encryptToBase64Url("tenant-a", "grüße 👋");
+    expect(text).toMatch(/^[A-Za-z0-9_-]+$/);
+    expect((await kms.decryptFromBase64Url("tenant-a", text)).toString("utf8")).toBe("grüße 👋");
+    expect(await codeOf(kms.decryptFromBase64Url("tenant-a", `${text}=`))).toBe("ENVELOPE_MALFORMED");
+  });
+
+  it("accepts the same context in any key order", async () => {
+    const { kms } = fakeKms();
+    const envelope = await kms.encrypt("t", "x", { a: "1", b: "2" });
+    expect((await kms.decrypt("t", envelope, { b: "2", a: "1" })).toString()).toBe("x");
+  });
+});
+
+describe("createKms: binding", () => {
+  it("fails to decrypt tenant A's envelope as tenant B (shared default key)", async () => {
+    const { kms } = fakeKms();
+    const envelope = await kms.encrypt("tenant-a", "secret");
+    expect(await codeOf(kms.decrypt("tenant-b", envelope))).toBe("ENVELOPE_AUTH_FAILED");
+  });
+
+  it("fails without any KMS call when the envelope's key is not the tenant's (BYOK keys)", async () => {
+    const { kms, provider } = fakeKms({
+      tenants: { keys: { "tenant-a": { provider: "fake", keyId: "key-a" }, "tenant-b": { provider: "fake", keyId: "key-b" } } },
+    });
+    const envelope = await kms.encrypt("tenant-a", "secret");
+    const before = provider.kmsCalls;
+    expect(await codeOf(kms.decrypt("tenant-b", envelope))).toBe("ENVELOPE_AUTH_FAILED");
+    expect(provider.kmsCalls).toBe(before);
+  });
+
+  it("still decrypts under a tenant's previous key after a key change", async () => {
+    const first = fakeKms({ tenants: { keys: { t: { provider: "fake", keyId: "old" } } } });
+    const envelope = await first.kms.encrypt("t", "kept");
+    // Same provider instance, new configuration: the tenant moved to "new" and lists "old" as previous.
+    const moved = createKms({
+      registry: [definitionOf(first.provider)],
+      config: { providers: { fake: {} }, tenants: { keys: { t: { provider: "fake", keyId: "new", previous: [{ provider: "fake", keyId: "old" }] } } } },
+      env: {},
+    });
+    expect((await moved.decrypt("t", envelope)).toString()).toBe("kept");
+    const rewrapped = await moved.rewrap("t", envelope);
+    const onlyNew = createKms({
+      registry: [definitionOf(first.provider)],
+      config: { providers: { fake: {} }, tenants: { keys: { t: { provider: "fake", keyId: "new" } } } },
+      env: {},
+    });
+    expect(await codeOf(onlyNew.decrypt("t", envelope))).toBe("ENVELOPE_AUTH_FAILED");
+    expect((await onlyNew.decrypt("t", rewrapped)).toString()).toBe("kept");
+  });
+
+  it("fails with a different context, a missing context, or an extra pair", async () => {
+    const { kms } = fakeKms();
+    const envelope = await kms.encrypt("t", "x", { order: "42" });
+    expect(await codeOf(kms.decrypt("t", envelope, { order: "43" }))).toBe("ENVELOPE_AUTH_FAILED");
+    expect(await codeOf(kms.decrypt("t", envelope))).toBe("ENVELOPE_AUTH_FAILED");
+    expect(await codeOf(kms.decrypt("t", envelope, { order: "42", extra: "" }))).toBe("ENVELOPE_AUTH_FAILED");
+  });
+
+  it("rejects bad inputs with INPUT_INVALID, never echoing them", async () => {
+    const { kms } = fakeKms();
+    expect(await codeOf(kms.encrypt("", "x"))).toBe("INPUT_INVALID");
+    expect(await codeOf(kms.encrypt("a\nb", "x"))).toBe("INPUT_INVALID");
+    expect(await codeOf(kms.encrypt("x".repeat(257), "x"))).toBe("INPUT_INVALID");
+    expect(await codeOf(kms.encrypt("t", 42 as never))).toBe("INPUT_INVALID");
+    expect(await codeOf(kms.decrypt("t", "not bytes" as never))).toBe("INPUT_INVALID");
+    try {
+      await kms.encrypt("t", "x", { "kms:tenant": "other-secret-value" });
+      throw new Error("expected a failure");
+    } catch (error) {
+      expect((error as KmsError).code).toBe("INPUT_INVALID");
+      expect((error as KmsError).message).not.toContain("other-secret-value");
+    }
+  });
+
+  it("property: any single bit flip or truncation ends in ENVELOPE_MALFORMED or ENVELOPE_AUTH_FAILED", async () => {
+    const { kms } = fakeKms();
+    const envelope = await kms.encrypt("tenant-a", randomBytes(40), { k: "v" });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(
+          fc.nat({ max: envelope.length * 8 - 1 }).map((bit) => ({ bit })),
+          fc.nat({ max: envelope.length - 1 }).map((length) => ({ length })),
+        ),
+        async (mutation) => {
+          const bytes = Buffer.from(envelope);
+          const mutated = "bit" in mutation ? bytes : bytes.subarray(0, mutation.length);
+          if ("bit" in mutation) bytes[mutation.bit >> 3]! ^= 1 << (mutation.bit & 7);
+          const code = await codeOf(kms.decrypt("tenant-a", mutated, { k: "v" }));
+          expect(["ENVELOPE_MALFORMED", "ENVELOPE_AUTH_FAILED"]).toContain(code);
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  });
+});
+
+describe("createKms: data-key cache", () => {
+  it("makes exactly one generateDataKey call for 1,000 concurrent encrypts of a cold tenant", async () => {
+    const { kms, provider } = fakeKms();
+    const envelopes = await Promise.all(Array.from({ length: 1000 }, (_, i) => kms.encrypt("cold", `m${i}`)));
+    expect(provider.calls.generateDataKey).toBe(1);
+    expect(new Set(envelopes.map((e) => e.toString("hex"))).size).toBe(1000);
+    expect(kms.cacheStats().encrypt).toEqual({ entries: 1, hits: 0, misses: 1000 });
+  });
+
+  it("keeps separate data keys per tenant and per context", async () => {
+    const { kms, provider } = fakeKms();
+    await kms.encrypt("a", "x");
+    await kms.encrypt("b", "x");
+    await kms.encrypt("a", "x", { c: "1" });
+    await kms.encrypt("a", "y");
+    expect(provider.calls.generateDataKey).toBe(3);
+  });
+
+  it("replaces a data key after maxMessages", async () => {
+    const { kms, provider, events } = fakeKms({ cache: { encrypt: { maxMessages: 3 } } });
+    for (let i = 0; i < 7; i++) await kms.encrypt("t", "x");
+    expect(provider.calls.generateDataKey).toBe(3);
+    expect(events.filter((e) => e.type === "cache.evict").map((e) => e.type === "cache.evict" && e.reason)).toEqual(["max-messages", "max-messages"]);
+  });
+
+  it("replaces a data key after maxBytes, and gives an oversize message a key of its own", async () => {
+    const { kms, provider } = fakeKms({ cache: { encrypt: { maxBytes: 100 } } });
+    await kms.encrypt("t", Buffer.alloc(60));
+    await kms.encrypt("t", Buffer.alloc(40));
+    expect(provider.calls.generateDataKey).toBe(1);
+    await kms.encrypt("t", Buffer.alloc(1));
+    expect(provider.calls.generateDataKey).toBe(2);
+    const big = await kms.encrypt("t", Buffer.alloc(101));
+    expect(provider.calls.generateDataKey).toBe(3);
+    expect((await kms.decrypt("t", big)).length).toBe(101);
+    await kms.encrypt("t", Buffer.alloc(1));
+    expect(provider.calls.generateDataKey).toBe(3); // the oversize key was never cached
+  });
+
+  it("replaces a data key after maxAge", async () => {
+    const { kms, provider, clock } = fakeKms({ cache: { encrypt: { maxAgeMs: 1000 }, decrypt: { maxAgeMs: 1000 }, jitter: 0 } });
+    await kms.encrypt("t", "x");
+    await clock.advance(999);
+    await kms.encrypt("t", "x");
+    expect(provider.calls.generateDataKey).toBe(1);
+    await clock.advance(1);
+    await kms.encrypt("t", "x");
+    expect(provider.calls.generateDataKey).toBe(2);
+  });
+
+  it("shortens max age by the jitter fraction", async () => {
+    const { kms, provider, clock } = fakeKms(
+      { cache: { encrypt: { maxAgeMs: 1000 }, jitter: 0.2 } },
+      { random: () => 1 },
+    );
+    await kms.encrypt("t", "x");
+    await clock.advance(799);
+    await kms.encrypt("t", "x");
+    expect(provider.calls.generateDataKey).toBe(1);
+    await clock.advance(1);
+    await kms.encrypt("t", "x");
+    expect(provider.calls.generateDataKey).toBe(2);
+  });
+
+  it("decrypts cached data keys with no provider call, and coalesces cold decrypts into one unwrap", async () => {
+    const { kms, provider } = fakeKms();
+    const envelope = await kms.encrypt("t", "x");
+    await Promise.all(Array.from({ length: 1000 }, () => kms.decrypt("t", envelope)));
+    expect(provider.calls.unwrapDataKey).toBe(1);
+    const before = provider.kmsCalls;
+    for (let i = 0; i < 1000; i++) await kms.decrypt("t", envelope);
+    expect(provider.kmsCalls).toBe(before);
+  });
+
+  it("with the provider failing, serves cached keys until the hard max age, then fails", async () => {
+    const { kms, provider, clock } = fakeKms({
+      cache: { encrypt: { maxAgeMs: 1000 }, decrypt: { maxAgeMs: 1000 }, hardMaxAgeMs: 5000, jitter: 0 },
+    });
+    const envelope = await kms.encrypt("t", "x");
+    await kms.decrypt("t", envelope);
+    provider.fail("KMS_UNAVAILABLE");
+    await clock.advance(4999);
+    expect((await kms.decrypt("t", envelope)).toString()).toBe("x");
+    expect((await kms.decrypt("t", await kms.encrypt("t", "y"))).toString()).toBe("y");
+    await clock.advance(1);
+    expect(await codeOf(kms.encrypt("t", "x"))).toMatch(/^KMS_(UNAVAILABLE|CIRCUIT_OPEN)$/);
+    expect(await codeOf(kms.decrypt("t", envelope))).toMatch(/^KMS_(UNAVAILABLE|CIRCUIT_OPEN)$/);
+  });
+
+  it("does not serve stale keys when the failure is not an outage (access revoked)", async () => {
+    const { kms, provider, clock } = fakeKms({ cache: { encrypt: { maxAgeMs: 1000 }, jitter: 0 } });
+    await kms.encrypt("t", "x");
+    provider.fail("KMS_ACCESS_DENIED");
+    await clock.advance(1000);
+    expect(await codeOf(kms.encrypt("t", "x"))).toBe("KMS_ACCESS_DENIED");
+  });
+
+  it("keeps serving cached keys while the circuit is open", async () => {
+    const { kms, provider } = fakeKms({ resilience: { retry: { maxAttempts: 1 }, circuitBreaker: { failureThreshold: 2 } } });
+    const envelope = await kms.encrypt("warm", "x");
+    provider.fail("KMS_UNAVAILABLE");
+    expect(await codeOf(kms.encrypt("cold-1", "x"))).toBe("KMS_UNAVAILABLE");
+    expect(await codeOf(kms.encrypt("cold-2", "x"))).toBe("KMS_UNAVAILABLE");
+    const calls = provider.kmsCalls;
+    expect(await codeOf(kms.encrypt("cold-3", "x"))).toBe("KMS_CIRCUIT_OPEN");
+    expect(provider.kmsCalls).toBe(calls);
+    expect((await kms.encrypt("warm", "y")).length).toBeGreaterThan(0);
+    expect((await kms.checkHealth()).ready).toBe(false);
+    void envelope;
+  });
+
+  it("evicts the least recently used entry beyond capacity", async () => {
+    const { kms, provider } = fakeKms({ cache: { encrypt: { capacity: 2 } } });
+    await kms.encrypt("a", "x");
+    await kms.encrypt("b", "x");
+    await kms.encrypt("a", "x");
+    await kms.encrypt("c", "x"); // evicts b
+    await kms.encrypt("a", "x");
+    expect(provider.calls.generateDataKey).toBe(3);
+    await kms.encrypt("b", "x");
+    expect(provider.calls.generateDataKey).toBe(4);
+  });
+
+  it("invalidates a tenant's keys, and a load in flight does not install", async () => {
+    const { kms, provider } = fakeKms();
+    await kms.encrypt("a", "x");
+    kms.invalidateTenant("a");
+    await kms.encrypt("a", "x");
+    expect(provider.calls.generateDataKey).toBe(2);
+
+    let release!: () => void;
+    provider.gate = new Promise((r) => (release = r));
+    const inFlight = kms.encrypt("b", "x");
+    while (provider.calls.generateDataKey < 3) await new Promise((r) => setImmediate(r));
+    kms.invalidateTenant("b");
+    release();
+    provider.gate = undefined;
+    await inFlight;
+    // The key loaded before the invalidation was dropped; the waiting encrypt loaded a new one.
+    expect(provider.calls.generateDataKey).toBe(4);
+    await kms.encrypt("b", "x");
+    expect(provider.calls.generateDataKey).toBe(4);
+  });
+});
+
+describe("createKms: batches", () => {
+  it("decryptMany returns per-item results with one unwrap per distinct wrapped key", async () => {
+    const { kms, provider } = fakeKms();
+    const a = await kms.encrypt("a", "1");
+    const a2 = await kms.encrypt("a", "2");
+    const b = await kms.encrypt("b", "3");
+    const results = await kms.decryptMany([
+      { tenantId: "a", envelope: a },
+      { tenantId: "b", envelope: b },
+      { tenantId: "a", envelope: a2 },
+      { tenantId: "b", envelope: a },
+      { tenantId: "a", envelope: Buffer.from("junk") },
+    ]);
+    expect(results.map((r) => (r.ok ? r.value.toString() : r.error.code))).toEqual(["1", "3", "2", "ENVELOPE_AUTH_FAILED", "ENVELOPE_MALFORMED"]);
+    // a and a2 share a data key; b has its own; (b, a) is a distinct (tenant, key) pair and fails after its unwrap.
+    expect(provider.calls.unwrapDataKey).toBe(3);
+  });
+
+  it("encryptMany shares one data key per (tenant, context)", async () => {
+    const { kms, provider } = fakeKms();
+    const results = await kms.encryptMany([
+      ...Array.from({ length: 50 }, (_, i) => ({ tenantId: "a", plaintext: `a${i}` })),
+      ...Array.from({ length: 50 }, (_, i) => ({ tenantId: "b", plaintext: `b${i}` })),
+      { tenantId: "", plaintext: "bad" },
+    ]);
+    expect(provider.calls.generateDataKey).toBe(2);
+    expect(results.filter((r) => r.ok)).toHaveLength(100);
+    expect(results[100]).toMatchObject({ ok: false, error: { code: "INPUT_INVALID" } });
+  });
+});
+
+describe("createKms: guard, events, lifecycle", () => {
+  it("rejects a provider that returns a data key of the wrong length", async () => {
+    const { kms, provider } = fakeKms();
+    provider.dataKeyLength = 16;
+    expect(await codeOf(kms.encrypt("t", "x"))).toBe("KMS_PROVIDER_ERROR");
+  });
+
+  it("puts no key material, plaintext or context values in events", async () => {
+    const { kms, provider, events } = fakeKms({ cache: { encrypt: { maxMessages: 2 } } });
+    const plaintext = "very-secret-plaintext";
+    for (let i = 0; i < 5; i++) {
+      const e = await kms.encrypt("t", plaintext, { ssn: "123-45-6789" });
+      await kms.decrypt("t", e, { ssn: "123-45-6789" });
+    }
+    const text = JSON.stringify(events);
+    expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(["cache.hit", "cache.miss", "cache.evict", "kms.call"]));
+    expect(text).not.toContain(plaintext);
+    expect(text).not.toContain("123-45-6789");
+    for (const key of provider.issuedKeys) {
+      for (const encoding of ["hex", "base64", "base64url"] as const) expect(text).not.toContain(key.toString(encoding));
+    }
+  });
+
+  it("reports health and permissions per provider", async () => {
+    const { kms } = fakeKms();
+    expect(await kms.checkHealth()).toEqual({ ready: true, providers: { fake: { healthy: true, insecure: false, circuit: "closed" } } });
+    expect(await kms.validatePermissions()).toEqual({
+      ok: true,
+      keys: [{ provider: "fake", keyId: "default", checks: [{ permission: "fake:use", ok: true }] }],
+    });
+  });
+
+  it("uses an app-supplied tenant key resolver", async () => {
+    const { kms, provider } = fakeKms({ tenants: {} }, { resolveTenantKeys: async (t) => ({ provider: "fake", keyId: `key-${t}` }) });
+    await kms.decrypt("x", await kms.encrypt("x", "1"));
+    expect(provider.calls.generateDataKey).toBe(1);
+    const { kms: bad } = fakeKms({ tenants: {} }, { resolveTenantKeys: () => ({ provider: "elsewhere", keyId: "k" }) });
+    expect(await codeOf(bad.encrypt("x", "1"))).toBe("KMS_CONFIG_INVALID");
+  });
+
+  it("closes providers, and refuses calls after close", async () => {
+    const { kms, provider } = fakeKms();
+    await kms.encrypt("t", "x");
+    await kms.close();
+    expect(provider.closed).toBe(true);
+    expect(kms.cacheStats().encrypt.entries).toBe(0);
+    expect(await codeOf(kms.encrypt("t", "x"))).toBe("KMS_CLOSED");
+  });
+});

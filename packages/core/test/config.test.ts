@@ -1,0 +1,115 @@
+import { describe, expect, it } from "@jest/globals";
+import { validateConfig } from "../src/config";
+import { KmsConfigError, isKmsError } from "../src/errors";
+import { definitionOf } from "../src/provider";
+import { FakeProvider } from "./support/fake-provider";
+import type { ProviderDefinition } from "../src/provider";
+
+const fake = definitionOf(new FakeProvider("local"), "@kms/core");
+const base = {
+  providers: { local: {} },
+  tenants: { defaultKey: { provider: "local", keyId: "default" } },
+};
+
+function configError(raw: unknown, env: Record<string, string> = {}, registry = [fake]): KmsConfigError {
+  try {
+    validateConfig(raw, { registry, env });
+  } catch (error) {
+    expect(isKmsError(error)).toBe(true);
+    expect(error).toBeInstanceOf(KmsConfigError);
+    return error as KmsConfigError;
+  }
+  throw new Error("expected a KmsConfigError");
+}
+
+describe("validateConfig", () => {
+  it("accepts a minimal configuration and fills every default", () => {
+    const { config, providers, production } = validateConfig(base, { registry: [fake], env: {} });
+    expect(production).toBe(false);
+    expect([...providers.keys()]).toEqual(["local"]);
+    expect(config.cache.encrypt).toEqual({ maxAgeMs: 300_000, maxMessages: 1_000_000, maxBytes: 2 ** 36, capacity: 10_000 });
+    expect(config.cache.decrypt).toEqual({ maxAgeMs: 300_000, capacity: 10_000 });
+    expect(config.cache.hardMaxAgeMs).toBe(3_600_000);
+    expect(config.resilience.retry).toEqual({ maxAttempts: 3, baseDelayMs: 50, maxDelayMs: 1_000 });
+    expect(config.tenants.defaultKey?.previous).toEqual([]);
+  });
+
+  it("rejects a provider the toolkit does not know, with KMS_PROVIDER_UNKNOWN", () => {
+    const error = configError({ providers: { "my-kms": {} }, tenants: { defaultKey: { provider: "my-kms", keyId: "k" } } });
+    expect(error.code).toBe("KMS_PROVIDER_UNKNOWN");
+    expect(error.issues.map((i) => i.path)).toEqual(["providers.my-kms", "tenants.defaultKey.provider"]);
+    expect(error.message).toContain("known providers: local, aws-kms, vault, gcp-kms, azure-key-vault");
+    expect(error.message).toContain("KMS_TROUBLESHOOTING.md#kms_provider_unknown");
+  });
+
+  it("names the package to install when a known provider is not installed (vault)", () => {
+    const error = configError({ providers: { vault: { address: "http://127.0.0.1:8200" } }, tenants: { defaultKey: { provider: "vault", keyId: "app" } } });
+    expect(error.code).toBe("KMS_PROVIDER_NOT_INSTALLED");
+    expect(error.issues[0]!.message).toContain("pnpm add @kms/vault");
+    expect(error.docsUrl).toMatch(/#kms_provider_not_installed$/);
+  });
+
+  it("never falls back to local when the configured provider is missing", () => {
+    const error = configError({ providers: { local: {}, "aws-kms": { region: "eu-west-1" } }, tenants: { defaultKey: { provider: "aws-kms", keyId: "alias/app" } } });
+    expect(error.code).toBe("KMS_PROVIDER_NOT_INSTALLED");
+    expect(error.issues.every((i) => i.message.includes("@kms/aws"))).toBe(true);
+  });
+
+  it("reports missing provider settings", () => {
+    const error = configError({ providers: {}, tenants: { defaultKey: { provider: "local", keyId: "default" } } });
+    expect(error.code).toBe("KMS_CONFIG_INVALID");
+    expect(error.issues).toEqual([expect.objectContaining({ path: "tenants.defaultKey.provider", message: 'provider "local" has no settings: add providers.local' })]);
+  });
+
+  it("reports settings the provider's own schema rejects, under the provider's path", () => {
+    const error = configError({ ...base, providers: { local: { path: 1 } } });
+    expect(error.issues[0]).toMatchObject({ path: "providers.local", code: "KMS_CONFIG_INVALID" });
+  });
+
+  it("refuses local in production without the opt-in, and accepts it with the opt-in", () => {
+    const error = configError(base, { NODE_ENV: "production" });
+    expect(error.code).toBe("KMS_LOCAL_IN_PRODUCTION");
+    expect(error.message).toContain("allowLocalInProduction");
+    const ok = validateConfig({ ...base, allowLocalInProduction: true }, { registry: [fake], env: { NODE_ENV: "production" } });
+    expect(ok.production).toBe(true);
+  });
+
+  it("reports every problem at once, each with its own code and link", () => {
+    const error = configError({
+      providers: { local: {}, vault: {} },
+      tenants: { defaultKey: { provider: "local", keyId: "default" }, keys: { t1: { provider: "nope", keyId: "k" } } },
+    }, { NODE_ENV: "production" });
+    expect(error.code).toBe("KMS_CONFIG_INVALID");
+    expect(error.issues.map((i) => [i.path, i.code])).toEqual([
+      ["providers.vault", "KMS_PROVIDER_NOT_INSTALLED"],
+      ["tenants.keys.t1.provider", "KMS_PROVIDER_UNKNOWN"],
+      ["providers.local", "KMS_LOCAL_IN_PRODUCTION"],
+    ]);
+    for (const issue of error.issues) expect(error.message).toContain(issue.docsUrl);
+  });
+
+  it.each([
+    ["a negative max age", { cache: { encrypt: { maxAgeMs: -1 } } }, "cache.encrypt.maxAgeMs"],
+    ["a zero capacity", { cache: { decrypt: { capacity: 0 } } }, "cache.decrypt.capacity"],
+    ["max messages above 2^32", { cache: { encrypt: { maxMessages: 2 ** 32 + 1 } } }, "cache.encrypt.maxMessages"],
+    ["a string where a number belongs", { resilience: { timeoutMs: "2000" } }, "resilience.timeoutMs"],
+    ["an unknown option", { cache: { maxAge: 5 } }, "cache"],
+    ["jitter above 0.5", { cache: { jitter: 0.9 } }, "cache.jitter"],
+    ["a hard max age below the max age", { cache: { hardMaxAgeMs: 1000 } }, "cache.hardMaxAgeMs"],
+    ["max delay below base delay", { resilience: { retry: { baseDelayMs: 500, maxDelayMs: 100 } } }, "resilience.retry.maxDelayMs"],
+  ])("rejects %s with KMS_CONFIG_INVALID at its path", (_name, patch, path) => {
+    const error = configError({ ...base, ...patch });
+    expect(error.code).toBe("KMS_CONFIG_INVALID");
+    expect(error.issues.map((i) => i.path)).toContain(path);
+  });
+
+  it("requires some tenant key unless the app resolves keys itself", () => {
+    expect(configError({ providers: { local: {} } }).issues[0]!.path).toBe("tenants");
+    expect(() => validateConfig({ providers: { local: {} } }, { registry: [fake], env: {}, customResolver: true })).not.toThrow();
+  });
+
+  it("rejects a configuration that is not an object", () => {
+    expect(configError("providers: local").code).toBe("KMS_CONFIG_INVALID");
+    expect(configError(null).code).toBe("KMS_CONFIG_INVALID");
+  });
+});
