@@ -81,7 +81,7 @@ export class KeyCache<T> {
    * Runs `use` synchronously with a usable entry for `key` (counting `bytes` and one message
    * against it), loading the entry with `load` when there is none.
    */
-  async withKey<R>(
+  withKey<R>(
     key: string,
     meta: { tenantId: string; provider: string; bytes: number },
     load: () => Promise<Loaded<T>>,
@@ -91,11 +91,23 @@ export class KeyCache<T> {
       return this.#withOneOff(meta, load, use);
     }
     const hit = this.#take(key, meta.bytes);
-    if (hit) {
-      this.hits++;
-      if (this.#events.active) this.#emitHit(meta, false);
-      return use(hit);
+    if (hit === undefined) return this.#withLoaded(key, meta, load, use);
+    // The hit path stays synchronous (no async function, no await): it is every request's cost.
+    this.hits++;
+    if (this.#events.active) this.#emitHit(meta, false);
+    try {
+      return Promise.resolve(use(hit));
+    } catch (error) {
+      return Promise.reject(error);
     }
+  }
+
+  async #withLoaded<R>(
+    key: string,
+    meta: { tenantId: string; provider: string; bytes: number },
+    load: () => Promise<Loaded<T>>,
+    use: (entry: CacheEntry<T>) => R,
+  ): Promise<R> {
     this.misses++;
     let coalesced = false;
     for (;;) {

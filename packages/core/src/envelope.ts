@@ -17,9 +17,10 @@
  * secrets are compared with `timingSafeEqual`; `parseEnvelope` treats its input as hostile (bounds
  * checked before every read, views instead of copies, only `ENVELOPE_MALFORMED` ever escapes).
  */
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomFillSync, timingSafeEqual } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, timingSafeEqual } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { KmsError } from "./errors";
+import { writeIv } from "./iv";
 import { DATA_KEY_BYTES, type EncryptionContext, PROVIDER_ID_PATTERN } from "./provider";
 
 // ---------------------------------------------------------------------------------------------
@@ -237,6 +238,9 @@ function readKeySection(buf: Buffer, start: number, end: number): { ks: KeySecti
 }
 
 function decodeUtf8(buf: Buffer, start: number, end: number): string | undefined {
+  let ascii = true;
+  for (let i = start; i < end && ascii; i++) ascii = buf[i]! < 0x80;
+  if (ascii) return buf.toString("latin1", start, end); // ASCII is its own UTF-8: no decoder, no view
   try {
     return utf8.decode(buf.subarray(start, end));
   } catch {
@@ -401,7 +405,8 @@ export function seal(t: EncryptTemplate, plaintext: Uint8Array): Buffer {
   const n = plaintext.byteLength;
   const out = Buffer.allocUnsafe(start + n + GCM_TAG_BYTES);
   prefix.copy(out, 0);
-  const iv = randomFillSync(out, prefix.length, IV_BYTES).subarray(prefix.length, start);
+  writeIv(out, prefix.length);
+  const iv = out.subarray(prefix.length, start);
   const cipher = createCipheriv("aes-256-gcm", key, iv);
   cipher.setAAD(t.aad);
   const ct = cipher.update(plaintext);
@@ -496,7 +501,9 @@ export function open(p: ParsedEnvelope, m: DataKeyMaterial, tenantContext: Buffe
     if (!commitmentOk || !tagOk || p.tag.length !== GCM_TAG_BYTES || p.iv.length !== IV_BYTES) throw authFailed();
     const decipher = createDecipheriv("aes-256-gcm", m.encryptionKey, p.iv, { authTagLength: GCM_TAG_BYTES });
     decipher.setAuthTag(p.tag);
-    decipher.setAAD(Buffer.concat([p.fixedHeader, tenantContext]));
+    // GCM takes the AAD in pieces: fixed header, then tenant context, with no concatenated copy.
+    decipher.setAAD(p.fixedHeader);
+    decipher.setAAD(tenantContext);
     out = decipher.update(p.ciphertext);
     const rest = decipher.final(); // throws when the GCM tag does not verify
     return rest.length === 0 ? out : Buffer.concat([out, rest]);

@@ -365,7 +365,8 @@ export function describeProviderConformance<P extends KmsProvider>(
       const kms = clientFor(subject);
       try {
         const envelope = await kms.encrypt("tenant-a", "bound", { doc: "1", field: "ssn" });
-        for (const context of [{ doc: "2", field: "ssn" }, { doc: "1" }, { doc: "1", field: "ssn", extra: "x" }, undefined]) {
+        const others: (EncryptionContext | undefined)[] = [{ doc: "2", field: "ssn" }, { doc: "1" }, { doc: "1", field: "ssn", extra: "x" }, undefined];
+        for (const context of others) {
           await expectKmsError(() => kms.decrypt("tenant-a", envelope, context), "ENVELOPE_AUTH_FAILED");
         }
         expect((await kms.decrypt("tenant-a", envelope, { field: "ssn", doc: "1" })).toString("utf8")).toBe("bound");
