@@ -3,7 +3,6 @@ import { validateConfig } from "../src/config";
 import { KmsConfigError, isKmsError } from "../src/errors";
 import { definitionOf } from "../src/provider";
 import { FakeProvider } from "./support/fake-provider";
-import type { ProviderDefinition } from "../src/provider";
 
 const fake = definitionOf(new FakeProvider("local"), "@kms/core");
 const base = {

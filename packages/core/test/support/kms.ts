@@ -2,7 +2,7 @@ import { createKms, type CreateKmsOptions } from "../../src/client";
 import { ManualClock } from "../../src/clock";
 import type { KmsConfigInput } from "../../src/config";
 import type { KmsEvent } from "../../src/events";
-import { definitionOf, type ProviderDefinition } from "../../src/provider";
+import { definitionOf } from "../../src/provider";
 import { FakeProvider } from "./fake-provider";
 
 /** A client over a FakeProvider with a manual clock and a recorded event log. */
