@@ -204,6 +204,8 @@ try {
       { name: `raw encrypt ${label}`, fn: () => rawEncrypt(plaintext), ops },
       { name: `kms.encrypt ${label}`, fn: () => kms.encrypt("tenant-a", plaintext, context), ops, baseline: `raw encrypt ${label}` },
       { name: `raw decrypt ${label}`, fn: () => rawDecrypt(rawSealed), ops },
+      // The floor for any promise-returning API: the same raw decrypt, awaited.
+      { name: `raw decrypt, awaited ${label}`, fn: async () => rawDecrypt(rawSealed), ops, baseline: `raw decrypt ${label}` },
       { name: `kms.decrypt ${label}`, fn: () => kms.decrypt("tenant-a", envelopeBytes, context), ops, baseline: `raw decrypt ${label}` },
     ]);
   }

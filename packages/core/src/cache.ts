@@ -90,16 +90,26 @@ export class KeyCache<T> {
     if (this.#limits.maxBytes !== undefined && meta.bytes > this.#limits.maxBytes) {
       return this.#withOneOff(meta, load, use);
     }
-    const hit = this.#take(key, meta.bytes);
+    const hit = this.take(key, meta);
     if (hit === undefined) return this.#withLoaded(key, meta, load, use);
-    // The hit path stays synchronous (no async function, no await): it is every request's cost.
-    this.hits++;
-    if (this.#events.active) this.#emitHit(meta, false);
     try {
       return Promise.resolve(use(hit));
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /**
+   * The hit path alone, synchronous: a fresh entry within its limits (counted as a hit, and against
+   * its limits), or undefined. Use the entry before the next await; `withKey` does the rest.
+   */
+  take(key: string, meta: { tenantId: string; provider: string; bytes: number }): CacheEntry<T> | undefined {
+    if (this.#limits.maxBytes !== undefined && meta.bytes > this.#limits.maxBytes) return undefined;
+    const hit = this.#take(key, meta.bytes);
+    if (hit === undefined) return undefined;
+    this.hits++;
+    if (this.#events.active) this.#emitHit(meta, false);
+    return hit;
   }
 
   async #withLoaded<R>(

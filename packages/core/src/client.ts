@@ -31,19 +31,21 @@ import {
   replaceKeySection,
   seal,
   toBase64Url,
+  verifyKeySectionChecksum,
   zeroMaterial,
 } from "./envelope";
 import { KmsError, isKmsError } from "./errors";
 import { type KmsEventListener, KmsEvents } from "./events";
 import { DATA_KEY_BYTES, type EncryptionContext, type KmsProvider, type ProviderDefinition } from "./provider";
 import { ProviderPolicy } from "./resilience";
-import { type KeyRef, type TenantKeyResolver, type TenantKeys, configResolver, keyRefId, tenantKeys } from "./tenant";
+import { type KeyRef, type TenantKeyResolver, type TenantKeys, configResolver, tenantKeys } from "./tenant";
 import { timingSafeEqual } from "node:crypto";
 
 /** The encryption-context key under which core sends the tenant id to the KMS. Reserved. */
 export const TENANT_CONTEXT_KEY = "kms:tenant";
 const RESERVED_CONTEXT_PREFIX = "kms:";
 const CONTEXT_MEMO_CAPACITY = 1024;
+const UNCHECKED = { verifyChecksum: false } as const;
 
 export interface CreateKmsOptions {
   /** The provider definitions this app installed: the only way a provider name becomes a provider. */
@@ -85,8 +87,7 @@ export function createKms(options: CreateKmsOptions): KmsClient {
   const resolve = async (tenantId: string): Promise<TenantKeys> => {
     if (!custom) return fromConfig(tenantId);
     const keys = tenantKeys(await custom(tenantId));
-    for (const id of keys.decryptable) {
-      const provider = id.slice(0, id.indexOf("\0"));
+    for (const provider of keys.decryptable.keys()) {
       if (!providers.has(provider)) {
         throw new KmsError("KMS_CONFIG_INVALID", `the tenant key resolver returned provider "${provider}", which is not configured`);
       }
@@ -184,53 +185,69 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     return encoded;
   };
 
-  /** Runs `fn`, turning a synchronous throw into a rejection: the hot paths are not async functions. */
-  const settle = <T>(fn: () => Promise<T>): Promise<T> => {
+  const encryptUnder = (keys: TenantKeys, tenantId: string, data: Buffer, tenantContext: Buffer, context?: EncryptionContext): Promise<Buffer> => {
+    const { current } = keys;
+    const cacheKey = `${current.provider}\0${current.keyId}\0${tenantContext.toString("latin1")}`;
+    const meta = { tenantId, provider: current.provider, bytes: data.length };
+    const hit = encryptCache.take(cacheKey, meta);
+    if (hit !== undefined) return Promise.resolve(seal(hit.value, data));
+    return encryptCache.withKey(
+      cacheKey,
+      meta,
+      async () => {
+        const { material, keySection } = await generate(current, kmsContextFor(tenantId, context));
+        return { value: createEncryptTemplate(material, keySection, tenantContext), material };
+      },
+      (entry) => seal(entry.value, data),
+    );
+  };
+
+  const decryptUnder = (keys: TenantKeys, tenantId: string, parsed: ParsedEnvelope, tenantContext: Buffer, context?: EncryptionContext): Promise<Buffer> => {
+    const { providerId, keyId } = parsed.keySection;
+    // An envelope under a key that is not this tenant's is not authentic for this tenant: vague on purpose.
+    if (!keys.decryptable.get(providerId)?.has(keyId)) throw authFailed();
+    const cacheKey = `${tenantId}\0${parsed.keySectionBytes.toString("latin1")}`;
+    const meta = { tenantId, provider: providerId, bytes: 0 };
+    const hit = decryptCache.take(cacheKey, meta);
+    if (hit !== undefined) return Promise.resolve(open(parsed, hit.material, tenantContext));
+    return decryptCache.withKey(
+      cacheKey,
+      meta,
+      async () => {
+        verifyKeySectionChecksum(parsed);
+        return { value: undefined, material: await unwrapFor(parsed, kmsContextFor(tenantId, context)) };
+      },
+      (entry) => open(parsed, entry.material, tenantContext),
+    );
+  };
+
+  // The hot paths are plain functions (not async): a cache hit costs no extra promise or closure,
+  // and a synchronous throw becomes a rejection.
+  const encrypt = (tenantId: string, plaintext: Uint8Array | string, context?: EncryptionContext): Promise<Buffer> => {
     try {
-      return fn();
+      ensureOpen();
+      const data = toBytes(plaintext);
+      const tenantContext = tenantContextOf(tenantId, context);
+      if (custom) return resolve(tenantId).then((keys) => encryptUnder(keys, tenantId, data, tenantContext, context));
+      return encryptUnder(fromConfig(tenantId), tenantId, data, tenantContext, context);
     } catch (error) {
       return Promise.reject(error);
     }
   };
-  const withKeys = <T>(tenantId: string, fn: (keys: TenantKeys) => Promise<T>): Promise<T> =>
-    custom ? resolve(tenantId).then(fn) : fn(fromConfig(tenantId));
 
-  const encrypt = (tenantId: string, plaintext: Uint8Array | string, context?: EncryptionContext): Promise<Buffer> =>
-    settle(() => {
-      ensureOpen();
-      const data = toBytes(plaintext);
-      const tenantContext = tenantContextOf(tenantId, context);
-      return withKeys(tenantId, ({ current }) =>
-        encryptCache.withKey(
-          `${current.provider}\0${current.keyId}\0${tenantContext.toString("latin1")}`,
-          { tenantId, provider: current.provider, bytes: data.length },
-          async () => {
-            const { material, keySection } = await generate(current, kmsContextFor(tenantId, context));
-            return { value: createEncryptTemplate(material, keySection, tenantContext), material };
-          },
-          (entry) => seal(entry.value, data),
-        ),
-      );
-    });
-
-  const decrypt = (tenantId: string, envelope: Uint8Array, context?: EncryptionContext): Promise<Buffer> =>
-    settle(() => {
+  const decrypt = (tenantId: string, envelope: Uint8Array, context?: EncryptionContext): Promise<Buffer> => {
+    try {
       ensureOpen();
       if (!(envelope instanceof Uint8Array)) throw new KmsError("INPUT_INVALID", "the envelope must be bytes (Uint8Array)");
-      const parsed = parseEnvelope(envelope);
+      // The checksum only guards KMS calls: it is checked on a cache miss, before the unwrap.
+      const parsed = parseEnvelope(envelope, UNCHECKED);
       const tenantContext = tenantContextOf(tenantId, context);
-      const { providerId, keyId } = parsed.keySection;
-      return withKeys(tenantId, (keys) => {
-        // An envelope under a key that is not this tenant's is not authentic for this tenant: vague on purpose.
-        if (!keys.decryptable.has(keyRefId(providerId, keyId))) throw authFailed();
-        return decryptCache.withKey(
-          `${tenantId}\0${parsed.keySectionBytes.toString("latin1")}`,
-          { tenantId, provider: providerId, bytes: 0 },
-          async () => ({ value: undefined, material: await unwrapFor(parsed, kmsContextFor(tenantId, context)) }),
-          (entry) => open(parsed, entry.material, tenantContext),
-        );
-      });
-    });
+      if (custom) return resolve(tenantId).then((keys) => decryptUnder(keys, tenantId, parsed, tenantContext, context));
+      return decryptUnder(fromConfig(tenantId), tenantId, parsed, tenantContext, context);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  };
 
   const rewrap = async (tenantId: string, envelope: Uint8Array, context?: EncryptionContext): Promise<Buffer> => {
     ensureOpen();
@@ -239,7 +256,7 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     tenantContextOf(tenantId, context);
     const kmsContext = kmsContextFor(tenantId, context);
     const keys = await resolve(tenantId);
-    if (!keys.decryptable.has(keyRefId(parsed.keySection.providerId, parsed.keySection.keyId))) throw authFailed();
+    if (!keys.decryptable.get(parsed.keySection.providerId)?.has(parsed.keySection.keyId)) throw authFailed();
     const dek = Buffer.alloc(DATA_KEY_BYTES);
     try {
       const material = await unwrapFor(parsed, kmsContext, (key) => dek.set(key));
@@ -283,7 +300,7 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     const seen = new Map<string, KeyRef>();
     const { defaultKey, keys } = config.tenants;
     for (const spec of [...(defaultKey ? [defaultKey] : []), ...Object.values(keys)]) {
-      for (const ref of [spec, ...spec.previous]) seen.set(keyRefId(ref.provider, ref.keyId), { provider: ref.provider, keyId: ref.keyId });
+      for (const ref of [spec, ...spec.previous]) seen.set(`${ref.provider}\0${ref.keyId}`, { provider: ref.provider, keyId: ref.keyId });
     }
     return [...seen.values()];
   };

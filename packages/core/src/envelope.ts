@@ -191,7 +191,7 @@ function isProviderIdByte(c: number): boolean {
  * values (strings decoded strictly, the wrapped key as a view) and where the section ends, or a
  * secret-free reason when it is malformed. Never throws.
  */
-function readKeySection(buf: Buffer, start: number, end: number): { ks: KeySection; end: number } | string {
+function readKeySection(buf: Buffer, start: number, end: number, verifyChecksum = true): { ks: KeySection; end: number } | string {
   let o = start;
   if (end - o < 1) return "truncated key section";
   const p = buf[o]!;
@@ -232,7 +232,7 @@ function readKeySection(buf: Buffer, start: number, end: number): { ks: KeySecti
   // The checksum is not a security control (the key-section tag is); it turns storage corruption
   // into ENVELOPE_MALFORMED before a corrupted key id, version or wrapped key reaches the KMS.
   if (end - o < KEY_SECTION_CHECKSUM_BYTES) return "truncated key section checksum";
-  if (buf.readUInt32BE(o) !== crc32(buf.subarray(start, o))) return "key section checksum mismatch";
+  if (verifyChecksum && buf.readUInt32BE(o) !== crc32(buf.subarray(start, o))) return "key section checksum mismatch";
   o += KEY_SECTION_CHECKSUM_BYTES;
   return { ks: { providerId, keyId, keyVersion, wrappedKey }, end: o };
 }
@@ -421,6 +421,24 @@ export function seal(t: EncryptTemplate, plaintext: Uint8Array): Buffer {
 // Parsing and opening
 // ---------------------------------------------------------------------------------------------
 
+export interface ParseOptions {
+  /**
+   * Verify the key-section checksum (default true). A caller that has already authenticated these
+   * exact key-section bytes (a cache hit) may skip it, and must call `verifyKeySectionChecksum`
+   * before the key section reaches a KMS.
+   */
+  readonly verifyChecksum: boolean;
+}
+
+const CHECKED: ParseOptions = { verifyChecksum: true };
+
+/** `ENVELOPE_MALFORMED` when the key section's CRC-32 does not match (storage corruption). */
+export function verifyKeySectionChecksum(p: ParsedEnvelope): void {
+  const ks = p.keySectionBytes;
+  const fields = ks.length - KEY_SECTION_CHECKSUM_BYTES;
+  if (ks.readUInt32BE(fields) !== crc32(ks.subarray(0, fields))) throw malformed("key section checksum mismatch");
+}
+
 /** A parsed envelope. Every Buffer is a view into the parsed input: do not mutate the input meanwhile. */
 export interface ParsedEnvelope {
   /** Bytes 0..37: magic, version, suite, commitment. */
@@ -442,9 +460,9 @@ function malformed(reason: string): KmsError {
  * Parses untrusted bytes. Only ever throws `ENVELOPE_MALFORMED`; allocates nothing beyond the
  * decoded key id and version strings (bounded by the input); returns views, never copies.
  */
-export function parseEnvelope(bytes: Uint8Array): ParsedEnvelope {
+export function parseEnvelope(bytes: Uint8Array, options: ParseOptions = CHECKED): ParsedEnvelope {
   if (!(bytes instanceof Uint8Array)) throw malformed("not a byte array");
-  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const len = buf.length;
   if (len < MIN_ENVELOPE_BYTES) throw malformed(`shorter than the minimum of ${MIN_ENVELOPE_BYTES} bytes`);
   if (buf.readUInt32BE(0) !== ENVELOPE_MAGIC) throw malformed("not an @kms envelope (bad magic)");
@@ -453,7 +471,7 @@ export function parseEnvelope(bytes: Uint8Array): ParsedEnvelope {
 
   // The payload trailer (T, IV, GCM tag) is fixed-size, so the key section must end by `limit`.
   const limit = len - KEY_SECTION_TAG_BYTES - IV_BYTES - GCM_TAG_BYTES;
-  const read = readKeySection(buf, FIXED_HEADER_BYTES, limit);
+  const read = readKeySection(buf, FIXED_HEADER_BYTES, limit, options.verifyChecksum);
   if (typeof read === "string") throw malformed(read);
   const ksEnd = read.end;
   const tagEnd = ksEnd + KEY_SECTION_TAG_BYTES;

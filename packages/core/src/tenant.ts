@@ -19,17 +19,17 @@ export type TenantKeyResolver = (tenantId: string) => TenantKeySpec | Promise<Te
 
 export interface TenantKeys {
   readonly current: KeyRef;
-  /** `provider\0keyId` of every key whose envelopes this tenant may decrypt (current included). */
-  readonly decryptable: ReadonlySet<string>;
-}
-
-export function keyRefId(provider: string, keyId: string): string {
-  return `${provider}\0${keyId}`;
+  /** provider id → key ids whose envelopes this tenant may decrypt (the current key included). */
+  readonly decryptable: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
 export function tenantKeys(spec: TenantKeySpec): TenantKeys {
-  const decryptable = new Set([keyRefId(spec.provider, spec.keyId)]);
-  for (const p of spec.previous ?? []) decryptable.add(keyRefId(p.provider, p.keyId));
+  const decryptable = new Map<string, Set<string>>();
+  for (const ref of [spec, ...(spec.previous ?? [])]) {
+    const ids = decryptable.get(ref.provider) ?? new Set<string>();
+    ids.add(ref.keyId);
+    decryptable.set(ref.provider, ids);
+  }
   return { current: { provider: spec.provider, keyId: spec.keyId }, decryptable };
 }
 

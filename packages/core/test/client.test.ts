@@ -78,6 +78,16 @@ describe("createKms: binding", () => {
     expect((await onlyNew.decrypt("t", rewrapped)).toString()).toBe("kept");
   });
 
+  it("reports a corrupted key section as ENVELOPE_MALFORMED without any KMS call", async () => {
+    const writer = fakeKms();
+    const envelope = await writer.kms.encrypt("t", "x");
+    const corrupted = Buffer.from(envelope);
+    corrupted[60]! ^= 0x10; // inside the wrapped data key
+    const { kms, provider } = fakeKms();
+    expect(await codeOf(kms.decrypt("t", corrupted))).toBe("ENVELOPE_MALFORMED");
+    expect(provider.kmsCalls).toBe(0);
+  });
+
   it("fails with a different context, a missing context, or an extra pair", async () => {
     const { kms } = fakeKms();
     const envelope = await kms.encrypt("t", "x", { order: "42" });

@@ -33,6 +33,7 @@ import {
   seal,
   toBase64Url,
   zeroMaterial,
+  verifyKeySectionChecksum,
 } from "../src/envelope";
 import { KmsError, type KmsErrorCode } from "../src/errors";
 
@@ -722,5 +723,21 @@ describe("golden: docs/ENVELOPE.md worked example", () => {
     expect(parsed.keySection).toEqual({ providerId: "local", keyId: "tenant-a-key", keyVersion: "1", wrappedKey: expect.anything() });
     expect(open(parsed, deriveMaterial(DEK), encodeTenantContext(TENANT, { purpose: "example" })).toString()).toBe("hello");
     expectCode(() => open(parsed, deriveMaterial(DEK), encodeTenantContext("tenant-b", CONTEXT)), "ENVELOPE_AUTH_FAILED");
+  });
+});
+
+describe("key-section checksum", () => {
+  const m = deriveMaterial(crypto.randomBytes(32));
+  const ks = encodeKeySection({ providerId: "local", keyId: "k", keyVersion: "1", wrappedKey: crypto.randomBytes(60) });
+  const tc = encodeTenantContext("t");
+  const envelope = seal(createEncryptTemplate(m, ks, tc), Buffer.from("x"));
+  const corrupted = Buffer.from(envelope);
+  corrupted[FIXED_HEADER_BYTES + 12]! ^= 0x01; // inside the wrapped key
+
+  it("is verified by default, and can be deferred to verifyKeySectionChecksum", () => {
+    expectCode(() => parseEnvelope(corrupted), "ENVELOPE_MALFORMED");
+    const parsed = parseEnvelope(corrupted, { verifyChecksum: false });
+    expectCode(() => verifyKeySectionChecksum(parsed), "ENVELOPE_MALFORMED");
+    expect(() => verifyKeySectionChecksum(parseEnvelope(envelope, { verifyChecksum: false }))).not.toThrow();
   });
 });
