@@ -1,8 +1,8 @@
 /**
  * `createKms`: the per-tenant envelope-encryption client. Data keys come from the cache first; a
- * provider is called only on a miss, through its resilience policy and the postcondition guard.
+ * provider is called only on a miss, through its resilience policy, and what it returns is checked.
  */
-import { randomBytes } from "node:crypto";
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import { KeyCache } from "./cache";
 import type {
   BatchResult,
@@ -20,6 +20,7 @@ import {
   type DataKeyMaterial,
   type EncryptTemplate,
   type ParsedEnvelope,
+  authFailed,
   createEncryptTemplate,
   deriveMaterial,
   encodeKeySection,
@@ -39,7 +40,6 @@ import { type KmsEventListener, KmsEvents } from "./events";
 import { DATA_KEY_BYTES, type EncryptionContext, type KmsProvider, type ProviderDefinition } from "./provider";
 import { ProviderPolicy } from "./resilience";
 import { type KeyRef, type TenantKeyResolver, type TenantKeys, configResolver, tenantKeys } from "./tenant";
-import { timingSafeEqual } from "node:crypto";
 
 /** The encryption-context key under which core sends the tenant id to the KMS. Reserved. */
 export const TENANT_CONTEXT_KEY = "kms:tenant";
@@ -135,7 +135,11 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     const { keySection: ks } = parsed;
     const dek = await call({ provider: ks.providerId, keyId: ks.keyId }, "unwrapDataKey", (p, signal) =>
       p.unwrapDataKey({ keyId: ks.keyId, keyVersion: ks.keyVersion, wrappedKey: ks.wrappedKey, context, signal }),
-    );
+    ).catch((error: unknown) => {
+      // The same error whether the KMS or the envelope's own checks refused: callers (and attackers)
+      // cannot tell a cached key from a fresh one by the message.
+      throw isKmsError(error) && error.code === "ENVELOPE_AUTH_FAILED" ? authFailed() : error;
+    });
     try {
       checkKey(ks.providerId, dek);
       const material = deriveMaterial(dek);
@@ -156,10 +160,10 @@ export function createKms(options: CreateKmsOptions): KmsClient {
    * The canonical tenant/context bytes, memoised: most services send a handful of context shapes
    * per tenant, and encoding them costs about as much as the AES-GCM of a small message. The memo
    * key length-prefixes every part, so distinct inputs never share a key; only validated encodings
-   * are stored, and the memo is bounded.
+   * (at most MAX_TENANT_CONTEXT_BYTES each) are stored, and the memo is bounded.
    */
-  const contextMemo = new Map<string, Buffer>();
-  const tenantContextOf = (tenantId: string, context: EncryptionContext | undefined): Buffer => {
+  const contextMemo = new Map<string, TenantContext>();
+  const tenantContextOf = (tenantId: string, context: EncryptionContext | undefined): TenantContext => {
     let memoKey: string | undefined = typeof tenantId === "string" ? `${tenantId.length}:${tenantId}` : undefined;
     if (memoKey !== undefined && context !== undefined) {
       if (typeof context !== "object" || context === null) memoKey = undefined;
@@ -176,8 +180,10 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     }
     const known = memoKey === undefined ? undefined : contextMemo.get(memoKey);
     if (known !== undefined) return known;
-    const encoded = encodeTenantContext(tenantId, context);
+    const bytes = encodeTenantContext(tenantId, context);
     checkReservedKeys(context);
+    // The cache-key form: length-prefixed, so that whatever follows it in a cache key cannot blur into it.
+    const encoded = { bytes, cacheKey: `${bytes.length}:${bytes.toString("latin1")}` };
     if (memoKey !== undefined) {
       if (contextMemo.size >= CONTEXT_MEMO_CAPACITY) contextMemo.clear();
       contextMemo.set(memoKey, encoded);
@@ -185,9 +191,10 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     return encoded;
   };
 
-  const encryptUnder = (keys: TenantKeys, tenantId: string, data: Buffer, tenantContext: Buffer, context?: EncryptionContext): Promise<Buffer> => {
+  const encryptUnder = (keys: TenantKeys, tenantId: string, data: Buffer, tenantContext: TenantContext, context?: EncryptionContext): Promise<Buffer> => {
     const { current } = keys;
-    const cacheKey = `${current.provider}\0${current.keyId}\0${tenantContext.toString("latin1")}`;
+    // Provider ids are [a-z0-9-]; the key id is length-prefixed; the tenant context is self-delimiting.
+    const cacheKey = `${current.provider}\0${current.keyId.length}:${current.keyId}${tenantContext.cacheKey}`;
     const meta = { tenantId, provider: current.provider, bytes: data.length };
     const hit = encryptCache.take(cacheKey, meta);
     if (hit !== undefined) return Promise.resolve(seal(hit.value, data));
@@ -196,20 +203,22 @@ export function createKms(options: CreateKmsOptions): KmsClient {
       meta,
       async () => {
         const { material, keySection } = await generate(current, kmsContextFor(tenantId, context));
-        return { value: createEncryptTemplate(material, keySection, tenantContext), material };
+        return { value: createEncryptTemplate(material, keySection, tenantContext.bytes), material };
       },
       (entry) => seal(entry.value, data),
     );
   };
 
-  const decryptUnder = (keys: TenantKeys, tenantId: string, parsed: ParsedEnvelope, tenantContext: Buffer, context?: EncryptionContext): Promise<Buffer> => {
+  const decryptUnder = (keys: TenantKeys, tenantId: string, parsed: ParsedEnvelope, tenantContext: TenantContext, context?: EncryptionContext): Promise<Buffer> => {
     const { providerId, keyId } = parsed.keySection;
     // An envelope under a key that is not this tenant's is not authentic for this tenant: vague on purpose.
     if (!keys.decryptable.get(providerId)?.has(keyId)) throw authFailed();
-    const cacheKey = `${tenantId}\0${parsed.keySectionBytes.toString("latin1")}`;
+    // Keyed by tenant and context too: a DEK is only ever used under one context, so this costs no
+    // hits, and a load started by a caller with the wrong context is never shared with the right one.
+    const cacheKey = `${tenantContext.cacheKey}${parsed.keySectionBytes.toString("latin1")}`;
     const meta = { tenantId, provider: providerId, bytes: 0 };
     const hit = decryptCache.take(cacheKey, meta);
-    if (hit !== undefined) return Promise.resolve(open(parsed, hit.material, tenantContext));
+    if (hit !== undefined) return Promise.resolve(open(parsed, hit.material, tenantContext.bytes));
     return decryptCache.withKey(
       cacheKey,
       meta,
@@ -217,7 +226,7 @@ export function createKms(options: CreateKmsOptions): KmsClient {
         verifyKeySectionChecksum(parsed);
         return { value: undefined, material: await unwrapFor(parsed, kmsContextFor(tenantId, context)) };
       },
-      (entry) => open(parsed, entry.material, tenantContext),
+      (entry) => open(parsed, entry.material, tenantContext.bytes),
     );
   };
 
@@ -228,7 +237,12 @@ export function createKms(options: CreateKmsOptions): KmsClient {
       ensureOpen();
       const data = toBytes(plaintext);
       const tenantContext = tenantContextOf(tenantId, context);
-      if (custom) return resolve(tenantId).then((keys) => encryptUnder(keys, tenantId, data, tenantContext, context));
+      if (custom) {
+        // The KMS context is built after the resolver's await: from a copy, so a caller mutating its
+        // object meanwhile cannot make the KMS context differ from the one bound into the envelope.
+        const snapshot = context === undefined ? undefined : { ...context };
+        return resolve(tenantId).then((keys) => encryptUnder(keys, tenantId, data, tenantContext, snapshot));
+      }
       return encryptUnder(fromConfig(tenantId), tenantId, data, tenantContext, context);
     } catch (error) {
       return Promise.reject(error);
@@ -242,7 +256,10 @@ export function createKms(options: CreateKmsOptions): KmsClient {
       // The checksum only guards KMS calls: it is checked on a cache miss, before the unwrap.
       const parsed = parseEnvelope(envelope, UNCHECKED);
       const tenantContext = tenantContextOf(tenantId, context);
-      if (custom) return resolve(tenantId).then((keys) => decryptUnder(keys, tenantId, parsed, tenantContext, context));
+      if (custom) {
+        const snapshot = context === undefined ? undefined : { ...context }; // as in encrypt
+        return resolve(tenantId).then((keys) => decryptUnder(keys, tenantId, parsed, tenantContext, snapshot));
+      }
       return decryptUnder(fromConfig(tenantId), tenantId, parsed, tenantContext, context);
     } catch (error) {
       return Promise.reject(error);
@@ -253,7 +270,7 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     ensureOpen();
     if (!(envelope instanceof Uint8Array)) throw new KmsError("INPUT_INVALID", "the envelope must be bytes (Uint8Array)");
     const parsed = parseEnvelope(envelope);
-    tenantContextOf(tenantId, context);
+    const tenantContext = tenantContextOf(tenantId, context).bytes;
     const kmsContext = kmsContextFor(tenantId, context);
     const keys = await resolve(tenantId);
     if (!keys.decryptable.get(parsed.keySection.providerId)?.has(parsed.keySection.keyId)) throw authFailed();
@@ -261,6 +278,10 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     try {
       const material = await unwrapFor(parsed, kmsContext, (key) => dek.set(key));
       try {
+        // Authenticate the whole envelope for this tenant and context before its data key goes to
+        // any other key: a provider that does not bind context would otherwise let one tenant
+        // re-wrap another's data key under a key it controls.
+        open(parsed, material, tenantContext).fill(0);
         const { current } = keys;
         const wrapped = await call(current, "wrapDataKey", (p, signal) =>
           p.wrapDataKey({ keyId: current.keyId, plaintextKey: dek, context: kmsContext, signal }),
@@ -278,13 +299,16 @@ export function createKms(options: CreateKmsOptions): KmsClient {
   /** Runs `fn` over items with bounded concurrency; same-key items coalesce in the caches. */
   const batch = async <I>(items: readonly I[], fn: (item: I) => Promise<Buffer>): Promise<BatchResult<Buffer>[]> => {
     ensureOpen();
+    if (!Array.isArray(items)) throw new KmsError("INPUT_INVALID", "a batch must be an array of items");
     const results = new Array<BatchResult<Buffer>>(items.length);
     let next = 0;
     const worker = async () => {
       while (next < items.length) {
         const i = next++;
+        const item = items[i];
         try {
-          results[i] = { ok: true, value: await fn(items[i]!) };
+          if (typeof item !== "object" || item === null) throw new KmsError("INPUT_INVALID", `batch item #${i + 1} is not an object`);
+          results[i] = { ok: true, value: await fn(item) };
         } catch (error) {
           results[i] = { ok: false, error: toKmsError(error) };
         }
@@ -382,8 +406,10 @@ export function createKms(options: CreateKmsOptions): KmsClient {
   return client;
 }
 
-function authFailed(): KmsError {
-  return new KmsError("ENVELOPE_AUTH_FAILED", "envelope could not be authenticated for this tenant and context");
+/** Canonical (tenant id, context) bytes, and the same as a length-prefixed cache-key string. */
+interface TenantContext {
+  readonly bytes: Buffer;
+  readonly cacheKey: string;
 }
 
 function toBytes(plaintext: Uint8Array | string): Buffer {

@@ -5,6 +5,7 @@
  */
 import { createRequire } from "node:module";
 import { z } from "zod";
+import { keyIdProblem, tenantIdProblem } from "./envelope";
 import { type ConfigIssue, KmsConfigError, configIssue } from "./errors";
 import { KNOWN_PROVIDERS, PROVIDER_ID_PATTERN, type KmsProvider, type ProviderDefinition } from "./provider";
 
@@ -15,7 +16,10 @@ const positiveInt = z.number().int().positive();
 
 const keyRefSchema = z.strictObject({
   provider: z.string().min(1),
-  keyId: z.string().min(1).max(2048),
+  keyId: z.string().check((ctx) => {
+    const problem = keyIdProblem(ctx.value);
+    if (problem !== undefined) ctx.issues.push({ code: "custom", message: problem, input: ctx.value });
+  }),
 });
 
 const tenantKeySchema = keyRefSchema.extend({
@@ -111,6 +115,14 @@ export interface ValidateOptions {
   customResolver?: boolean;
 }
 
+/**
+ * Whether `env` describes production. NODE_ENV is compared without case and surrounding blanks, and
+ * `prod` counts too, so that `NODE_ENV=Production` cannot slip past the production-only checks.
+ */
+export function isProductionEnv(env: Readonly<Record<string, string | undefined>>): boolean {
+  return /^\s*prod(uction)?\s*$/i.test(env.NODE_ENV ?? "");
+}
+
 const requireFromHere = createRequire(__filename);
 
 function isInstalled(packageName: string): boolean {
@@ -143,7 +155,7 @@ export function validateConfig(raw: unknown, options: ValidateOptions): Validate
   }
   const config = parsed.data;
   const env = options.env ?? process.env;
-  const production = env.NODE_ENV === "production";
+  const production = isProductionEnv(env);
   const registry = new Map<string, ProviderDefinition<unknown>>();
   for (const definition of options.registry) registry.set(definition.id, definition);
 
@@ -169,9 +181,8 @@ export function validateConfig(raw: unknown, options: ValidateOptions): Validate
   };
   if (defaultKey) addKey("tenants.defaultKey", defaultKey);
   for (const [tenantId, key] of Object.entries(keys)) {
-    if (tenantId.length === 0 || tenantId.length > 256) {
-      issues.push(configIssue("tenants.keys", "KMS_CONFIG_INVALID", "tenant ids must be 1 to 256 characters"));
-    }
+    const tenantProblem = tenantIdProblem(tenantId);
+    if (tenantProblem !== undefined) issues.push(configIssue("tenants.keys", "KMS_CONFIG_INVALID", tenantProblem));
     addKey(`tenants.keys.${tenantId}`, key);
   }
   if (!defaultKey && Object.keys(keys).length === 0 && !options.customResolver) {

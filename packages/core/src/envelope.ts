@@ -59,12 +59,19 @@ export const MAX_TENANT_ID_BYTES = 256;
 export const MAX_CONTEXT_PAIRS = 64;
 export const MAX_CONTEXT_KEY_BYTES = 1024;
 export const MAX_CONTEXT_VALUE_BYTES = 4096;
+/**
+ * Limit on the whole canonical (tenant id, context) encoding. AWS KMS caps a whole encryption context
+ * at 8192 bytes, and the encoding is held in caches: without a total, 64 pairs of the per-pair maxima
+ * would let one caller pin ~320 KiB per cache entry.
+ */
+export const MAX_TENANT_CONTEXT_BYTES = 8192;
 
 const INFO_COMMITMENT = Buffer.from("@kms/envelope v1 commitment", "ascii");
 const INFO_KEY_SECTION = Buffer.from("@kms/envelope v1 key section", "ascii");
 const INFO_ENCRYPTION = Buffer.from("@kms/envelope v1 encryption", "ascii");
 const EMPTY_SALT = Buffer.alloc(0);
-const ZERO_KEY = Buffer.alloc(32);
+/** Encryption keys that `zeroMaterial` wiped: `seal` refuses them without comparing key bytes. */
+const zeroedKeys = new WeakSet<Buffer>();
 
 const AUTH_FAILED_MESSAGE = "envelope could not be authenticated for this tenant and context";
 
@@ -118,6 +125,7 @@ export function deriveMaterial(dek: Uint8Array): DataKeyMaterial {
 /** Overwrites every derived key with zeros. Templates built on it then refuse to seal. */
 export function zeroMaterial(m: DataKeyMaterial): void {
   verifiedTags.delete(m);
+  zeroedKeys.add(m.encryptionKey);
   m.encryptionKey.fill(0);
   m.keySectionKey.fill(0);
   m.commitment.fill(0);
@@ -136,6 +144,18 @@ export interface KeySection {
   keyVersion: string;
   /** 1..8192 bytes. */
   wrappedKey: Uint8Array;
+}
+
+/**
+ * Why `keyId` cannot name a key, or undefined when it can: 1..2048 UTF-8 bytes, no control
+ * characters (they would make logs and cache keys ambiguous), no unpaired surrogates.
+ */
+export function keyIdProblem(keyId: unknown): string | undefined {
+  if (typeof keyId !== "string" || keyId.length === 0) return "key ids must be non-empty strings";
+  if (CONTROL_OR_LONE_SURROGATE.test(keyId)) return "key ids must not contain control characters or unpaired surrogates";
+  const bytes = Buffer.byteLength(keyId, "utf8");
+  if (bytes > MAX_KEY_ID_BYTES) return `key ids are at most ${MAX_KEY_ID_BYTES} UTF-8 bytes (got ${bytes})`;
+  return undefined;
 }
 
 function providerError(message: string, provider?: string): KmsError {
@@ -256,6 +276,15 @@ function inputInvalid(message: string): KmsError {
   return new KmsError("INPUT_INVALID", message);
 }
 
+/** Why `tenantId` is not a tenant id, or undefined when it is (the rules of docs/ENVELOPE.md). */
+export function tenantIdProblem(tenantId: unknown): string | undefined {
+  if (typeof tenantId !== "string" || tenantId.length === 0) return "the tenant id must be a non-empty string";
+  if (CONTROL_OR_LONE_SURROGATE.test(tenantId)) return "the tenant id must not contain control characters or unpaired surrogates";
+  const bytes = Buffer.byteLength(tenantId, "utf8");
+  if (bytes > MAX_TENANT_ID_BYTES) return `the tenant id is ${bytes} UTF-8 bytes, the limit is ${MAX_TENANT_ID_BYTES}`;
+  return undefined;
+}
+
 /**
  * The canonical bytes of (tenant id, encryption context) bound into the payload AAD:
  * u16 tenant length, tenant UTF-8, u16 pair count, then per pair sorted by the key's UTF-8 bytes:
@@ -263,16 +292,9 @@ function inputInvalid(message: string): KmsError {
  * positions and lengths only, never the tenant id, a key or a value.
  */
 export function encodeTenantContext(tenantId: string, context?: EncryptionContext): Buffer {
-  if (typeof tenantId !== "string" || tenantId.length === 0) {
-    throw inputInvalid("the tenant id must be a non-empty string");
-  }
-  if (CONTROL_OR_LONE_SURROGATE.test(tenantId)) {
-    throw inputInvalid("the tenant id must not contain control characters or unpaired surrogates");
-  }
+  const tenantProblem = tenantIdProblem(tenantId);
+  if (tenantProblem !== undefined) throw inputInvalid(tenantProblem);
   const tenantBytes = Buffer.byteLength(tenantId, "utf8");
-  if (tenantBytes > MAX_TENANT_ID_BYTES) {
-    throw inputInvalid(`the tenant id is ${tenantBytes} UTF-8 bytes, the limit is ${MAX_TENANT_ID_BYTES}`);
-  }
 
   if (context === undefined || context === null) {
     const out = Buffer.allocUnsafe(2 + tenantBytes + 2);
@@ -310,6 +332,9 @@ export function encodeTenantContext(tenantId: string, context?: EncryptionContex
     }
     pairs.push({ key: keyBuf, value: valueBuf });
     total += 2 + keyBuf.length + 2 + valueBuf.length;
+    if (total > MAX_TENANT_CONTEXT_BYTES) {
+      throw inputInvalid(`the tenant id and encryption context exceed ${MAX_TENANT_CONTEXT_BYTES} bytes in canonical form`);
+    }
   }
   // Well-formed strings encode injectively to UTF-8, and object keys are distinct, so there are no ties.
   pairs.sort((a, b) => Buffer.compare(a.key, b.key));
@@ -399,7 +424,7 @@ export function createEncryptTemplate(m: DataKeyMaterial, keySection: Buffer, te
 export function seal(t: EncryptTemplate, plaintext: Uint8Array): Buffer {
   const key = t.encryptionKey;
   // Defense in depth: a template whose material was zeroed must never encrypt under the all-zero key.
-  if (key.equals(ZERO_KEY)) throw inputInvalid("this encrypt template's data key has been zeroed");
+  if (zeroedKeys.has(key)) throw inputInvalid("this encrypt template's data key has been zeroed");
   const prefix = t.prefix;
   const start = prefix.length + IV_BYTES;
   const n = plaintext.byteLength;
@@ -489,7 +514,8 @@ export function parseEnvelope(bytes: Uint8Array, options: ParseOptions = CHECKED
   };
 }
 
-function authFailed(): KmsError {
+/** The one authentication failure: the same text whatever check failed, so it tells nothing. */
+export function authFailed(): KmsError {
   return new KmsError("ENVELOPE_AUTH_FAILED", AUTH_FAILED_MESSAGE);
 }
 

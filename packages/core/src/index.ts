@@ -11,6 +11,7 @@ export type {
 } from "./client-types";
 export { ManualClock, systemClock, type Clock } from "./clock";
 export {
+  isProductionEnv,
   kmsConfigSchema,
   validateConfig,
   type CacheConfig,
@@ -20,7 +21,16 @@ export {
   type ResilienceConfig,
   type TenantKeyConfig,
 } from "./config";
-export { ENVELOPE_VERSION, fromBase64Url, parseEnvelope, toBase64Url, type KeySection, type ParsedEnvelope } from "./envelope";
+export {
+  ENVELOPE_VERSION,
+  fromBase64Url,
+  keyIdProblem,
+  parseEnvelope,
+  tenantIdProblem,
+  toBase64Url,
+  type KeySection,
+  type ParsedEnvelope,
+} from "./envelope";
 export {
   ERROR_CODES,
   KmsConfigError,

@@ -1,6 +1,6 @@
 /**
- * The provider contract: what a KMS adapter implements. Core calls providers only through
- * `guardedProvider` (postconditions, error mapping) and its resilience policies; providers don't
+ * The provider contract: what a KMS adapter implements. Core calls providers only through their
+ * resilience policy, and checks what they return (data-key length, key-section limits); providers don't
  * cache, don't retry, never log or put key bytes in messages, and map their SDK's errors to
  * `KmsError` codes with the SDK error as `cause`. See docs/WRITING_A_PROVIDER.md.
  */

@@ -20,7 +20,7 @@
  * - **timeout** (innermost) bounds each attempt, not the whole execution: after `timeoutMs` the
  *   attempt's `AbortSignal` (passed to the call, for the SDK) is aborted and the attempt fails with
  *   the retryable `KMS_TIMEOUT`, even if the call ignores the signal. A result or rejection that
- *   arrives later is swallowed.
+ *   arrives later is swallowed, and key bytes in a late result are zeroed (see `zeroLateResult`).
  *
  * Circuit breaker rules: only failures that say the service is down (`KMS_UNAVAILABLE`,
  * `KMS_TIMEOUT`) count, and only consecutive ones: a success resets the count. Every other error
@@ -239,7 +239,7 @@ export class ProviderPolicy {
       // Both handlers are always attached, so a late rejection is swallowed, never unhandled.
       pending.then(
         (value) => {
-          if (settled) return;
+          if (settled) return zeroLateResult(value);
           settled = true;
           cancelTimer();
           resolve(value);
@@ -472,5 +472,18 @@ function validateOptions(providerId: string, o: ResilienceOptions): void {
     throw new KmsError("KMS_CONFIG_INVALID", `Invalid resilience options for ${providerId}: ${problems.join("; ")}`, {
       provider: providerId,
     });
+  }
+}
+
+/**
+ * Nobody will ever use a result that arrives after its attempt timed out, so plaintext data keys in
+ * it are wiped at once instead of lingering until garbage collection: an unwrapped key (bytes) or a
+ * generated one (`plaintextKey`).
+ */
+function zeroLateResult(value: unknown): void {
+  if (value instanceof Uint8Array) value.fill(0);
+  else if (typeof value === "object" && value !== null) {
+    const key = (value as { plaintextKey?: unknown }).plaintextKey;
+    if (key instanceof Uint8Array) key.fill(0);
   }
 }

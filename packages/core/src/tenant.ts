@@ -3,6 +3,7 @@
  * and may decrypt envelopes written under its previous keys (after a bring-your-own-key change).
  */
 import type { KmsConfig, TenantKeyConfig } from "./config";
+import { keyIdProblem } from "./envelope";
 import { KmsError } from "./errors";
 
 export interface KeyRef {
@@ -23,9 +24,19 @@ export interface TenantKeys {
   readonly decryptable: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
+/**
+ * The keys of one tenant from its spec (configuration, already schema-checked, or an app resolver's
+ * answer, checked here): a malformed key id is `KMS_CONFIG_INVALID`, never a key to look up.
+ */
 export function tenantKeys(spec: TenantKeySpec): TenantKeys {
+  if (typeof spec !== "object" || spec === null) {
+    throw new KmsError("KMS_CONFIG_INVALID", "the tenant key resolver must return { provider, keyId, previous? }");
+  }
+  const refs = [spec, ...(spec.previous ?? [])];
   const decryptable = new Map<string, Set<string>>();
-  for (const ref of [spec, ...(spec.previous ?? [])]) {
+  for (const ref of refs) {
+    const problem = keyIdProblem(ref?.keyId);
+    if (problem !== undefined) throw new KmsError("KMS_CONFIG_INVALID", `the tenant key resolver returned a bad key: ${problem}`);
     const ids = decryptable.get(ref.provider) ?? new Set<string>();
     ids.add(ref.keyId);
     decryptable.set(ref.provider, ids);

@@ -359,3 +359,123 @@ describe("createKms: guard, events, lifecycle", () => {
     expect(await codeOf(kms.encrypt("t", "x"))).toBe("KMS_CLOSED");
   });
 });
+
+describe("createKms: binding does not rely on the provider", () => {
+  /** Tenant b moved from the shared default key to its own key: it may still decrypt under "default". */
+  const moved = {
+    tenants: {
+      defaultKey: { provider: "fake", keyId: "default" },
+      keys: { b: { provider: "fake", keyId: "key-b", previous: [{ provider: "fake", keyId: "default" }] } },
+    },
+  };
+
+  it("with a provider that ignores context, tenant and context still bind the envelope", async () => {
+    const { kms, provider } = fakeKms(moved);
+    provider.bindsContext = false;
+    const envelope = await kms.encrypt("a", "secret", { row: "1" });
+    expect(await codeOf(kms.decrypt("b", envelope, { row: "1" }))).toBe("ENVELOPE_AUTH_FAILED");
+    expect(await codeOf(kms.decrypt("a", envelope, { row: "2" }))).toBe("ENVELOPE_AUTH_FAILED");
+    expect((await kms.decrypt("a", envelope, { row: "1" })).toString()).toBe("secret");
+  });
+
+  it("rewrap refuses another tenant's envelope before its data key reaches the new key", async () => {
+    const { kms, provider } = fakeKms(moved);
+    provider.bindsContext = false;
+    const envelope = await kms.encrypt("a", "secret");
+    expect(await codeOf(kms.rewrap("b", envelope))).toBe("ENVELOPE_AUTH_FAILED");
+    expect(provider.calls.wrapDataKey).toBe(0);
+  });
+
+  it("rewrap refuses a different context before wrapping anything", async () => {
+    const { kms, provider } = fakeKms(moved);
+    provider.bindsContext = false;
+    const envelope = await kms.encrypt("b", "secret", { row: "1" });
+    expect(await codeOf(kms.rewrap("b", envelope, { row: "2" }))).toBe("ENVELOPE_AUTH_FAILED");
+    expect(provider.calls.wrapDataKey).toBe(0);
+    const rewrapped = await kms.rewrap("b", envelope, { row: "1" });
+    expect(provider.calls.wrapDataKey).toBe(1);
+    expect((await kms.decrypt("b", rewrapped, { row: "1" })).toString()).toBe("secret");
+  });
+
+  it("a cold decrypt with the wrong context does not fail a concurrent one with the right context", async () => {
+    const { kms, provider } = fakeKms();
+    const envelope = await kms.encrypt("t", "x", { row: "1" });
+    kms.invalidateTenant("t");
+    let open!: () => void;
+    provider.unwrapGate = new Promise<void>((resolve) => (open = resolve));
+    const wrong = kms.decrypt("t", envelope, { row: "2" });
+    const right = kms.decrypt("t", envelope, { row: "1" });
+    open();
+    expect(await codeOf(wrong)).toBe("ENVELOPE_AUTH_FAILED");
+    expect((await right).toString()).toBe("x");
+    expect(provider.calls.unwrapDataKey).toBe(2);
+  });
+
+  it("an authentication failure reads the same whether the KMS or the cached key refused", async () => {
+    const { kms } = fakeKms();
+    const envelope = await kms.encrypt("t", "x", { row: "1" });
+    kms.invalidateTenant("t");
+    const failure = (promise: Promise<unknown>) => promise.then(() => undefined, (e: unknown) => e as KmsError);
+    const refusedByKms = (await failure(kms.decrypt("t", envelope, { row: "2" })))!;
+    await kms.decrypt("t", envelope, { row: "1" }); // warms the cache
+    const tampered = Buffer.from(envelope);
+    tampered[tampered.length - 1]! ^= 1; // the GCM tag: same key section, so a cache hit
+    const refusedLocally = (await failure(kms.decrypt("t", tampered, { row: "1" })))!;
+    expect(refusedByKms).toMatchObject({ code: "ENVELOPE_AUTH_FAILED" });
+    expect(refusedLocally).toMatchObject({ code: "ENVELOPE_AUTH_FAILED" });
+    expect(refusedByKms.message).toBe(refusedLocally.message);
+    expect(refusedByKms.provider).toBe(refusedLocally.provider);
+    expect(refusedByKms.cause).toBe(refusedLocally.cause);
+  });
+});
+
+describe("createKms: hostile inputs", () => {
+  it("refuses key ids with control characters in configuration and from a resolver", async () => {
+    expect(() => fakeKms({ tenants: { defaultKey: { provider: "fake", keyId: "a\u0000b" } } })).toThrow(
+      expect.objectContaining({ code: "KMS_CONFIG_INVALID", issues: [expect.objectContaining({ path: "tenants.defaultKey.keyId" })] }),
+    );
+    const { kms, provider } = fakeKms({ tenants: {} }, { resolveTenantKeys: () => ({ provider: "fake", keyId: "k\n" }) });
+    expect(await codeOf(kms.encrypt("t", "x"))).toBe("KMS_CONFIG_INVALID");
+    const { kms: badPrevious } = fakeKms(
+      { tenants: {} },
+      { resolveTenantKeys: () => ({ provider: "fake", keyId: "k", previous: [{ provider: "fake", keyId: "" }] }) },
+    );
+    expect(await codeOf(badPrevious.encrypt("t", "x"))).toBe("KMS_CONFIG_INVALID");
+    const { kms: notAnObject } = fakeKms({ tenants: {} }, { resolveTenantKeys: () => null as never });
+    expect(await codeOf(notAnObject.encrypt("t", "x"))).toBe("KMS_CONFIG_INVALID");
+    expect(provider.kmsCalls).toBe(0);
+  });
+
+  it("refuses a context over 8192 canonical bytes without any KMS call", async () => {
+    const { kms, provider } = fakeKms();
+    const big = { a: "x".repeat(4096), b: "x".repeat(4096) };
+    expect(await codeOf(kms.encrypt("t", "x", big))).toBe("INPUT_INVALID");
+    expect(provider.kmsCalls).toBe(0);
+  });
+
+  it("builds the KMS context from the context as it was when the call was made", async () => {
+    let release!: () => void;
+    const resolverGate = new Promise<void>((resolve) => (release = resolve));
+    const { kms } = fakeKms({ tenants: {} }, {
+      resolveTenantKeys: async () => {
+        await resolverGate;
+        return { provider: "fake", keyId: "k" };
+      },
+    });
+    const context: Record<string, string> = { row: "1" };
+    const pending = kms.encrypt("t", "x", context);
+    context.row = "2"; // the caller reuses its object while the resolver runs
+    release();
+    const envelope = await pending;
+    kms.invalidateTenant("t");
+    expect((await kms.decrypt("t", envelope, { row: "1" })).toString()).toBe("x");
+  });
+
+  it("reports a batch item that is not an object as INPUT_INVALID, and a batch that is not an array", async () => {
+    const { kms } = fakeKms();
+    const results = await kms.encryptMany([null as never, { tenantId: "t", plaintext: "x" }]);
+    expect(results[0]).toMatchObject({ ok: false, error: { code: "INPUT_INVALID" } });
+    expect(results[1]).toMatchObject({ ok: true });
+    expect(await codeOf(kms.decryptMany(null as never))).toBe("INPUT_INVALID");
+  });
+});

@@ -73,6 +73,14 @@ describe("validateConfig", () => {
     expect(ok.production).toBe(true);
   });
 
+  it.each(["Production", " production ", "PROD", "prod"])("treats NODE_ENV=%j as production", (nodeEnv) => {
+    expect(configError(base, { NODE_ENV: nodeEnv }).code).toBe("KMS_LOCAL_IN_PRODUCTION");
+  });
+
+  it.each(["development", "test", "", "productionish", "staging"])("does not treat NODE_ENV=%j as production", (nodeEnv) => {
+    expect(validateConfig(base, { registry: [fake], env: { NODE_ENV: nodeEnv } }).production).toBe(false);
+  });
+
   it("reports every problem at once, each with its own code and link", () => {
     const error = configError({
       providers: { local: {}, vault: {} },
@@ -96,6 +104,11 @@ describe("validateConfig", () => {
     ["jitter above 0.5", { cache: { jitter: 0.9 } }, "cache.jitter"],
     ["a hard max age below the max age", { cache: { hardMaxAgeMs: 1000 } }, "cache.hardMaxAgeMs"],
     ["max delay below base delay", { resilience: { retry: { baseDelayMs: 500, maxDelayMs: 100 } } }, "resilience.retry.maxDelayMs"],
+    ["a key id with a control character", { tenants: { defaultKey: { provider: "local", keyId: "a\u0000b" } } }, "tenants.defaultKey.keyId"],
+    ["a key id over 2048 UTF-8 bytes", { tenants: { defaultKey: { provider: "local", keyId: "é".repeat(1025) } } }, "tenants.defaultKey.keyId"],
+    ["an empty previous key id", { tenants: { defaultKey: { provider: "local", keyId: "k", previous: [{ provider: "local", keyId: "" }] } } }, "tenants.defaultKey.previous[0].keyId"],
+    ["a tenant id with a control character", { tenants: { keys: { "t\n1": { provider: "local", keyId: "k" } } } }, "tenants.keys"],
+    ["a tenant id over 256 UTF-8 bytes", { tenants: { keys: { ["é".repeat(129)]: { provider: "local", keyId: "k" } } } }, "tenants.keys"],
   ])("rejects %s with KMS_CONFIG_INVALID at its path", (_name, patch, path) => {
     const error = configError({ ...base, ...patch });
     expect(error.code).toBe("KMS_CONFIG_INVALID");

@@ -17,6 +17,7 @@ import {
   MAX_CONTEXT_VALUE_BYTES,
   MAX_KEY_ID_BYTES,
   MAX_KEY_VERSION_BYTES,
+  MAX_TENANT_CONTEXT_BYTES,
   MAX_TENANT_ID_BYTES,
   MAX_WRAPPED_KEY_BYTES,
   MIN_ENVELOPE_BYTES,
@@ -318,6 +319,9 @@ describe("encodeTenantContext", () => {
     expect(() => encodeTenantContext("é".repeat(MAX_TENANT_ID_BYTES / 2), many)).not.toThrow();
     expect(() => encodeTenantContext("t", { ["k".repeat(MAX_CONTEXT_KEY_BYTES)]: "v".repeat(MAX_CONTEXT_VALUE_BYTES) })).not.toThrow();
     expect(() => encodeTenantContext("t", { k: "any\u0000thing\n\u007f goes in values" })).not.toThrow();
+    // The whole encoding: 5 bytes for "t" and the pair count, 4101 for (a, 4096 bytes), 4086 for (b, 4081 bytes).
+    const atLimit = encodeTenantContext("t", { a: "v".repeat(MAX_CONTEXT_VALUE_BYTES), b: "v".repeat(4081) });
+    expect(atLimit.length).toBe(MAX_TENANT_CONTEXT_BYTES);
   });
 
   const SECRET = "Sup3rS3cret";
@@ -342,6 +346,7 @@ describe("encodeTenantContext", () => {
     ["a context value over 4096 bytes", "t", { k: SECRET + "v".repeat(MAX_CONTEXT_VALUE_BYTES) }],
     ["a context value with a lone surrogate", "t", { k: `${SECRET}\uD83D` }],
     ["more than 64 pairs", "t", tooMany],
+    ["more than 8192 bytes in all", "t", { a: SECRET + "v".repeat(4096 - SECRET.length), b: SECRET + "v".repeat(4082 - SECRET.length) }],
   ])("rejects %s with INPUT_INVALID, without echoing values", (_label, tenantId, context) => {
     const error = expectCode(() => encodeTenantContext(tenantId as string, context as Record<string, string>), "INPUT_INVALID");
     expect(error.message).not.toContain(SECRET);

@@ -260,6 +260,32 @@ describe("ProviderPolicy: timeout", () => {
       process.off("unhandledRejection", onUnhandled);
     }
   });
+
+  it("zeroes the data key in a result that arrives after the timeout (unwrapped bytes or a generated key)", async () => {
+    const { clock, policy } = setup(options({ timeoutMs: 100, retry: { maxAttempts: 1 } }));
+    const unwrapped = deferred<Buffer>();
+    const generated = deferred<{ plaintextKey: Buffer; wrappedKey: Buffer; keyVersion: string }>();
+    const first = track(policy.execute("unwrapDataKey", () => unwrapped.promise));
+    const second = track(policy.execute("generateDataKey", () => generated.promise));
+    await clock.advance(100);
+    expect(codeOf(first.error)).toBe("KMS_TIMEOUT");
+    expect(codeOf(second.error)).toBe("KMS_TIMEOUT");
+    const lateKey = Buffer.alloc(32, 0xab);
+    const lateDataKey = { plaintextKey: Buffer.alloc(32, 0xcd), wrappedKey: Buffer.alloc(48, 0xef), keyVersion: "1" };
+    unwrapped.resolve(lateKey);
+    generated.resolve(lateDataKey);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(lateKey.equals(Buffer.alloc(32))).toBe(true);
+    expect(lateDataKey.plaintextKey.equals(Buffer.alloc(32))).toBe(true);
+    expect(lateDataKey.wrappedKey.equals(Buffer.alloc(48, 0xef))).toBe(true); // not secret: left as is
+  });
+
+  it("does not touch a result that arrives in time", async () => {
+    const { policy } = setup(options({ timeoutMs: 100, retry: { maxAttempts: 1 } }));
+    const key = Buffer.alloc(32, 0xab);
+    await expect(policy.execute("unwrapDataKey", async () => key)).resolves.toBe(key);
+    expect(key.equals(Buffer.alloc(32, 0xab))).toBe(true);
+  });
 });
 
 describe("ProviderPolicy: retry", () => {

@@ -23,6 +23,13 @@ export class FakeProvider implements KmsProvider {
   closed = false;
   /** When set, generateDataKey waits for it (to hold a load in flight). */
   gate: Promise<void> | undefined;
+  /** When set, unwrapDataKey waits for it. */
+  unwrapGate: Promise<void> | undefined;
+  /**
+   * False models a KMS that ignores the encryption context (as some services and key types do), so
+   * that core's own binding is tested without the provider's help.
+   */
+  bindsContext = true;
 
   constructor(id = "fake") {
     this.id = id;
@@ -62,7 +69,7 @@ export class FakeProvider implements KmsProvider {
     const versions = this.#versions(keyId);
     const iv = randomBytes(12);
     const cipher = createCipheriv("aes-256-gcm", versions[versions.length - 1]!, iv);
-    cipher.setAAD(aad(keyId, context));
+    cipher.setAAD(aad(keyId, this.bindsContext ? context : {}));
     const wrappedKey = Buffer.concat([iv, cipher.update(dek), cipher.final(), cipher.getAuthTag()]);
     return { wrappedKey, keyVersion: String(versions.length) };
   }
@@ -82,12 +89,13 @@ export class FakeProvider implements KmsProvider {
 
   async unwrapDataKey(req: { keyId: string; keyVersion: string; wrappedKey: Uint8Array; context: EncryptionContext }) {
     this.#enter("unwrapDataKey");
+    await this.unwrapGate;
     const kek = this.#keys.get(req.keyId)?.[Number(req.keyVersion) - 1];
     if (!kek) throw new KmsError("KMS_KEY_NOT_FOUND", "no such key or version", { provider: this.id });
     const w = Buffer.from(req.wrappedKey);
     try {
       const decipher = createDecipheriv("aes-256-gcm", kek, w.subarray(0, 12));
-      decipher.setAAD(aad(req.keyId, req.context));
+      decipher.setAAD(aad(req.keyId, this.bindsContext ? req.context : {}));
       decipher.setAuthTag(w.subarray(w.length - 16));
       return Buffer.concat([decipher.update(w.subarray(12, w.length - 16)), decipher.final()]);
     } catch {
