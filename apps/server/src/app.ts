@@ -12,7 +12,7 @@ import Fastify, {
   type FastifyRequest,
   type FastifyServerOptions,
 } from "fastify";
-import type { KmsClient } from "@kms/core";
+import { isKmsError, type KmsClient, type KmsHealth } from "@kms/core";
 import type { Authenticator } from "./auth";
 import { DEFAULT_BODY_LIMIT_BYTES } from "./config";
 import { type ErrorBody, HttpError, errorResponse, mapError } from "./errors";
@@ -39,7 +39,16 @@ export interface BuildAppOptions {
   logger?: FastifyBaseLogger | LoggerOptions | false;
   /** Largest accepted request body. Default 1 MiB. */
   bodyLimitBytes?: number;
+  /** How long one KMS health result answers `GET /health/kms`. Default 5 s (`HEALTH_CACHE_MS`). */
+  healthCacheMs?: number;
 }
+
+/**
+ * `/health/kms` is unauthenticated and its check calls every provider: one result (and one call in
+ * flight, shared by concurrent requests) answers for this long, so request volume never becomes
+ * provider load.
+ */
+export const HEALTH_CACHE_MS = 5_000;
 
 /** Paths pino replaces with "[Redacted]", in case a serializer ever logs headers. */
 export const REDACT_PATHS = [
@@ -78,7 +87,12 @@ const errorSchema = {
   properties: {
     error: {
       type: "object",
-      properties: { code: { type: "string" }, message: { type: "string" }, docsUrl: { type: "string" } },
+      properties: {
+        code: { type: "string" },
+        message: { type: "string" },
+        retryable: { type: "boolean" },
+        docsUrl: { type: "string" },
+      },
     },
   },
 } as const;
@@ -107,8 +121,12 @@ function decodeBase64(text: string, field: string): Buffer {
 function sendError(request: FastifyRequest, reply: FastifyReply, error: unknown): FastifyReply {
   const mapped = mapError(error);
   request.outcome = mapped.code;
+  // A KmsError's body carries only its code's fixed text: the full error (provider message, cause,
+  // request id; never key material) is logged so that operators keep the detail.
   if (mapped.serverFault) {
     request.log.error({ err: error, code: mapped.code }, "request failed");
+  } else if (isKmsError(error)) {
+    request.log.warn({ err: error, code: mapped.code }, "request failed");
   }
   if (mapped.statusCode === 401) reply.header("www-authenticate", 'Bearer realm="kms"');
   if (mapped.statusCode === 429) reply.header("retry-after", "1");
@@ -131,6 +149,34 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
               },
       };
   let closing = false;
+
+  const healthCacheMs = options.healthCacheMs ?? HEALTH_CACHE_MS;
+  let healthCache: { result: Promise<KmsHealth>; expiresAt: number } | undefined;
+  /**
+   * The shared result of `kms.checkHealth()`. It expires `healthCacheMs` after it settles, failed or
+   * not: a failing KMS is exactly the one that must not be called harder.
+   */
+  const checkHealth = (log: FastifyBaseLogger): Promise<KmsHealth> => {
+    if (healthCache === undefined || Date.now() >= healthCache.expiresAt) {
+      const entry = { result: kms.checkHealth(), expiresAt: Infinity };
+      const settled = () => {
+        entry.expiresAt = Date.now() + healthCacheMs;
+      };
+      // Logged once per check, not once per request: the route is unauthenticated.
+      entry.result.then(
+        (health) => {
+          settled();
+          if (!health.ready) log.warn({ health }, "KMS not ready");
+        },
+        (error: unknown) => {
+          settled();
+          log.error({ err: error }, "health check failed");
+        },
+      );
+      healthCache = entry;
+    }
+    return healthCache.result;
+  };
 
   const app = Fastify({
     ...loggerSettings,
@@ -218,9 +264,8 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
   });
 
   app.setErrorHandler((error, request, reply) => sendError(request, reply, error));
-  app.setNotFoundHandler((request, reply) =>
-    sendError(request, reply, new HttpError(404, "NOT_FOUND", `No route ${request.method} ${request.url.split("?")[0]}`)),
-  );
+  // The URL is not echoed: an error body reflects no request input.
+  app.setNotFoundHandler((request, reply) => sendError(request, reply, new HttpError(404, "NOT_FOUND", "No such route")));
 
   /** Checks the tenant's credential before the body is even read. */
   const authorizeTenant = async (request: FastifyRequest<{ Params: { tenantId: string } }>) => {
@@ -292,14 +337,13 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
 
   app.get("/health/kms", async (request, reply) => {
     try {
-      const health = await kms.checkHealth();
+      const health = await checkHealth(app.log);
       if (!health.ready) request.outcome = "NOT_READY";
-      return reply.code(health.ready ? 200 : 503).send(health);
+      return reply.code(health.ready ? 200 : 503).send(publicHealth(health));
     } catch (error) {
       // Health is about availability: whatever went wrong, the answer is "not ready".
       const mapped = mapError(error);
       request.outcome = mapped.code;
-      request.log.error({ err: error }, "health check failed");
       const body: ErrorBody & { ready: false; providers: Record<string, never> } = {
         ready: false,
         providers: {},
@@ -316,4 +360,14 @@ function redactPathsOf(options: LoggerOptions | undefined): string[] {
   const redact = options?.redact;
   if (redact === undefined) return [];
   return Array.isArray(redact) ? redact : redact.paths;
+}
+
+/**
+ * What an unauthenticated caller may see: readiness and, per provider, health, the insecure flag and
+ * the circuit state. A provider's own `detail` (it may name key ids) goes to the log only.
+ */
+function publicHealth(health: KmsHealth): KmsHealth {
+  const providers: KmsHealth["providers"] = {};
+  for (const [id, { healthy, insecure, circuit }] of Object.entries(health.providers)) providers[id] = { healthy, insecure, circuit };
+  return { ready: health.ready, providers };
 }

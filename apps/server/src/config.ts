@@ -6,7 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
-import { docsUrlFor, type KmsErrorCode } from "@kms/core";
+import { docsUrlFor, isProductionEnv, tenantIdProblem, type KmsErrorCode } from "@kms/core";
 import { TOKEN_PATTERN, type TokenSet } from "./auth";
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -38,8 +38,11 @@ export interface ServerConfig {
   bodyLimitBytes: number;
   production: boolean;
   logLevel: string;
-  /** The configuration handed to `createKms` (core validates it). */
-  kms: Record<string, unknown>;
+  /**
+   * The configuration handed to `createKms` (core validates it); `undefined` when KMS_CONFIG_FILE
+   * could not be read as a JSON object, so there is nothing for core to check.
+   */
+  kms: Record<string, unknown> | undefined;
   /** Tokens from the environment; `undefined` when none is configured. */
   tokens: TokenSet | undefined;
   /** Tenants that get generated tokens when none is configured (development only). */
@@ -65,45 +68,36 @@ export function loadServerConfig(env: Env, baseDir: string): LoadResult {
   const issues: ConfigIssue[] = [];
   const warnings: string[] = [];
   const invalid = (path: string, message: string) => issues.push(configIssue(path, "KMS_CONFIG_INVALID", message));
-  const production = env.NODE_ENV === "production";
+  // Core's test (case-insensitive, `prod` too): `NODE_ENV=Production` must not skip production checks.
+  const production = isProductionEnv(env);
 
-  // --- the KMS configuration: file, then defaults, then environment overrides
-  let kms: Record<string, unknown> = {};
+  // --- the KMS configuration: the file, or without one the local development default; then
+  // environment overrides. `undefined` when the file cannot be used: nothing for core to check.
+  let kms: Record<string, unknown> | undefined;
   let fileDir = baseDir;
   const file = env.KMS_CONFIG_FILE;
-  if (file !== undefined && file !== "") {
+  if (file === undefined || file === "") {
+    // Only the one-command dev start gets defaults. A file states its providers and tenant keys
+    // itself: filling in `local` there would quietly keep keys on this host instead of in the KMS.
+    kms = {
+      providers: { local: { path: DEFAULT_KEY_STORE } },
+      tenants: { defaultKey: { provider: "local", keyId: DEFAULT_KEY_ID } },
+    };
+  } else {
     const path = resolve(baseDir, file);
     fileDir = dirname(path);
-    let text: string | undefined;
-    try {
-      text = readFileSync(path, "utf8");
-    } catch (error) {
-      const reason = (error as NodeJS.ErrnoException).code ?? "unreadable";
-      invalid("KMS_CONFIG_FILE", `cannot read configuration file ${path} (${reason})`);
-    }
-    if (text !== undefined) {
-      try {
-        const parsed: unknown = JSON.parse(text);
-        if (isPlainObject(parsed)) kms = parsed;
-        else invalid("KMS_CONFIG_FILE", `configuration file ${path} must hold a JSON object`);
-      } catch (error) {
-        // Only the position: the parser's message may quote the file, which can hold credentials.
-        const where = /position \d+(?: \(line \d+ column \d+\))?/.exec((error as Error).message)?.[0];
-        invalid("KMS_CONFIG_FILE", `configuration file ${path} is not valid JSON${where ? ` (at ${where})` : ""}`);
-      }
+    kms = readConfigFile(path, invalid);
+    if (kms !== undefined && kms.providers === undefined) {
+      invalid(
+        "providers",
+        `configuration file ${path} names no providers: add them, e.g. "providers": {"local": {}} ` +
+          "(the local provider is the default only when KMS_CONFIG_FILE is not set)",
+      );
     }
   }
 
-  if (kms.providers === undefined) {
-    kms = { ...kms, providers: { local: { path: DEFAULT_KEY_STORE } } };
-    fileDir = baseDir;
-  }
-  const providers = kms.providers;
+  const providers = kms?.providers;
   if (isPlainObject(providers)) {
-    // Default tenant key only when the configuration names no tenants and has the local provider.
-    if (kms.tenants === undefined && "local" in providers) {
-      kms = { ...kms, tenants: { defaultKey: { provider: "local", keyId: DEFAULT_KEY_ID } } };
-    }
     const local = providers.local;
     const storeOverride = env.KMS_LOCAL_KEY_STORE;
     if (storeOverride !== undefined && storeOverride !== "") {
@@ -119,10 +113,10 @@ export function loadServerConfig(env: Env, baseDir: string): LoadResult {
   // (A non-object `providers` is left as is: core reports it.)
 
   const allowLocal = env.KMS_ALLOW_LOCAL_IN_PRODUCTION;
-  if (allowLocal !== undefined && allowLocal !== "") {
-    if (allowLocal === "true") kms = { ...kms, allowLocalInProduction: true };
-    else if (allowLocal === "false") kms = { ...kms, allowLocalInProduction: false };
-    else invalid("KMS_ALLOW_LOCAL_IN_PRODUCTION", `must be "true" or "false", got "${allowLocal}"`);
+  if (allowLocal === "true" || allowLocal === "false") {
+    if (kms !== undefined) kms = { ...kms, allowLocalInProduction: allowLocal === "true" };
+  } else if (allowLocal !== undefined && allowLocal !== "") {
+    invalid("KMS_ALLOW_LOCAL_IN_PRODUCTION", `must be "true" or "false", got "${allowLocal}"`);
   }
 
   // --- listening address and limits
@@ -143,7 +137,8 @@ export function loadServerConfig(env: Env, baseDir: string): LoadResult {
     .map((t) => t.trim())
     .filter((t) => t !== "");
   for (const t of demoTenants) {
-    if (t.length > 256) invalid("KMS_DEMO_TENANTS", "tenant ids must be 1 to 256 characters");
+    const problem = tenantIdProblem(t);
+    if (problem !== undefined) invalid("KMS_DEMO_TENANTS", problem);
   }
   if (tokens === undefined && production) {
     invalid(
@@ -165,6 +160,30 @@ export function loadServerConfig(env: Env, baseDir: string): LoadResult {
     warnings,
   };
   return issues.length === 0 ? { ok: true, config } : { ok: false, issues, partial: config };
+}
+
+/** The JSON object in the file, or `undefined` (and an issue) when there is none. */
+function readConfigFile(path: string, invalid: (path: string, message: string) => void): Record<string, unknown> | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? "unreadable";
+    invalid("KMS_CONFIG_FILE", `cannot read configuration file ${path} (${reason})`);
+    return undefined;
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    // Only the position: the parser's message may quote the file, which can hold credentials.
+    const where = /position \d+(?: \(line \d+ column \d+\))?/.exec((error as Error).message)?.[0];
+    invalid("KMS_CONFIG_FILE", `configuration file ${path} is not valid JSON${where ? ` (at ${where})` : ""}`);
+    return undefined;
+  }
+  if (isPlainObject(parsed)) return parsed;
+  invalid("KMS_CONFIG_FILE", `configuration file ${path} must hold a JSON object`);
+  return undefined;
 }
 
 function parseInteger(raw: string | undefined, fallback: number): number | undefined {
@@ -214,8 +233,9 @@ function loadTokens(
       } else {
         for (const [tenantId, token] of Object.entries(parsed)) {
           const path = `KMS_TENANT_TOKENS.${tenantId}`;
-          if (tenantId.length === 0 || tenantId.length > 256) {
-            invalid("KMS_TENANT_TOKENS", "tenant ids must be 1 to 256 characters");
+          const problem = tenantIdProblem(tenantId);
+          if (problem !== undefined) {
+            invalid("KMS_TENANT_TOKENS", problem);
           } else if (typeof token !== "string") {
             invalid(path, "must be a string");
           } else if (check(path, `tenant ${tenantId}`, token)) {

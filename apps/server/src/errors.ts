@@ -1,8 +1,12 @@
 /**
- * The server's one error shape, `{"error": {"code", "message", "docsUrl"}}`, and the HTTP status of
- * every code. Codes from @kms/core keep their code and docs link; failures that only exist at the
- * HTTP layer (routing, body size, credentials) use the server codes below, documented in
+ * The server's one error shape, `{"error": {"code", "message", "retryable", "docsUrl"}}`, and the
+ * HTTP status of every code. Codes from @kms/core keep their code and docs link; failures that only
+ * exist at the HTTP layer (routing, body size, credentials) use the server codes below, documented in
  * apps/server/README.md.
+ *
+ * Messages are written by the server, never passed through: a KmsError's message may come from a
+ * provider SDK (key ARNs, hostnames, request ids), so its body carries the code's fixed public text
+ * and the full error goes to the server log only.
  */
 import { docsUrlFor, isKmsError, type KmsError, type KmsErrorCode } from "@kms/core";
 
@@ -19,7 +23,7 @@ export type ServerErrorCode =
 export type ErrorCode = KmsErrorCode | ServerErrorCode;
 
 export interface ErrorBody {
-  error: { code: string; message: string; docsUrl: string };
+  error: { code: string; message: string; retryable: boolean; docsUrl: string };
 }
 
 /** Where the server's own codes are documented; each code is a heading (anchor) there. */
@@ -38,6 +42,34 @@ const SERVER_CODES: ReadonlySet<string> = new Set<ServerErrorCode>([
 export function docsUrlOf(code: ErrorCode): string {
   return SERVER_CODES.has(code) ? `${SERVER_DOCS_URL}#${code.toLowerCase()}` : docsUrlFor(code as KmsErrorCode);
 }
+
+/** Only draining is worth retrying (against another instance); the other server codes need a change. */
+const SERVER_RETRYABLE: ReadonlySet<string> = new Set<ServerErrorCode>(["SHUTTING_DOWN"]);
+
+/**
+ * The public text of every core code: the only message a KmsError's body ever carries. A `Record`
+ * over every code, so a code added to core does not compile here until it has a text.
+ */
+export const PUBLIC_MESSAGES: Readonly<Record<KmsErrorCode, string>> = {
+  KMS_ACCESS_DENIED: "The key service refused access to the tenant's key",
+  KMS_KEY_NOT_FOUND: "The tenant's key was not found",
+  KMS_KEY_DISABLED: "The tenant's key is disabled",
+  KMS_THROTTLED: "The key service is throttling requests; retry later",
+  KMS_UNAVAILABLE: "The key service is unavailable; retry later",
+  KMS_TIMEOUT: "The key service did not answer in time; retry later",
+  KMS_CIRCUIT_OPEN: "Calls to the key service are paused after repeated failures; retry later",
+  KMS_OVERLOADED: "Too many key service requests are waiting; retry later",
+  KMS_PROVIDER_ERROR: "The key service could not complete the request",
+  KMS_CONFIG_INVALID: "The server's key service configuration is invalid",
+  KMS_PROVIDER_UNKNOWN: "The server's key service configuration names an unknown provider",
+  KMS_PROVIDER_NOT_INSTALLED: "A key service provider the server needs is not installed",
+  KMS_LOCAL_IN_PRODUCTION: "The local key provider is not allowed in production",
+  KMS_CLOSED: "The key service client is closed",
+  ENVELOPE_MALFORMED: "The ciphertext is not a well-formed envelope",
+  ENVELOPE_AUTH_FAILED: "The ciphertext cannot be decrypted with this tenant and context",
+  TENANT_MISMATCH: "The ciphertext was written for another tenant",
+  INPUT_INVALID: "The request is not valid",
+};
 
 /** An error the server raises itself, with the status and code it is answered with. */
 export class HttpError extends Error {
@@ -74,25 +106,41 @@ export interface MappedError {
   serverFault: boolean;
 }
 
-function body(code: ErrorCode, message: string): ErrorBody {
-  return { error: { code, message, docsUrl: docsUrlOf(code) } };
-}
-
-export function errorResponse(statusCode: number, code: ErrorCode, message: string): MappedError {
-  return { statusCode, code, body: body(code, message), serverFault: statusCode >= 500 };
+export function errorResponse(
+  statusCode: number,
+  code: ErrorCode,
+  message: string,
+  retryable = SERVER_RETRYABLE.has(code),
+): MappedError {
+  return {
+    statusCode,
+    code,
+    body: { error: { code, message, retryable, docsUrl: docsUrlOf(code) } },
+    serverFault: statusCode >= 500,
+  };
 }
 
 function mapKmsError(error: KmsError): MappedError {
-  const status = KMS_STATUS[error.code];
-  if (status !== undefined) return errorResponse(status, error.code, error.message);
-  // A key the operator configured is missing, disabled or not permitted, or a provider failed:
-  // the caller gets the code (a disabled BYOK key is something a tenant must be able to see) but
-  // not the provider's details, which stay in the server log.
-  return errorResponse(
-    500,
-    error.code,
-    `The key service could not complete the request (${error.code}; see ${error.docsUrl})`,
-  );
+  // Unlisted codes are a key the operator configured that is missing, disabled or not permitted, or
+  // a failed provider: 500, but the caller still gets the code (a tenant must be able to see that
+  // its BYOK key is disabled). `retryable` is the error's own: a provider may know better than the
+  // code's default. (`??`: an error from another copy of core may carry a code this table predates.)
+  const message = PUBLIC_MESSAGES[error.code] ?? "The key service could not complete the request";
+  return errorResponse(KMS_STATUS[error.code] ?? 500, error.code, message, error.retryable);
+}
+
+/**
+ * Ajv's messages name the field and the rule (`body/plaintext must match pattern ...`), never the
+ * value, but a path below a top-level field holds the caller's own keys (`body/context/<key>`): those
+ * are masked, so the message never repeats request content.
+ */
+function validationMessage(context: unknown, issues: unknown): string {
+  const list = Array.isArray(issues) ? (issues as { instancePath?: unknown; message?: unknown }[]) : [];
+  const parts = list.map((issue) => {
+    const path = String(issue.instancePath ?? "").replace(/^(\/[^/]*)\/.*$/, "$1/*");
+    return `${String(context ?? "request")}${path} ${String(issue.message ?? "is not valid")}`;
+  });
+  return `Invalid request: ${parts.length > 0 ? parts.join(", ") : "the request does not match the schema"}`;
 }
 
 interface FastifyLikeError {
@@ -109,8 +157,7 @@ export function mapError(error: unknown): MappedError {
   if (error instanceof HttpError) return errorResponse(error.statusCode, error.code, error.message);
   const e = (typeof error === "object" && error !== null ? error : {}) as FastifyLikeError;
   if (e.validation !== undefined) {
-    // Ajv messages name the field and the rule (`body/plaintext must match pattern ...`), never the value.
-    return errorResponse(400, "INPUT_INVALID", `Invalid request: ${String(e.message)}`);
+    return errorResponse(400, "INPUT_INVALID", validationMessage(e.validationContext, e.validation));
   }
   switch (e.code) {
     case "FST_ERR_CTP_BODY_TOO_LARGE":

@@ -20,20 +20,27 @@ function fail(error: unknown): never {
   process.exit(1);
 }
 
-/** `createKms`, with the server's own configuration issues reported in the same error. */
-function createKmsClient(kmsConfig: Record<string, unknown>, serverIssues: ConfigIssue[]): KmsClient {
+/**
+ * `createKms`, with the server's own configuration issues reported in the same error. Core's issue
+ * at a path the server already reported (`providers`) is dropped: the server's says more.
+ */
+function createKmsClient(kmsConfig: Record<string, unknown> | undefined, serverIssues: ConfigIssue[]): KmsClient {
   let kms: KmsClient | undefined;
   let kmsIssues: readonly ConfigIssue[] = [];
-  try {
-    kms = createKms({ registry: REGISTRY, config: kmsConfig, env: process.env });
-  } catch (error) {
-    if (!isKmsError(error)) throw error;
-    kmsIssues =
-      error instanceof KmsConfigError || Array.isArray((error as KmsConfigError).issues)
-        ? (error as KmsConfigError).issues
-        : [{ path: "", code: error.code, message: error.message, docsUrl: error.docsUrl }];
+  // No KMS configuration (an unreadable file, already reported): nothing for core to check.
+  if (kmsConfig !== undefined) {
+    try {
+      kms = createKms({ registry: REGISTRY, config: kmsConfig, env: process.env });
+    } catch (error) {
+      if (!isKmsError(error)) throw error;
+      kmsIssues =
+        error instanceof KmsConfigError || Array.isArray((error as KmsConfigError).issues)
+          ? (error as KmsConfigError).issues
+          : [{ path: "", code: error.code, message: error.message, docsUrl: error.docsUrl }];
+    }
   }
-  const issues = [...serverIssues, ...kmsIssues];
+  const reported = new Set(serverIssues.map((issue) => issue.path));
+  const issues = [...serverIssues, ...kmsIssues.filter((issue) => !reported.has(issue.path))];
   if (issues.length > 0) {
     void kms?.close();
     throw new KmsConfigError(issues as ConfigIssue[]);

@@ -7,12 +7,23 @@
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { Writable } from "node:stream";
 import type { FastifyInstance } from "fastify";
-import { KmsError, type KmsClient, type KmsErrorCode, type KmsHealth } from "@kms/core";
-import { buildApp } from "../src/app";
+import { docsUrlFor, KmsError, type KmsClient, type KmsErrorCode, type KmsHealth } from "@kms/core";
+import { buildApp, type BuildAppOptions } from "../src/app";
 import { createTokenAuth } from "../src/auth";
 
 const TOKENS = { "tenant-a": "token-a-0123456789", "tenant-b": "token-b-0123456789" };
 const ADMIN = "admin-token-0123456789";
+/** Stands for what a provider SDK's message may carry: a key ARN, a host name, a request id. */
+const MARKER = "arn:aws:kms:eu-west-1:111122223333:key/SECRET-MARKER-7f3a";
+
+/** A KmsError as a provider adapter would raise it: the SDK's message, cause and request id inside. */
+function providerError(code: KmsErrorCode): KmsError {
+  return new KmsError(code, `AccessDeniedException from kms.internal.example for ${MARKER}`, {
+    provider: "aws",
+    requestId: `req-${MARKER}`,
+    cause: new Error(`socket to kms.internal.example: ${MARKER}`),
+  });
+}
 
 /** Envelope = base64url(JSON{tenant, context, plaintext}); decrypt checks tenant and context like core's AAD. */
 class FakeKms {
@@ -25,7 +36,7 @@ class FakeKms {
   private maybeFail(): void {
     const failure = this.failWith;
     if (failure === undefined) return;
-    throw typeof failure === "string" ? new KmsError(failure, `simulated ${failure}`) : failure;
+    throw typeof failure === "string" ? providerError(failure) : failure;
   }
 
   async encryptToBase64Url(tenantId: string, plaintext: Uint8Array, context?: Record<string, string>): Promise<string> {
@@ -88,10 +99,12 @@ function post(url: string, payload: unknown, headers: Record<string, string> = b
 
 function expectError(res: Res, status: number, code: string): void {
   expect(res.statusCode).toBe(status);
-  const body = res.json() as { error: { code: string; message: string; docsUrl: string } };
+  const body = res.json() as { error: { code: string; message: string; retryable: boolean; docsUrl: string } };
   expect(Object.keys(body)).toEqual(["error"]);
+  expect(Object.keys(body.error)).toEqual(["code", "message", "retryable", "docsUrl"]);
   expect(body.error.code).toBe(code);
   expect(typeof body.error.message).toBe("string");
+  expect(typeof body.error.retryable).toBe("boolean");
   expect(body.error.docsUrl).toMatch(/^https:\/\/.+#[a-z_]+$/);
   expect(JSON.stringify(body)).not.toMatch(/at .+\.(ts|js):\d+/); // no stack
 }
@@ -108,6 +121,8 @@ beforeAll(async () => {
     auth: createTokenAuth({ tenants: TOKENS, admin: ADMIN }),
     logger: { level: "info", stream },
     bodyLimitBytes: 4096,
+    // Every health request reaches the fake here, so tests can change its answer; the cache has its own tests.
+    healthCacheMs: 0,
   });
   baseUrl = await app.listen({ host: "127.0.0.1", port: 0 });
 });
@@ -196,6 +211,33 @@ describe("input validation", () => {
     expectError(await post(url, payload), 400, "INPUT_INVALID");
   });
 
+  it("keeps the server's own message for its own validation", async () => {
+    const res = await post(url, { plaintext: "aGl=" });
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toEqual({
+      error: {
+        code: "INPUT_INVALID",
+        message: "Invalid request: body/plaintext must be canonical, padded base64",
+        retryable: false,
+        docsUrl: docsUrlFor("INPUT_INVALID"),
+      },
+    });
+  });
+
+  it("names the field but never repeats a context key from the request", async () => {
+    const res = await post(url, { plaintext: "aGk=", context: { [MARKER]: 1 } });
+    expect(res.statusCode).toBe(400);
+    expect(res.json()).toEqual({
+      error: {
+        code: "INPUT_INVALID",
+        message: "Invalid request: body/context/* must be string",
+        retryable: false,
+        docsUrl: docsUrlFor("INPUT_INVALID"),
+      },
+    });
+    expect(res.body).not.toContain("SECRET-MARKER");
+  });
+
   it("400 for a non-base64url ciphertext", async () => {
     expectError(await post("/v1/tenants/tenant-a/decrypt", { ciphertext: "abc=" }), 400, "INPUT_INVALID");
   });
@@ -210,27 +252,62 @@ describe("input validation", () => {
   });
 
   it("404 NOT_FOUND for unknown routes and methods", async () => {
-    expectError(await request("GET", "/nope"), 404, "NOT_FOUND");
+    const unknown = await request("GET", "/nope-tenant-secret");
+    expectError(unknown, 404, "NOT_FOUND");
+    expect(unknown.body).not.toContain("nope-tenant-secret");
     expectError(await request("GET", "/v1/tenants/tenant-a/encrypt"), 404, "NOT_FOUND");
   });
 });
 
 describe("KMS failures", () => {
-  it.each([
-    ["KMS_THROTTLED", 429],
-    ["KMS_OVERLOADED", 429],
-    ["KMS_UNAVAILABLE", 503],
-    ["KMS_CIRCUIT_OPEN", 503],
-    ["KMS_TIMEOUT", 504],
-    ["KMS_KEY_DISABLED", 500],
-    ["KMS_ACCESS_DENIED", 500],
-    ["INPUT_INVALID", 400],
-  ] as const)("%s → %i", async (code, status) => {
+  // [code, status, retryable, the code's fixed public message]
+  const failures: [KmsErrorCode, number, boolean, string][] = [
+    ["KMS_THROTTLED", 429, true, "The key service is throttling requests; retry later"],
+    ["KMS_OVERLOADED", 429, true, "Too many key service requests are waiting; retry later"],
+    ["KMS_UNAVAILABLE", 503, true, "The key service is unavailable; retry later"],
+    ["KMS_CIRCUIT_OPEN", 503, true, "Calls to the key service are paused after repeated failures; retry later"],
+    ["KMS_CLOSED", 503, false, "The key service client is closed"],
+    ["KMS_TIMEOUT", 504, true, "The key service did not answer in time; retry later"],
+    ["KMS_KEY_DISABLED", 500, false, "The tenant's key is disabled"],
+    ["KMS_ACCESS_DENIED", 500, false, "The key service refused access to the tenant's key"],
+    ["KMS_PROVIDER_ERROR", 500, false, "The key service could not complete the request"],
+    ["INPUT_INVALID", 400, false, "The request is not valid"],
+  ];
+
+  it.each(failures)("%s → %i with a fixed message; the provider's text goes to the log only", async (code, status, retryable, message) => {
     fake.failWith = code;
+    const logged = logLines.length;
     try {
       const res = await post("/v1/tenants/tenant-a/encrypt", { plaintext: "aGk=" });
-      expectError(res, status, code);
+      expect(res.statusCode).toBe(status);
+      expect(res.json()).toEqual({ error: { code, message, retryable, docsUrl: docsUrlFor(code) } });
+      expect(res.body).not.toContain("SECRET-MARKER");
+      expect(res.body).not.toContain("kms.internal.example");
       if (status === 429) expect(res.headers["retry-after"]).toBe("1");
+      const log = logLines.slice(logged).join("");
+      expect(log).toContain(MARKER);
+      expect(log).toContain(`"code":"${code}"`);
+    } finally {
+      fake.failWith = undefined;
+    }
+  });
+
+  it("/health/kms answers a failing check with the fixed message too", async () => {
+    fake.failWith = "KMS_UNAVAILABLE";
+    try {
+      const res = await request("GET", "/health/kms");
+      expect(res.statusCode).toBe(503);
+      expect(res.json()).toEqual({
+        ready: false,
+        providers: {},
+        error: {
+          code: "KMS_UNAVAILABLE",
+          message: "The key service is unavailable; retry later",
+          retryable: true,
+          docsUrl: docsUrlFor("KMS_UNAVAILABLE"),
+        },
+      });
+      expect(res.body).not.toContain("SECRET-MARKER");
     } finally {
       fake.failWith = undefined;
     }
@@ -255,6 +332,18 @@ describe("health", () => {
     expect(res.json()).toEqual({ status: "ok" });
   });
 
+  it("kms: shows no provider-written detail (it may name key ids) to unauthenticated callers", async () => {
+    const saved = fake.health;
+    fake.health = { ready: false, providers: { local: { healthy: false, insecure: true, circuit: "closed", detail: 'key "tenant-b-key" not found' } } };
+    try {
+      const res = await request("GET", "/health/kms");
+      expect(res.statusCode).toBe(503);
+      expect(res.json()).toEqual({ ready: false, providers: { local: { healthy: false, insecure: true, circuit: "closed" } } });
+    } finally {
+      fake.health = saved;
+    }
+  });
+
   it("kms: 200 when ready, 503 when not, 503 when the check throws", async () => {
     const ok = await request("GET", "/health/kms");
     expect(ok.statusCode).toBe(200);
@@ -275,6 +364,103 @@ describe("health", () => {
       expect((res.json() as { error: { code: string } }).error.code).toBe("KMS_UNAVAILABLE");
     } finally {
       fake.failWith = undefined;
+    }
+  });
+});
+
+describe("/health/kms cache", () => {
+  const healthy: KmsHealth = { ready: true, providers: { aws: { healthy: true, insecure: false, circuit: "closed" } } };
+
+  /** An app over a KMS that only has `checkHealth`; `arrived` resolves once `n` health requests reached their handler. */
+  async function startHealthApp(checkHealth: () => Promise<KmsHealth>, options: Partial<BuildAppOptions>, n = 0) {
+    const healthApp = buildApp({
+      kms: { checkHealth } as unknown as KmsClient,
+      auth: createTokenAuth({ tenants: TOKENS }),
+      logger: false,
+      ...options,
+    });
+    let count = 0;
+    let allArrived!: () => void;
+    const arrived = new Promise<void>((resolve) => (allArrived = resolve));
+    healthApp.addHook("preHandler", async () => {
+      if (++count === n) allArrived();
+    });
+    const url = await healthApp.listen({ host: "127.0.0.1", port: 0 });
+    const get = async () => {
+      const res = await fetch(`${url}/health/kms`);
+      return { statusCode: res.status, body: (await res.json()) as unknown };
+    };
+    return { get, arrived, close: () => healthApp.close() };
+  }
+
+  it("concurrent requests share one provider call, and later ones reuse its result", async () => {
+    const n = 20;
+    let calls = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const server = await startHealthApp(
+      async () => {
+        calls += 1;
+        await gate;
+        return healthy;
+      },
+      { healthCacheMs: 60_000 },
+      n,
+    );
+    try {
+      const concurrent = Array.from({ length: n }, () => server.get());
+      // Every request is in its handler (waiting on the one call) before the provider answers.
+      await server.arrived;
+      await new Promise((resolve) => setImmediate(resolve));
+      release();
+      const answers = await Promise.all(concurrent);
+      for (let i = 0; i < 10; i++) answers.push(await server.get());
+      expect(calls).toBe(1);
+      for (const answer of answers) expect(answer).toEqual({ statusCode: 200, body: healthy });
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("a failed check is cached too: a failing KMS is not called harder", async () => {
+    let calls = 0;
+    const server = await startHealthApp(async () => {
+      calls += 1;
+      throw providerError("KMS_TIMEOUT");
+    }, {});
+    try {
+      for (let i = 0; i < 10; i++) {
+        expect(await server.get()).toEqual({
+          statusCode: 503,
+          body: {
+            ready: false,
+            providers: {},
+            error: {
+              code: "KMS_TIMEOUT",
+              message: "The key service did not answer in time; retry later",
+              retryable: true,
+              docsUrl: docsUrlFor("KMS_TIMEOUT"),
+            },
+          },
+        });
+      }
+      expect(calls).toBe(1);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("a result is reused only for healthCacheMs (0: every request after the answer checks again)", async () => {
+    let calls = 0;
+    const server = await startHealthApp(async () => {
+      calls += 1;
+      return healthy;
+    }, { healthCacheMs: 0 });
+    try {
+      for (let i = 0; i < 3; i++) expect((await server.get()).statusCode).toBe(200);
+      expect(calls).toBe(3);
+    } finally {
+      await server.close();
     }
   });
 });

@@ -70,15 +70,14 @@ function startServer(env: Record<string, string>): Promise<Started> {
   });
 }
 
-/** Runs the server expecting it to exit; resolves with its exit code, output and run time. */
-function runToExit(env: Record<string, string>): Promise<{ code: number | null; output: string; ms: number }> {
-  const started = Date.now();
+/** Runs the server expecting it to exit; resolves with its exit code and output. */
+function runToExit(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
   const { child, out, err } = spawnServer(env);
   return new Promise((resolvePromise) => {
     const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
     child.on("exit", (code) => {
       clearTimeout(timer);
-      resolvePromise({ code, output: out.join("") + err.join(""), ms: Date.now() - started });
+      resolvePromise({ code, output: out.join("") + err.join("") });
     });
   });
 }
@@ -113,9 +112,10 @@ function errorCode(res: Res): string | undefined {
 
 function expectError(res: Res, status: number, code: string): void {
   expect({ status: res.status, code: errorCode(res) }).toEqual({ status, code });
-  const error = res.body.error as { message: unknown; docsUrl: unknown };
+  const error = res.body.error as { message: unknown; retryable: unknown; docsUrl: unknown };
   expect(Object.keys(res.body)).toEqual(["error"]);
   expect(typeof error.message).toBe("string");
+  expect(typeof error.retryable).toBe("boolean");
   expect(String(error.docsUrl)).toMatch(/^https:\/\//);
 }
 
@@ -379,7 +379,7 @@ describe("graceful shutdown", () => {
   }, 15_000);
 });
 
-describe("start-up with an invalid configuration exits non-zero within 2 s, naming the code and docs link", () => {
+describe("start-up with an invalid configuration exits non-zero, naming the code and docs link", () => {
   const tokens = { KMS_TENANT_TOKENS: JSON.stringify(TOKENS) };
   const configFile = (name: string, content: string) => {
     const path = join(tmp, name);
@@ -426,7 +426,14 @@ describe("start-up with an invalid configuration exits non-zero within 2 s, nami
       () => ({
         ...tokens,
         KMS_LOCAL_KEY_STORE: join(tmp, "cache", "keys.json"),
-        KMS_CONFIG_FILE: configFile("cache.json", JSON.stringify({ cache: { encrypt: { maxAgeMs: -1 } } })),
+        KMS_CONFIG_FILE: configFile(
+          "cache.json",
+          JSON.stringify({
+            providers: { local: {} },
+            tenants: { defaultKey: { provider: "local", keyId: "default" } },
+            cache: { encrypt: { maxAgeMs: -1 } },
+          }),
+        ),
       }),
       "KMS_CONFIG_INVALID",
       ["cache.encrypt.maxAgeMs"],
@@ -450,7 +457,16 @@ describe("start-up with an invalid configuration exits non-zero within 2 s, nami
       ["does-not-exist.json"],
     ],
     [
-      "(h) an invalid PORT",
+      "(h) a tenant key naming a provider that has no settings",
+      () => ({
+        ...tokens,
+        KMS_CONFIG_FILE: configFile("no-settings.json", JSON.stringify({ providers: {}, tenants: { defaultKey: { provider: "local", keyId: "k" } } })),
+      }),
+      "KMS_CONFIG_INVALID",
+      ["tenants.defaultKey.provider", "add providers.local"],
+    ],
+    [
+      "(i) an invalid PORT",
       () => ({ ...tokens, PORT: "http", KMS_LOCAL_KEY_STORE: join(tmp, "port", "keys.json") }),
       "KMS_CONFIG_INVALID",
       ["PORT"],
@@ -458,13 +474,36 @@ describe("start-up with an invalid configuration exits non-zero within 2 s, nami
   ];
 
   it.each(cases)("%s", async (_name, env, code, mentions) => {
-    const { code: exitCode, output, ms } = await runToExit(env());
-    expect(exitCode).not.toBe(0);
-    expect(exitCode).not.toBeNull();
-    expect(ms).toBeLessThan(2_000);
+    const { code: exitCode, output } = await runToExit(env());
+    expect(exitCode).toBe(1);
     expect(output).toContain(code);
     expect(output).toContain(docsUrlFor(code));
     for (const m of mentions) expect(output).toContain(m);
+  });
+
+  it("a config file without providers exits 1 naming `providers`: no fallback to local", async () => {
+    const { code, output } = await runToExit({
+      ...tokens,
+      KMS_CONFIG_FILE: configFile("no-providers.json", JSON.stringify({ tenants: { defaultKey: { provider: "local", keyId: "k" } } })),
+    });
+    expect(code).toBe(1);
+    expect(output).toContain("  - providers: configuration file ");
+    expect(output).toContain(`[KMS_CONFIG_INVALID] ${docsUrlFor("KMS_CONFIG_INVALID")}`);
+    // Core's own (vaguer) issue at the same path is not repeated.
+    expect(output).toContain("Invalid KMS configuration: 1 problem(s)");
+    expect(output).not.toContain("listening on");
+  });
+
+  it("NODE_ENV=Production (any case) without tokens exits 1", async () => {
+    const { code, output } = await runToExit({
+      NODE_ENV: "Production",
+      KMS_ALLOW_LOCAL_IN_PRODUCTION: "true",
+      KMS_LOCAL_KEY_STORE: join(tmp, "p3", "k.json"),
+    });
+    expect(code).toBe(1);
+    expect(output).toContain(`  - KMS_TENANT_TOKENS: no credentials are configured`);
+    expect(output).toContain(`[KMS_CONFIG_INVALID] ${docsUrlFor("KMS_CONFIG_INVALID")}`);
+    expect(output).not.toContain("Development tokens");
   });
 
   it("opting in allows local in production (and it starts)", async () => {

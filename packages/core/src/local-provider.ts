@@ -10,13 +10,17 @@
  *   the base64 of a 32-byte KEK. It holds KEKs only, never a data key.
  * - created on first write (never in the constructor: no I/O at construction), mode 0600, in a
  *   directory created 0700 when missing; every write is atomic (a 0600 temp file in the same
- *   directory, fsync, rename, fsync of the directory) and writes are serialized in-process.
- * - permissions: a store readable or writable by group or others is refused with
- *   `KMS_ACCESS_DENIED` naming the path and the `chmod 600` fix. We refuse rather than repair: a
- *   store that was world-readable may already have leaked its keys, which an operator must know.
- * - read afresh on every call (it is small, and core caches data keys), so a rotation done by another
- *   process (the CLI) is seen at once. Writers in different processes are not serialized against each
- *   other: the last rename wins. Run one writer at a time (this is a development provider).
+ *   directory, fsync, rename, fsync of the directory).
+ * - writers take turns: each change holds `<path>.lock` (created O_EXCL) while it re-reads the file,
+ *   applies the change and renames the new file in, so two processes (or two instances on one file)
+ *   never lose each other's keys or versions. A lock older than LOCK_STALE_MS is a crashed writer's
+ *   and is broken.
+ * - refused, with `KMS_ACCESS_DENIED` naming the path and the fix: a symlink at the path (opened
+ *   O_NOFOLLOW), a file owned by another uid, a file readable or writable by group or others. We
+ *   refuse rather than repair: a store others could read may already have leaked its keys, which an
+ *   operator must know.
+ * - read afresh on every call (it is small, and core caches data keys), so there is no in-memory copy
+ *   to go stale: a key or version created by another process (the CLI) is seen at once.
  *
  * Wrapping: AES-256-GCM under the key version's KEK, `iv(12) ‖ ct(32) ‖ tag(16)`, with AAD = a
  * canonical, length-prefixed encoding of the key id, the key version and the encryption context
@@ -27,6 +31,7 @@ import { createCipheriv, createDecipheriv, randomBytes, timingSafeEqual } from "
 import { constants as fsConstants, promises as fs } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import * as nodePath from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
 import { type Clock, systemClock } from "./clock";
 import { KmsConfigError, KmsError, configIssue, docsUrlFor, isKmsError, type KmsErrorCode } from "./errors";
@@ -66,6 +71,12 @@ const VERSION_PATTERN = /^[1-9][0-9]{0,9}$/;
 const BASE64_PATTERN = /^[A-Za-z0-9+/]*={0,2}$/;
 /** The synthetic context of the `validatePermissions` round trip. */
 const CANARY_CONTEXT: EncryptionContext = { "kms:canary": "validate-permissions" };
+/** How long a writer waits for another to release the lock before failing (retryably). */
+const LOCK_WAIT_MS = 10_000;
+/** A write holds the lock for milliseconds: a lock this old was left by a crashed writer. */
+const LOCK_STALE_MS = 30_000;
+/** 0 where the platform has no O_NOFOLLOW (Windows): there a link at the path is still followed. */
+const O_NOFOLLOW = fsConstants.O_NOFOLLOW ?? 0;
 
 export interface LocalKmsOptions {
   /** The key store file. Relative paths resolve against the working directory at construction. */
@@ -276,11 +287,10 @@ class LocalKms implements LocalKmsProvider {
     this.#enter(options);
     checkKeyId(keyId);
     return this.#mutate((store) => {
-      let entry = store.get(keyId);
-      if (!entry) {
-        if (!this.#autoCreate) throw this.#notFound(keyId);
-        entry = this.#ensureKey(store, keyId);
-      }
+      const entry = store.get(keyId);
+      // Never created here, whatever autoCreateKeys says: rotating a key that does not exist is most
+      // likely a wrong id, which creating version 1 only to rotate it to 2 would hide.
+      if (!entry) throw this.#notFound(keyId);
       if (!entry.enabled) throw this.#disabled(keyId);
       const previousVersion = entry.currentVersion;
       const next = Math.max(...[...entry.versions.keys()].map(Number)) + 1;
@@ -355,7 +365,7 @@ class LocalKms implements LocalKmsProvider {
         return { permission, ok: true, docsUrl: LOCAL_DOCS_URL };
       } catch (error) {
         const e = isKmsError(error) ? error : this.#error("KMS_PROVIDER_ERROR", "unexpected failure", error);
-        return { permission, ok: false, remediation: remediationFor(e.code, remediation, keyId), docsUrl: e.docsUrl, error: e };
+        return { permission, ok: false, remediation: remediationFor(e, remediation, keyId), docsUrl: e.docsUrl, error: e };
       }
     };
     const results: PermissionCheck[] = [];
@@ -392,21 +402,35 @@ class LocalKms implements LocalKmsProvider {
   async #read(): Promise<Store | undefined> {
     let handle: FileHandle;
     try {
-      handle = await fs.open(this.path, "r");
+      // O_NOFOLLOW: a link planted at the path could point the keys (and our writes) anywhere.
+      handle = await fs.open(this.path, fsConstants.O_RDONLY | O_NOFOLLOW);
     } catch (error) {
-      if (errnoCode(error) === "ENOENT") return undefined;
+      const code = errnoCode(error);
+      if (code === "ENOENT") return undefined;
+      if (code === "ELOOP" && O_NOFOLLOW !== 0) {
+        throw this.#failure("KMS_ACCESS_DENIED", `the local key store ${this.path} is a symbolic link`, "point path at the real file, not a link");
+      }
       throw this.#fsError(error, "read");
     }
     let text: string;
     try {
+      // Checked on the open handle, so the file checked is the file read.
       const stat = await handle.stat();
       if (!stat.isFile()) throw this.#error("KMS_PROVIDER_ERROR", `the local key store ${this.path} is not a regular file`);
+      const uid = process.getuid?.();
+      if (uid !== undefined && stat.uid !== uid) {
+        throw this.#failure(
+          "KMS_ACCESS_DENIED",
+          `the local key store ${this.path} is owned by uid ${stat.uid}, not by this process (uid ${uid})`,
+          `run as its owner, or check who could read it, then chown it to uid ${uid} and chmod 600 ${this.path}`,
+        );
+      }
       if (process.platform !== "win32" && (stat.mode & 0o077) !== 0) {
         const mode = (stat.mode & 0o777).toString(8).padStart(4, "0");
-        throw this.#error(
+        throw this.#failure(
           "KMS_ACCESS_DENIED",
-          `the local key store ${this.path} is accessible by other users (mode ${mode}); its keys may have leaked: ` +
-            `run chmod 600 ${this.path} once you have checked who could read it`,
+          `the local key store ${this.path} is accessible by other users (mode ${mode}) and its keys may have leaked`,
+          `check who could read it, then chmod 600 ${this.path}`,
         );
       }
       text = await handle.readFile("utf8");
@@ -457,27 +481,78 @@ class LocalKms implements LocalKmsProvider {
   }
 
   /**
-   * Runs `fn` on the freshest store inside the write queue, then writes the store if `fn` changed it
-   * (and returned without throwing). Writes queued before `close()` complete; none start after.
+   * Runs `fn` on the store as it is on disk, holding the lock, then writes the store if `fn` changed
+   * it (and returned without throwing). The in-process queue keeps one instance from contending with
+   * itself; the lock orders it against other instances and processes. Writes queued before `close()`
+   * complete; none start after.
    */
   #mutate<T>(fn: (store: Store) => T): Promise<T> {
     if (this.#closed) return Promise.reject(this.#closedError());
-    const run = this.#writes.then(async () => {
-      const store: Store = (await this.#read()) ?? new Map();
-      const before = serialize(store);
-      const result = fn(store);
-      const after = serialize(store);
-      if (after !== before) await this.#write(after);
-      return result;
-    });
+    const run = this.#writes.then(() =>
+      this.#locked(async () => {
+        // Read under the lock, never from an earlier read: another writer may have changed the file
+        // since, and writing back an older copy would drop its keys.
+        const store: Store = (await this.#read()) ?? new Map();
+        const before = serialize(store);
+        const result = fn(store);
+        const after = serialize(store);
+        if (after !== before) await this.#write(after);
+        return result;
+      }),
+    );
     this.#writes = run.catch(() => {});
     return run;
+  }
+
+  /** Runs `fn` holding `<path>.lock`, created O_EXCL: only one writer at a time can create it. */
+  async #locked<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      await fs.mkdir(this.#dir, { recursive: true, mode: 0o700 });
+    } catch (error) {
+      throw this.#fsError(error, "write");
+    }
+    const lock = `${this.path}.lock`;
+    // Wall-clock time, not the injected clock: it is compared with the lock file's mtime.
+    const deadline = Date.now() + LOCK_WAIT_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const handle = await fs.open(lock, "wx", 0o600);
+        await handle.close();
+        break;
+      } catch (error) {
+        if (errnoCode(error) !== "EEXIST") throw this.#fsError(error, "lock");
+      }
+      try {
+        if (Date.now() - (await fs.lstat(lock)).mtimeMs > LOCK_STALE_MS) {
+          // Its writer crashed (or sat paused for LOCK_STALE_MS, e.g. at a breakpoint). Not airtight:
+          // two waiters breaking the same stale lock at once could both proceed; a narrow window,
+          // once per crash, which this development provider accepts.
+          await fs.rm(lock, { force: true });
+          continue;
+        }
+      } catch (error) {
+        if (errnoCode(error) === "ENOENT") continue; // released meanwhile: try again at once
+        throw this.#fsError(error, "lock");
+      }
+      if (Date.now() >= deadline) {
+        throw this.#failure(
+          "KMS_UNAVAILABLE",
+          `another writer has held the lock ${lock} of the local key store for over ${LOCK_WAIT_MS / 1000} s`,
+          `try again; if no other process is using the store, delete ${lock} (it is broken anyway once ${LOCK_STALE_MS / 1000} s old)`,
+        );
+      }
+      await sleep(Math.min(5 * 2 ** attempt, 100) * (0.5 + Math.random())); // jittered, so waiters do not march in step
+    }
+    try {
+      return await fn();
+    } finally {
+      await fs.rm(lock, { force: true }).catch(() => {}); // left behind, it goes stale and is broken
+    }
   }
 
   async #write(text: string): Promise<void> {
     const temp = nodePath.join(this.#dir, `.${nodePath.basename(this.path)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
     try {
-      await fs.mkdir(this.#dir, { recursive: true, mode: 0o700 });
       const handle = await fs.open(temp, "wx", 0o600);
       try {
         await handle.chmod(0o600); // the umask may have narrowed it further; make it exact
@@ -502,7 +577,9 @@ class LocalKms implements LocalKmsProvider {
       for (;;) {
         try {
           const stat = await fs.stat(dir);
-          if (!stat.isDirectory()) throw this.#error("KMS_UNAVAILABLE", `${dir} is not a directory`, undefined, false);
+          if (!stat.isDirectory()) {
+            throw this.#failure("KMS_UNAVAILABLE", `${dir} is not a directory`, "point path at a file in a directory", undefined, false);
+          }
           break;
         } catch (error) {
           if (isKmsError(error)) throw error;
@@ -552,33 +629,74 @@ class LocalKms implements LocalKmsProvider {
     return this.#error("KMS_CLOSED", "this provider has been closed");
   }
 
-  #fsError(error: unknown, action: "read" | "write"): KmsError {
+  /** An error whose message ends with `fix`; validatePermissions reports the same fix as its remediation. */
+  #failure(code: KmsErrorCode, problem: string, fix: string, cause?: unknown, retryable?: boolean): KmsError {
+    const error = this.#error(code, `${problem}: ${fix}`, cause, retryable);
+    FIXES.set(error, fix);
+    return error;
+  }
+
+  #fsError(error: unknown, action: "read" | "write" | "lock"): KmsError {
     const code = errnoCode(error);
     if (code === "EACCES" || code === "EPERM") {
-      return this.#error(
+      return this.#failure(
         "KMS_ACCESS_DENIED",
-        `permission denied to ${action} the local key store ${this.path}: chmod 600 it (and 700 its directory) and run as its owner`,
+        `permission denied to ${action} the local key store ${this.path}`,
+        `chmod 600 ${this.path} and chmod 700 ${this.#dir}, and run as the user that owns both`,
         error,
       );
     }
     const permanent = code !== undefined && PERMANENT_FS_ERRORS.has(code);
-    return this.#error("KMS_UNAVAILABLE", `cannot ${action} the local key store ${this.path}${code ? ` (${code})` : ""}`, error, permanent ? false : undefined);
+    return this.#failure(
+      "KMS_UNAVAILABLE",
+      `cannot ${action} the local key store ${this.path}${code ? ` (${code})` : ""}`,
+      fsFix(code, this.path, this.#dir),
+      error,
+      permanent ? false : undefined,
+    );
   }
 }
 
 /** File-system errors that will not go away by retrying. */
 const PERMANENT_FS_ERRORS: ReadonlySet<string> = new Set(["EISDIR", "ENOTDIR", "EROFS", "ENAMETOOLONG", "ELOOP", "EEXIST"]);
 
-function remediationFor(code: KmsErrorCode, access: string, keyId: string): string {
+/** The fix recorded with each error that has its own (see `#failure`). */
+const FIXES = new WeakMap<KmsError, string>();
+
+/** What to do about a file-system error other than a permission error: a chmod would not help. */
+function fsFix(code: string | undefined, path: string, dir: string): string {
   switch (code) {
+    case "ENOSPC":
+    case "EDQUOT":
+      return `free space (or quota) on the file system that holds ${dir}`;
+    case "EROFS":
+      return `${dir} is on a read-only file system: point path at a writable location`;
+    case "EISDIR":
+      return `${path} is a directory: point path at a file`;
+    case "ENOTDIR":
+      return `part of ${dir} is a file, not a directory: point path at a file in a directory`;
+    case "ENAMETOOLONG":
+      return "point path at a shorter path";
+    case "ELOOP":
+      return `a directory on the way to ${path} is a symbolic link loop: point path at the real location`;
+    case "EMFILE":
+    case "ENFILE":
+      return "the process is out of file descriptors: raise its limit (ulimit -n) or close some";
+    default:
+      return `check the file system that holds ${path}, then try again`;
+  }
+}
+
+function remediationFor(error: KmsError, access: string, keyId: string): string {
+  switch (error.code) {
     case "KMS_KEY_NOT_FOUND":
       return `create key "${keyId}" (localKmsProvider(...).createKey, or enable autoCreateKeys)`;
     case "KMS_KEY_DISABLED":
       return `enable key "${keyId}" (localKmsProvider(...).enableKey)`;
     case "KMS_PROVIDER_ERROR":
-      return `the key store is unusable: see ${docsUrlFor(code)}`;
+      return `the key store is unusable: see ${docsUrlFor(error.code)}`;
     default:
-      return access;
+      return FIXES.get(error) ?? access;
   }
 }
 

@@ -1,7 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { promises as fsp, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from "@jest/globals";
 import { ManualClock } from "../src/clock";
 import { KmsConfigError, type KmsError, type KmsErrorCode, isKmsError } from "../src/errors";
@@ -136,7 +137,9 @@ describe("localKmsProvider: the key store file", () => {
     await provider.generateDataKey({ keyId: "app/key-1", context: ctx });
     const stat = await fsp.stat(provider.path);
     expect(stat.mode & 0o777).toBe(0o600);
+    // Both directories it had to create.
     expect((await fsp.stat(join(provider.path, ".."))).mode & 0o777).toBe(0o700);
+    expect((await fsp.stat(join(provider.path, "..", ".."))).mode & 0o777).toBe(0o700);
     const content = JSON.parse(await fsp.readFile(provider.path, "utf8"));
     expect(content).toEqual({
       format: "kms-local-keystore",
@@ -206,6 +209,140 @@ describe("localKmsProvider: the key store file", () => {
     expect((await fsp.stat(provider.path)).mode & 0o777).toBe(0o660);
     await fsp.chmod(provider.path, 0o600);
     await expect(provider.describeKey("k")).resolves.toMatchObject({ keyId: "k" });
+  });
+
+  it("refuses a symlink at the store path instead of following it, for reads and writes", async () => {
+    const target = make();
+    await target.createKey("k");
+    const before = await fsp.readFile(target.path, "utf8");
+    const material: string = JSON.parse(before).keys.k.versions["1"].material;
+    const link = storePath();
+    await fsp.mkdir(dirname(link), { recursive: true, mode: 0o700 });
+    await fsp.symlink(target.path, link);
+    const provider = make({ path: link });
+    const calls: (() => Promise<unknown>)[] = [
+      () => provider.describeKey("k"),
+      () => provider.generateDataKey({ keyId: "k", context: ctx }),
+      () => provider.rotateKey("k"),
+      () => provider.createKey("other"),
+    ];
+    for (const call of calls) {
+      const error = await expectCode(call, "KMS_ACCESS_DENIED");
+      expect(error.message).toContain(link);
+      expect(error.message).toContain("symbolic link");
+      expect(error.retryable).toBe(false);
+      expect(errorText(error)).not.toContain(material);
+    }
+    const [read] = await provider.validatePermissions("k");
+    expect(read).toMatchObject({ permission: "local:read-keystore", ok: false });
+    expect(read!.remediation).toBe("point path at the real file, not a link");
+    // Neither the link nor the file it points to was touched.
+    expect((await fsp.lstat(link)).isSymbolicLink()).toBe(true);
+    expect(await fsp.readFile(target.path, "utf8")).toBe(before);
+  });
+
+  it("refuses a store owned by another user, naming the path and the fix", async () => {
+    const provider = make();
+    await provider.createKey("k");
+    const uid = process.getuid!();
+    jest.spyOn(process, "getuid").mockReturnValue(uid + 1);
+    const error = await expectCode(provider.describeKey("k"), "KMS_ACCESS_DENIED");
+    expect(error.message).toContain(provider.path);
+    expect(error.message).toContain(`owned by uid ${uid}, not by this process (uid ${uid + 1})`);
+    expect(error.message).toContain(`chmod 600 ${provider.path}`);
+    await expectCode(provider.rotateKey("k"), "KMS_ACCESS_DENIED");
+    jest.restoreAllMocks();
+    expect((await provider.describeKey("k")).currentVersion).toBe("1");
+  });
+
+  it("two instances on one file, writing at once, lose no key and no version", async () => {
+    const path = storePath();
+    const a = make({ path });
+    const b = make({ path });
+    await a.createKey("shared");
+    const wrapped: { keyId: string; keyVersion: string; wrappedKey: Uint8Array; plaintextKey: Uint8Array }[] = [];
+    const keep = async (provider: LocalKmsProvider, keyId: string) => {
+      wrapped.push({ keyId, ...(await provider.generateDataKey({ keyId, context: ctx })) });
+    };
+    const work = (provider: LocalKmsProvider, name: string) =>
+      Array.from({ length: 12 }, async (_, i) => {
+        await provider.createKey(`${name}-${i}`);
+        await keep(provider, `${name}-${i}`);
+        await provider.rotateKey(`${name}-${i}`);
+        await keep(provider, `${name}-${i}`);
+        await provider.rotateKey("shared");
+        await keep(provider, "shared");
+      });
+    await Promise.all([...work(a, "a"), ...work(b, "b")]);
+
+    const content = JSON.parse(await fsp.readFile(path, "utf8"));
+    expect(Object.keys(content.keys).sort()).toEqual(
+      ["shared", ...Array.from({ length: 12 }, (_, i) => [`a-${i}`, `b-${i}`]).flat()].sort(),
+    );
+    expect(Object.keys(content.keys.shared.versions).sort((x, y) => Number(x) - Number(y))).toEqual(
+      Array.from({ length: 25 }, (_, i) => String(i + 1)),
+    );
+    expect(content.keys.shared.currentVersion).toBe("25");
+    for (const name of ["a", "b"]) {
+      for (let i = 0; i < 12; i++) {
+        expect(content.keys[`${name}-${i}`]).toMatchObject({ currentVersion: "2", versions: { "1": expect.any(Object), "2": expect.any(Object) } });
+      }
+    }
+    // Every data key wrapped along the way still unwraps, read back by an instance that saw none of it.
+    const fresh = make({ path, autoCreateKeys: false });
+    for (const { keyId, keyVersion, wrappedKey, plaintextKey } of wrapped) {
+      expect(Buffer.from(await fresh.unwrapDataKey({ keyId, keyVersion, wrappedKey, context: ctx }))).toEqual(Buffer.from(plaintextKey));
+    }
+    expect(wrapped).toHaveLength(72);
+    expect(await fsp.readdir(dirname(path))).toEqual(["keys.json"]);
+  });
+
+  it("waits while another writer holds the lock, then writes", async () => {
+    const provider = make();
+    await provider.createKey("k");
+    const lock = `${provider.path}.lock`;
+    await fsp.writeFile(lock, "", { mode: 0o600 });
+    let done = false;
+    const rotation = provider.rotateKey("k").finally(() => {
+      done = true;
+    });
+    await sleep(300);
+    expect(done).toBe(false);
+    expect(JSON.parse(await fsp.readFile(provider.path, "utf8")).keys.k.currentVersion).toBe("1");
+    await fsp.rm(lock);
+    await expect(rotation).resolves.toEqual({ keyId: "k", previousVersion: "1", currentVersion: "2" });
+    expect(existsSync(lock)).toBe(false);
+  });
+
+  it("breaks a lock left over 30 s ago by a crashed writer", async () => {
+    const provider = make();
+    await provider.createKey("k");
+    const lock = `${provider.path}.lock`;
+    await fsp.writeFile(lock, "", { mode: 0o600 });
+    const old = new Date(Date.now() - 31_000);
+    await fsp.utimes(lock, old, old);
+    await expect(provider.rotateKey("k")).resolves.toMatchObject({ currentVersion: "2" });
+    expect(existsSync(lock)).toBe(false);
+  });
+
+  it("gives up on a lock held too long with a retryable KMS_UNAVAILABLE naming it, and leaves it", async () => {
+    const provider = make();
+    await provider.createKey("k");
+    const before = await fsp.readFile(provider.path, "utf8");
+    const lock = `${provider.path}.lock`;
+    await fsp.writeFile(lock, "", { mode: 0o600 });
+    // Every reading of the clock is 3 s later than the last: past the 10 s wait, short of 30 s stale.
+    const start = Date.now();
+    let reads = 0;
+    jest.spyOn(Date, "now").mockImplementation(() => start + 3_000 * reads++);
+    const error = await expectCode(provider.rotateKey("k"), "KMS_UNAVAILABLE");
+    jest.restoreAllMocks();
+    expect(error.retryable).toBe(true);
+    expect(error.message).toContain(lock);
+    expect(existsSync(lock)).toBe(true);
+    expect(await fsp.readFile(provider.path, "utf8")).toBe(before);
+    await fsp.rm(lock);
+    await expect(provider.rotateKey("k")).resolves.toMatchObject({ currentVersion: "2" });
   });
 
   it("leaves no temporary files and loses no update under concurrent writes", async () => {
@@ -322,6 +459,45 @@ describe("localKmsProvider: file-system errors", () => {
     const error = await expectCode(provider.describeKey("k"), "KMS_UNAVAILABLE");
     expect(error.retryable).toBe(true);
     expect((error.cause as NodeJS.ErrnoException).code).toBe("EIO");
+  });
+
+  it("gives other file-system errors a fix that fits them, not a chmod", async () => {
+    const realOpen = fsp.open;
+    const cases: [string, string, boolean][] = [
+      ["ENOSPC", "free space (or quota) on the file system that holds", true],
+      ["EROFS", "is on a read-only file system: point path at a writable location", false],
+      ["EISDIR", "is a directory: point path at a file", false],
+      ["EIO", "check the file system that holds", true],
+    ];
+    for (const [code, fix, retryable] of cases) {
+      const provider = make();
+      // Only the temporary file of the write fails, as a full or read-only disk would.
+      jest.spyOn(fsp, "open").mockImplementation(((path: string, ...rest: never[]) =>
+        String(path).endsWith(".tmp") ? Promise.reject(systemError(code)) : realOpen(path, ...rest)) as typeof fsp.open);
+      const error = await expectCode(provider.createKey("k"), "KMS_UNAVAILABLE");
+      jest.restoreAllMocks();
+      expect(error.message).toContain(`(${code})`);
+      expect(error.message).toContain(fix);
+      expect(error.message).not.toContain("chmod");
+      expect(error.retryable).toBe(retryable);
+      expect(await fsp.readdir(dirname(provider.path))).toEqual([]);
+    }
+  });
+
+  it("validatePermissions gives a fix that fits the file-system error", async () => {
+    const provider = make();
+    jest.spyOn(fsp, "access").mockRejectedValue(systemError("EROFS"));
+    const [, write] = await provider.validatePermissions("k");
+    expect(write).toMatchObject({ permission: "local:write-keystore", ok: false });
+    expect(write!.error!.code).toBe("KMS_UNAVAILABLE");
+    expect(write!.remediation).toMatch(/is on a read-only file system: point path at a writable location$/);
+    expect(write!.remediation).not.toContain("chmod");
+    jest.restoreAllMocks();
+
+    jest.spyOn(fsp, "access").mockRejectedValue(systemError("EACCES"));
+    const [, denied] = await provider.validatePermissions("k");
+    expect(denied!.error!.code).toBe("KMS_ACCESS_DENIED");
+    expect(denied!.remediation).toContain("chmod 600");
   });
 
   it("reports a path under a regular file as a permanent KMS_UNAVAILABLE", async () => {
@@ -486,12 +662,23 @@ describe("localKmsProvider: data keys", () => {
 });
 
 describe("localKmsProvider: key lifecycle", () => {
-  it("auto-creates keys by default on generate, wrap, describe and rotate", async () => {
+  it("auto-creates keys by default on generate, wrap and describe", async () => {
     const provider = make();
     await expect(provider.generateDataKey({ keyId: "g", context: ctx })).resolves.toMatchObject({ keyVersion: "1" });
     await expect(provider.wrapDataKey({ keyId: "w", plaintextKey: randomBytes(32), context: ctx })).resolves.toMatchObject({ keyVersion: "1" });
     await expect(provider.describeKey("d")).resolves.toMatchObject({ keyId: "d", enabled: true, currentVersion: "1" });
-    await expect(provider.rotateKey("r")).resolves.toEqual({ keyId: "r", previousVersion: "1", currentVersion: "2" });
+  });
+
+  it("never creates a key on rotateKey: an unknown key is KMS_KEY_NOT_FOUND, even with autoCreateKeys", async () => {
+    const provider = make({ autoCreateKeys: true });
+    const error = await expectCode(provider.rotateKey("r"), "KMS_KEY_NOT_FOUND");
+    expect(error.message).toContain('key "r" does not exist');
+    expect(existsSync(provider.path)).toBe(false);
+    await provider.createKey("k");
+    const before = await fsp.readFile(provider.path, "utf8");
+    await expectCode(provider.rotateKey("r"), "KMS_KEY_NOT_FOUND");
+    expect(await fsp.readFile(provider.path, "utf8")).toBe(before);
+    expect(await fsp.readdir(dirname(provider.path))).toEqual(["keys.json"]);
   });
 
   it("without autoCreateKeys, unknown keys are KMS_KEY_NOT_FOUND and nothing is written", async () => {
@@ -584,6 +771,32 @@ describe("localKmsProvider: health, permissions, close", () => {
     }
   });
 
+  it("validatePermissions writes only to create a missing key, and only with autoCreateKeys", async () => {
+    const strict = make({ autoCreateKeys: false });
+    const checks = await strict.validatePermissions("k");
+    expect(checks.map((c) => [c.permission, c.ok, c.error?.code])).toEqual([
+      ["local:read-keystore", true, undefined],
+      ["local:write-keystore", true, undefined],
+      ["local:generateDataKey", false, "KMS_KEY_NOT_FOUND"],
+      ["local:decrypt", false, "KMS_PROVIDER_ERROR"],
+    ]);
+    expect(existsSync(join(strict.path, "..", ".."))).toBe(false);
+
+    await strict.createKey("k");
+    await strict.rotateKey("k");
+    const before = await fsp.readFile(strict.path, "utf8");
+    expect((await strict.validatePermissions("k")).every((c) => c.ok)).toBe(true);
+    expect(await fsp.readFile(strict.path, "utf8")).toBe(before);
+
+    // With autoCreateKeys, a missing key is created (version 1), as the first encrypt would.
+    const auto = make({ path: strict.path });
+    expect((await auto.validatePermissions("new")).every((c) => c.ok)).toBe(true);
+    const content = JSON.parse(await fsp.readFile(strict.path, "utf8"));
+    expect(Object.keys(content.keys).sort()).toEqual(["k", "new"]);
+    expect(content.keys.k).toEqual(JSON.parse(before).keys.k);
+    expect(content.keys.new.currentVersion).toBe("1");
+  });
+
   it("reports failing permissions with remediation and the code's docs", async () => {
     const provider = make();
     await provider.createKey("k");
@@ -609,8 +822,10 @@ describe("localKmsProvider: health, permissions, close", () => {
 
   it("close waits for pending writes, then every call fails with KMS_CLOSED", async () => {
     const provider = localKmsProvider({ path: storePath() });
+    const creation = provider.createKey("k");
     const rotation = provider.rotateKey("k");
     await provider.close();
+    await expect(creation).resolves.toMatchObject({ currentVersion: "1" });
     await expect(rotation).resolves.toMatchObject({ currentVersion: "2" });
     expect(JSON.parse(await fsp.readFile(provider.path, "utf8")).keys.k.currentVersion).toBe("2");
     const calls: (() => Promise<unknown>)[] = [
