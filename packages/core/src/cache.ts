@@ -58,6 +58,8 @@ export class KeyCache<T> {
   readonly #random: () => number;
   readonly #entries = new Map<string, CacheEntry<T>>();
   readonly #inFlight = new Map<string, Promise<void>>();
+  /** The entry at the LRU's young end: a hit on it needs no move (the hot path's common case). */
+  #youngest: CacheEntry<T> | undefined;
   /** Bumped by invalidation: a load that started before it does not install its result. */
   #epoch = 0;
   #cancelSweep: (() => void) | undefined;
@@ -176,8 +178,11 @@ export class KeyCache<T> {
     }
     entry.messages++;
     entry.bytes += bytes;
-    this.#entries.delete(key);
-    this.#entries.set(key, entry);
+    if (entry !== this.#youngest) {
+      this.#entries.delete(key);
+      this.#entries.set(key, entry);
+      this.#youngest = entry;
+    }
     return entry;
   }
 
@@ -218,7 +223,7 @@ export class KeyCache<T> {
     const { maxAgeMs, hardMaxAgeMs, jitter } = this.#limits;
     const previous = this.#entries.get(key);
     if (previous) this.#evict(key, previous, "max-age");
-    this.#entries.set(key, {
+    const entry: CacheEntry<T> = {
       value: loaded.value,
       material: loaded.material,
       tenantId: meta.tenantId,
@@ -228,7 +233,9 @@ export class KeyCache<T> {
       hardExpiry: now + hardMaxAgeMs,
       messages: 0,
       bytes: 0,
-    });
+    };
+    this.#entries.set(key, entry);
+    this.#youngest = entry;
     while (this.#entries.size > this.#limits.capacity) {
       const [oldestKey, oldest] = this.#entries.entries().next().value as [string, CacheEntry<T>];
       this.#evict(oldestKey, oldest, "capacity");
@@ -251,6 +258,7 @@ export class KeyCache<T> {
 
   #evict(key: string, entry: CacheEntry<T>, reason: EvictionReason): void {
     this.#entries.delete(key);
+    if (entry === this.#youngest) this.#youngest = undefined;
     zeroMaterial(entry.material);
     if (this.#events.active) this.#events.emit({ type: "cache.evict", side: this.#side, provider: entry.provider, reason });
   }

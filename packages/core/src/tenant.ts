@@ -29,8 +29,8 @@ export interface TenantKeys {
  * answer, checked here): a malformed key id is `KMS_CONFIG_INVALID`, never a key to look up.
  */
 export function tenantKeys(spec: TenantKeySpec): TenantKeys {
-  if (typeof spec !== "object" || spec === null) {
-    throw new KmsError("KMS_CONFIG_INVALID", "the tenant key resolver must return { provider, keyId, previous? }");
+  if (typeof spec !== "object" || spec === null || (spec.previous !== undefined && !Array.isArray(spec.previous))) {
+    throw new KmsError("KMS_CONFIG_INVALID", "the tenant key resolver must return { provider, keyId, previous?: [...] }");
   }
   const refs = [spec, ...(spec.previous ?? [])];
   const decryptable = new Map<string, Set<string>>();

@@ -443,6 +443,8 @@ describe("createKms: hostile inputs", () => {
     expect(await codeOf(badPrevious.encrypt("t", "x"))).toBe("KMS_CONFIG_INVALID");
     const { kms: notAnObject } = fakeKms({ tenants: {} }, { resolveTenantKeys: () => null as never });
     expect(await codeOf(notAnObject.encrypt("t", "x"))).toBe("KMS_CONFIG_INVALID");
+    const { kms: previousNotArray } = fakeKms({ tenants: {} }, { resolveTenantKeys: () => ({ provider: "fake", keyId: "k", previous: 1 as never }) });
+    expect(await codeOf(previousNotArray.encrypt("t", "x"))).toBe("KMS_CONFIG_INVALID");
     expect(provider.kmsCalls).toBe(0);
   });
 
