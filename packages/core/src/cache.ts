@@ -13,7 +13,7 @@
  *   synchronous callback, so no caller can hold a key across an await while it is being zeroed.
  */
 import type { Clock } from "./clock";
-import { isKmsError } from "./errors";
+import { UNAVAILABLE_NOW_CODES, isKmsError } from "./errors";
 import { type DataKeyMaterial, zeroMaterial } from "./envelope";
 import type { CacheSide, EvictionReason, KmsEvents } from "./events";
 
@@ -45,10 +45,15 @@ export interface Loaded<T> {
   material: DataKeyMaterial;
 }
 
-/** Errors that mean "the KMS cannot answer right now", during which stale keys may serve. */
-const AVAILABILITY_CODES = new Set(["KMS_UNAVAILABLE", "KMS_TIMEOUT", "KMS_CIRCUIT_OPEN", "KMS_THROTTLED", "KMS_OVERLOADED"]);
-
 const SWEEP_INTERVAL_MS = 60_000;
+
+/** One load in flight, shared by every concurrent miss for its key. */
+interface Flight {
+  done: Promise<void>;
+  readonly tenantId: string;
+  /** Set by invalidation: the loaded key is zeroed instead of installed. */
+  discarded: boolean;
+}
 
 export class KeyCache<T> {
   readonly #side: CacheSide;
@@ -57,11 +62,9 @@ export class KeyCache<T> {
   readonly #events: KmsEvents;
   readonly #random: () => number;
   readonly #entries = new Map<string, CacheEntry<T>>();
-  readonly #inFlight = new Map<string, Promise<void>>();
+  readonly #inFlight = new Map<string, Flight>();
   /** The entry at the LRU's young end: a hit on it needs no move (the hot path's common case). */
   #youngest: CacheEntry<T> | undefined;
-  /** Bumped by invalidation: a load that started before it does not install its result. */
-  #epoch = 0;
   #cancelSweep: (() => void) | undefined;
   hits = 0;
   misses = 0;
@@ -123,7 +126,7 @@ export class KeyCache<T> {
     this.misses++;
     let coalesced = false;
     for (;;) {
-      const flight = this.#inFlight.get(key);
+      const flight = this.#inFlight.get(key)?.done;
       if (this.#events.active) {
         this.#events.emit({ type: "cache.miss", side: this.#side, tenantId: meta.tenantId, provider: meta.provider, coalesced: coalesced || flight !== undefined });
       }
@@ -142,16 +145,18 @@ export class KeyCache<T> {
     }
   }
 
-  /** Drops every entry of the tenant (zeroing keys); loads in flight will not install. */
+  /** Drops every entry of the tenant (zeroing keys); its loads in flight will not install. Other tenants' are untouched. */
   invalidateTenant(tenantId: string): void {
-    this.#epoch++;
+    for (const [key, flight] of this.#inFlight) {
+      if (flight.tenantId === tenantId) this.#discard(key, flight);
+    }
     for (const [key, entry] of this.#entries) {
       if (entry.tenantId === tenantId) this.#evict(key, entry, "invalidated");
     }
   }
 
   clear(): void {
-    this.#epoch++;
+    for (const [key, flight] of this.#inFlight) this.#discard(key, flight);
     for (const [key, entry] of this.#entries) this.#evict(key, entry, "invalidated");
     this.#cancelSweep?.();
     this.#cancelSweep = undefined;
@@ -187,7 +192,7 @@ export class KeyCache<T> {
   }
 
   #takeStale(key: string, bytes: number, error: unknown): CacheEntry<T> | undefined {
-    if (!isKmsError(error) || !AVAILABILITY_CODES.has(error.code)) return undefined;
+    if (!isKmsError(error) || !UNAVAILABLE_NOW_CODES.has(error.code)) return undefined;
     const entry = this.#entries.get(key);
     if (entry === undefined || this.#clock.now() >= entry.hardExpiry) return undefined;
     const limits = this.#limits;
@@ -199,23 +204,29 @@ export class KeyCache<T> {
   }
 
   #fill(key: string, meta: { tenantId: string; provider: string }, load: () => Promise<Loaded<T>>): Promise<void> {
-    const epoch = this.#epoch;
-    const flight = load().then(
+    const flight: Flight = { done: Promise.resolve(), tenantId: meta.tenantId, discarded: false };
+    const settle = () => {
+      if (this.#inFlight.get(key) === flight) this.#inFlight.delete(key);
+    };
+    flight.done = load().then(
       (loaded) => {
-        this.#inFlight.delete(key);
-        if (epoch !== this.#epoch) {
-          zeroMaterial(loaded.material);
-          return;
-        }
-        this.#install(key, meta, loaded);
+        settle();
+        if (flight.discarded) zeroMaterial(loaded.material);
+        else this.#install(key, meta, loaded);
       },
       (error: unknown) => {
-        this.#inFlight.delete(key);
+        settle();
         throw error;
       },
     );
     this.#inFlight.set(key, flight);
-    return flight;
+    return flight.done;
+  }
+
+  /** An invalidated load: its result will be zeroed, not installed; new callers start a load of their own. */
+  #discard(key: string, flight: Flight): void {
+    flight.discarded = true;
+    this.#inFlight.delete(key);
   }
 
   #install(key: string, meta: { tenantId: string; provider: string }, loaded: Loaded<T>): void {

@@ -75,17 +75,21 @@ const resilienceSchema = z
   })
   .prefault({});
 
+const tenantsSchema = z
+  .strictObject({
+    /** The key of every tenant that has no entry in `keys`. */
+    defaultKey: tenantKeySchema.optional(),
+    /** Per-tenant keys (bring your own key). */
+    keys: z.record(z.string(), tenantKeySchema).default({}),
+  })
+  .prefault({});
+
+const providersSchema = z.record(z.string(), z.unknown());
+
 export const kmsConfigSchema = z.strictObject({
   /** Settings per provider id; each provider used by a tenant key needs an entry (`{}` is fine). */
-  providers: z.record(z.string(), z.unknown()),
-  tenants: z
-    .strictObject({
-      /** The key of every tenant that has no entry in `keys`. */
-      defaultKey: tenantKeySchema.optional(),
-      /** Per-tenant keys (bring your own key). */
-      keys: z.record(z.string(), tenantKeySchema).default({}),
-    })
-    .prefault({}),
+  providers: providersSchema,
+  tenants: tenantsSchema,
   cache: cacheSchema,
   resilience: resilienceSchema,
   /** `local` keeps its keys in a file on this host; in production it needs this explicit opt-in. */
@@ -151,9 +155,13 @@ export function validateConfig(raw: unknown, options: ValidateOptions): Validate
     for (const issue of parsed.error.issues) {
       issues.push(configIssue(pathOf(issue.path), "KMS_CONFIG_INVALID", issue.message));
     }
-    throw new KmsConfigError(issues);
   }
-  const config = parsed.data;
+  // The checks below run on every part that is well-typed, even when another part is not, so that
+  // one run reports every problem (a bad cache value must not hide an unknown provider).
+  const input = (typeof raw === "object" && raw !== null ? raw : {}) as Record<string, unknown>;
+  const providersInput = parsed.success ? parsed.data.providers : providersSchema.safeParse(input.providers).data;
+  const tenants = parsed.success ? parsed.data.tenants : tenantsSchema.safeParse(input.tenants).data;
+  const allowLocalInProduction = parsed.success ? parsed.data.allowLocalInProduction : input.allowLocalInProduction === true;
   const env = options.env ?? process.env;
   const production = isProductionEnv(env);
   const registry = new Map<string, ProviderDefinition<unknown>>();
@@ -161,7 +169,7 @@ export function validateConfig(raw: unknown, options: ValidateOptions): Validate
 
   // Every provider named anywhere must be registered and configured.
   const settingsOk = new Map<string, unknown>();
-  for (const [id, rawSettings] of Object.entries(config.providers)) {
+  for (const [id, rawSettings] of Object.entries(providersInput ?? {})) {
     const path = `providers.${id}`;
     const definition = registry.get(id);
     if (!definition) {
@@ -173,36 +181,9 @@ export function validateConfig(raw: unknown, options: ValidateOptions): Validate
     else for (const i of result.issues) issues.push(configIssue(i.path ? `${path}.${i.path}` : path, "KMS_CONFIG_INVALID", i.message));
   }
 
-  const keyRefs: { path: string; provider: string }[] = [];
-  const { defaultKey, keys } = config.tenants;
-  const addKey = (path: string, key: TenantKeyConfig) => {
-    keyRefs.push({ path: `${path}.provider`, provider: key.provider });
-    key.previous.forEach((p, i) => keyRefs.push({ path: `${path}.previous[${i}].provider`, provider: p.provider }));
-  };
-  if (defaultKey) addKey("tenants.defaultKey", defaultKey);
-  for (const [tenantId, key] of Object.entries(keys)) {
-    const tenantProblem = tenantIdProblem(tenantId);
-    if (tenantProblem !== undefined) issues.push(configIssue("tenants.keys", "KMS_CONFIG_INVALID", tenantProblem));
-    addKey(`tenants.keys.${tenantId}`, key);
-  }
-  if (!defaultKey && Object.keys(keys).length === 0 && !options.customResolver) {
-    issues.push(
-      configIssue("tenants", "KMS_CONFIG_INVALID", "no tenant key: set tenants.defaultKey, tenants.keys, or a resolver"),
-    );
-  }
-  for (const { path, provider } of keyRefs) {
-    if (!PROVIDER_ID_PATTERN.test(provider)) {
-      issues.push(configIssue(path, "KMS_CONFIG_INVALID", "provider ids are 1 to 64 of [a-z0-9-]"));
-    } else if (!registry.has(provider)) {
-      issues.push(providerMissing(path, provider));
-    } else if (!(provider in config.providers)) {
-      issues.push(
-        configIssue(path, "KMS_CONFIG_INVALID", `provider "${provider}" has no settings: add providers.${provider}`),
-      );
-    }
-  }
+  if (tenants !== undefined) issues.push(...tenantIssues(tenants, providersInput, registry, options.customResolver === true));
 
-  if (production && "local" in config.providers && !config.allowLocalInProduction) {
+  if (production && providersInput !== undefined && "local" in providersInput && !allowLocalInProduction) {
     issues.push(
       configIssue(
         "providers.local",
@@ -212,15 +193,19 @@ export function validateConfig(raw: unknown, options: ValidateOptions): Validate
       ),
     );
   }
-  const { retry } = config.resilience;
-  if (retry.maxDelayMs < retry.baseDelayMs) {
-    issues.push(configIssue("resilience.retry.maxDelayMs", "KMS_CONFIG_INVALID", "must be >= baseDelayMs"));
+  if (parsed.success) {
+    const { retry } = parsed.data.resilience;
+    if (retry.maxDelayMs < retry.baseDelayMs) {
+      issues.push(configIssue("resilience.retry.maxDelayMs", "KMS_CONFIG_INVALID", "must be >= baseDelayMs"));
+    }
+    const { cache } = parsed.data;
+    if (cache.hardMaxAgeMs < cache.encrypt.maxAgeMs || cache.hardMaxAgeMs < cache.decrypt.maxAgeMs) {
+      issues.push(configIssue("cache.hardMaxAgeMs", "KMS_CONFIG_INVALID", "must be >= cache.encrypt.maxAgeMs and cache.decrypt.maxAgeMs"));
+    }
   }
-  if (config.cache.hardMaxAgeMs < config.cache.encrypt.maxAgeMs || config.cache.hardMaxAgeMs < config.cache.decrypt.maxAgeMs) {
-    issues.push(configIssue("cache.hardMaxAgeMs", "KMS_CONFIG_INVALID", "must be >= cache.encrypt.maxAgeMs and cache.decrypt.maxAgeMs"));
-  }
-  if (issues.length > 0) throw new KmsConfigError(issues);
+  if (!parsed.success || issues.length > 0) throw new KmsConfigError(issues);
 
+  const config = parsed.data;
   const providers = new Map<string, KmsProvider>();
   for (const [id, settings] of settingsOk) {
     const provider = registry.get(id)!.create(settings);
@@ -232,6 +217,46 @@ export function validateConfig(raw: unknown, options: ValidateOptions): Validate
     providers.set(id, provider);
   }
   return { config, providers, production };
+}
+
+/** Tenant ids, and every key reference: its provider must be registered and configured, its key id valid for it. */
+function tenantIssues(
+  tenants: KmsConfig["tenants"],
+  providersInput: Record<string, unknown> | undefined,
+  registry: ReadonlyMap<string, ProviderDefinition<unknown>>,
+  customResolver: boolean,
+): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const keyRefs: { path: string; ref: KeyRefConfig }[] = [];
+  const addKey = (path: string, key: TenantKeyConfig) => {
+    keyRefs.push({ path, ref: key });
+    key.previous.forEach((p, i) => keyRefs.push({ path: `${path}.previous[${i}]`, ref: p }));
+  };
+  const { defaultKey, keys } = tenants;
+  if (defaultKey) addKey("tenants.defaultKey", defaultKey);
+  for (const [tenantId, key] of Object.entries(keys)) {
+    const tenantProblem = tenantIdProblem(tenantId);
+    if (tenantProblem !== undefined) issues.push(configIssue("tenants.keys", "KMS_CONFIG_INVALID", tenantProblem));
+    addKey(`tenants.keys.${tenantId}`, key);
+  }
+  if (!defaultKey && Object.keys(keys).length === 0 && !customResolver) {
+    issues.push(configIssue("tenants", "KMS_CONFIG_INVALID", "no tenant key: set tenants.defaultKey, tenants.keys, or a resolver"));
+  }
+  for (const { path, ref } of keyRefs) {
+    const { provider, keyId } = ref;
+    const definition = registry.get(provider);
+    if (!PROVIDER_ID_PATTERN.test(provider)) {
+      issues.push(configIssue(`${path}.provider`, "KMS_CONFIG_INVALID", "provider ids are 1 to 64 of [a-z0-9-]"));
+    } else if (!definition) {
+      issues.push(providerMissing(`${path}.provider`, provider));
+    } else if (providersInput !== undefined && !(provider in providersInput)) {
+      issues.push(configIssue(`${path}.provider`, "KMS_CONFIG_INVALID", `provider "${provider}" has no settings: add providers.${provider}`));
+    } else {
+      const problem = definition.keyIdProblem?.(keyId);
+      if (problem !== undefined) issues.push(configIssue(`${path}.keyId`, "KMS_CONFIG_INVALID", `${provider}: ${problem}`));
+    }
+  }
+  return issues;
 }
 
 function providerMissing(path: string, id: string): ConfigIssue {

@@ -20,7 +20,7 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, timingSafeEqual } from "node:crypto";
 import { crc32 } from "node:zlib";
 import { KmsError } from "./errors";
-import { writeIv } from "./iv";
+import { IV_BYTES, writeIv } from "./iv";
 import { DATA_KEY_BYTES, type EncryptionContext, PROVIDER_ID_PATTERN } from "./provider";
 
 // ---------------------------------------------------------------------------------------------
@@ -39,7 +39,7 @@ export const COMMITMENT_BYTES = 32;
 /** magic (4) + version (1) + suite (1) + commitment (32). */
 export const FIXED_HEADER_BYTES = MAGIC_BYTES + 1 + 1 + COMMITMENT_BYTES;
 export const KEY_SECTION_TAG_BYTES = 32;
-export const IV_BYTES = 12;
+export { IV_BYTES };
 export const GCM_TAG_BYTES = 16;
 
 export const MAX_PROVIDER_ID_BYTES = 64;
@@ -52,7 +52,7 @@ export const KEY_SECTION_CHECKSUM_BYTES = 4;
 export const MIN_KEY_SECTION_BYTES = 1 + 1 + 2 + 1 + 1 + 0 + 2 + 1 + KEY_SECTION_CHECKSUM_BYTES;
 export const MAX_KEY_SECTION_BYTES =
   1 + MAX_PROVIDER_ID_BYTES + 2 + MAX_KEY_ID_BYTES + 1 + MAX_KEY_VERSION_BYTES + 2 + MAX_WRAPPED_KEY_BYTES + KEY_SECTION_CHECKSUM_BYTES;
-/** Smallest well-formed envelope (empty plaintext, smallest key section): 107 bytes. */
+/** Smallest well-formed envelope (empty plaintext, smallest key section): 111 bytes. */
 export const MIN_ENVELOPE_BYTES = FIXED_HEADER_BYTES + MIN_KEY_SECTION_BYTES + KEY_SECTION_TAG_BYTES + IV_BYTES + GCM_TAG_BYTES;
 
 export const MAX_TENANT_ID_BYTES = 256;

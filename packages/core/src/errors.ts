@@ -4,9 +4,11 @@
  * Messages never contain key material, plaintext or credentials.
  */
 
+/** Where the repository's files are published: every docs link the toolkit builds starts here. */
+export const DOCS_BASE_URL = "https://github.com/kms-toolkit/kms/blob/main/";
+
 /** Where the troubleshooting guide is published; each code is an anchor in it. */
-export const TROUBLESHOOTING_URL =
-  "https://github.com/kms-toolkit/kms/blob/main/docs/setup/KMS_TROUBLESHOOTING.md";
+export const TROUBLESHOOTING_URL = `${DOCS_BASE_URL}docs/setup/KMS_TROUBLESHOOTING.md`;
 
 /** Every code, with whether the same call may succeed if simply tried again later. */
 export const ERROR_CODES = {
@@ -31,6 +33,21 @@ export const ERROR_CODES = {
 } as const satisfies Record<string, { retryable: boolean }>;
 
 export type KmsErrorCode = keyof typeof ERROR_CODES;
+
+/** "The service is down": the only failures a circuit breaker counts. */
+export const OUTAGE_CODES: ReadonlySet<string> = new Set<KmsErrorCode>(["KMS_UNAVAILABLE", "KMS_TIMEOUT"]);
+
+/**
+ * "The KMS cannot answer right now" (down, paused by the breaker, throttling, saturated): while
+ * these last, cached keys may keep serving past their max age (stale-if-error).
+ */
+export const UNAVAILABLE_NOW_CODES: ReadonlySet<string> = new Set<KmsErrorCode>([
+  "KMS_UNAVAILABLE",
+  "KMS_TIMEOUT",
+  "KMS_CIRCUIT_OPEN",
+  "KMS_THROTTLED",
+  "KMS_OVERLOADED",
+]);
 
 export function docsUrlFor(code: KmsErrorCode): string {
   return `${TROUBLESHOOTING_URL}#${code.toLowerCase()}`;

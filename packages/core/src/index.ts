@@ -32,8 +32,10 @@ export {
   type ParsedEnvelope,
 } from "./envelope";
 export {
+  DOCS_BASE_URL,
   ERROR_CODES,
   KmsConfigError,
+  configIssue,
   KmsError,
   TROUBLESHOOTING_URL,
   docsUrlFor,
@@ -43,7 +45,7 @@ export {
   type KmsErrorOptions,
 } from "./errors";
 export type { CacheSide, CircuitState, EvictionReason, KmsEvent, KmsEventListener, KmsOperation } from "./events";
-export { localKms, localKmsProvider, type LocalKmsOptions, type LocalKmsProvider, type LocalKmsSettings } from "./local-provider";
+export { LOCAL_DEFAULT_PATH, localKms, localKmsProvider, type LocalKmsOptions, type LocalKmsProvider, type LocalKmsSettings } from "./local-provider";
 export {
   DATA_KEY_BYTES,
   definitionOf,

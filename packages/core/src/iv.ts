@@ -6,7 +6,8 @@
  */
 import { randomFillSync } from "node:crypto";
 
-const IV_BYTES = 12;
+/** AES-GCM's 96-bit IV. */
+export const IV_BYTES = 12;
 const POOL_BYTES = IV_BYTES * 1024;
 
 let pool = Buffer.alloc(0);

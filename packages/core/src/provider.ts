@@ -123,6 +123,12 @@ export interface ProviderDefinition<S = unknown> {
   readonly packageName: string;
   /** Validates raw settings (from a file or environment) without any network access. */
   parseSettings(raw: unknown): SettingsResult<S>;
+  /**
+   * Why this provider could never use `keyId` (its own id syntax, e.g. an ARN or a path), or
+   * undefined. Checked at start-up for every configured key, so a bad id is a configuration error,
+   * not a failure at the first encrypt. Core's own rules (`keyIdProblem` in envelope.ts) come first.
+   */
+  keyIdProblem?(keyId: string): string | undefined;
   create(settings: S): KmsProvider;
 }
 

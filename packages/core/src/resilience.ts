@@ -50,7 +50,7 @@ import type { Span } from "@opentelemetry/api";
 
 import { sleep, systemClock } from "./clock";
 import type { Clock } from "./clock";
-import { KmsError, isKmsError } from "./errors";
+import { KmsError, OUTAGE_CODES, isKmsError } from "./errors";
 import type { KmsErrorCode } from "./errors";
 import type { CircuitState, KmsEvents, KmsOperation } from "./events";
 
@@ -91,8 +91,6 @@ export interface ProviderPolicyDeps {
 
 const TRACER_NAME = "@kms/core";
 
-/** Codes that say the service is down: the only ones the circuit breaker counts. */
-const OUTAGE_CODES: ReadonlySet<string> = new Set<KmsErrorCode>(["KMS_UNAVAILABLE", "KMS_TIMEOUT"]);
 
 /** Retryable codes this policy still never retries. */
 const NEVER_RETRIED: ReadonlySet<string> = new Set<KmsErrorCode>(["KMS_CIRCUIT_OPEN", "KMS_OVERLOADED"]);

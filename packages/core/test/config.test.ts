@@ -1,7 +1,8 @@
 import { describe, expect, it } from "@jest/globals";
 import { validateConfig } from "../src/config";
 import { KmsConfigError, isKmsError } from "../src/errors";
-import { definitionOf } from "../src/provider";
+import { localKms } from "../src/local-provider";
+import { definitionOf, type ProviderDefinition } from "../src/provider";
 import { FakeProvider } from "./support/fake-provider";
 
 const fake = definitionOf(new FakeProvider("local"), "@kms/core");
@@ -10,7 +11,7 @@ const base = {
   tenants: { defaultKey: { provider: "local", keyId: "default" } },
 };
 
-function configError(raw: unknown, env: Record<string, string> = {}, registry = [fake]): KmsConfigError {
+function configError(raw: unknown, env: Record<string, string> = {}, registry: readonly ProviderDefinition<unknown>[] = [fake]): KmsConfigError {
   try {
     validateConfig(raw, { registry, env });
   } catch (error) {
@@ -113,6 +114,40 @@ describe("validateConfig", () => {
     const error = configError({ ...base, ...patch });
     expect(error.code).toBe("KMS_CONFIG_INVALID");
     expect(error.issues.map((i) => i.path)).toContain(path);
+  });
+
+  it("reports provider, tenant and production problems even when another part fails the schema", () => {
+    const error = configError(
+      {
+        providers: { local: {}, nope: {} },
+        tenants: { defaultKey: { provider: "vault", keyId: "k" } },
+        cache: { encrypt: { maxAgeMs: 0 } },
+      },
+      { NODE_ENV: "production" },
+    );
+    expect(error.issues.map((i) => [i.path, i.code])).toEqual([
+      ["cache.encrypt.maxAgeMs", "KMS_CONFIG_INVALID"],
+      ["providers.nope", "KMS_PROVIDER_UNKNOWN"],
+      ["tenants.defaultKey.provider", "KMS_PROVIDER_NOT_INSTALLED"],
+      ["providers.local", "KMS_LOCAL_IN_PRODUCTION"],
+    ]);
+  });
+
+  it("reports a key id the provider's own syntax refuses, at start-up", () => {
+    const strict = { ...definitionOf(new FakeProvider("local"), "@kms/core"), keyIdProblem: (id: string) => (id.includes(":") ? "no colons" : undefined) };
+    const error = configError(
+      { providers: { local: {} }, tenants: { defaultKey: { provider: "local", keyId: "tenant:1", previous: [{ provider: "local", keyId: "ok" }] } } },
+      {},
+      [strict],
+    );
+    expect(error.issues).toEqual([expect.objectContaining({ path: "tenants.defaultKey.keyId", code: "KMS_CONFIG_INVALID", message: "local: no colons" })]);
+  });
+
+  it("the local provider refuses a key id outside its syntax at start-up, not at the first encrypt", () => {
+    const error = configError({ providers: { local: {} }, tenants: { defaultKey: { provider: "local", keyId: "tenant:1" } } }, {}, [localKms]);
+    expect(error.issues).toEqual([
+      expect.objectContaining({ path: "tenants.defaultKey.keyId", code: "KMS_CONFIG_INVALID", message: "local: key ids are 1 to 256 characters of A-Z a-z 0-9 . _ / -" }),
+    ]);
   });
 
   it("requires some tenant key unless the app resolves keys itself", () => {

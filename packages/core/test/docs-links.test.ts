@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, mkdirSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from "node:os";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { afterAll, describe, expect, it, jest } from "@jest/globals";
-import { ERROR_CODES, KmsError, type KmsErrorCode, TROUBLESHOOTING_URL, docsUrlFor } from "../src/errors";
+import { DOCS_BASE_URL, ERROR_CODES, KmsError, type KmsErrorCode, TROUBLESHOOTING_URL, docsUrlFor } from "../src/errors";
 import { localKmsProvider } from "../src/local-provider";
 
 const REPO_ROOT = resolve(__dirname, "../../..");
@@ -216,7 +216,10 @@ function repoUrlProblem(root: string, url: string): string | undefined {
 function repoUrlsIn(text: string): { line: number; url: string }[] {
   const urls: { line: number; url: string }[] = [];
   text.split("\n").forEach((line, i) => {
-    for (const m of line.matchAll(/https:\/\/github\.com\/kms-toolkit\/kms\/blob\/main\/[^\s"'`)\]<>]*/g)) {
+    // `${DOCS_BASE_URL}path` counts as the URL it builds; the constant's own definition is not a docs URL.
+    if (/export const DOCS_BASE_URL = /.test(line)) return;
+    const expanded = line.replaceAll("${DOCS_BASE_URL}", DOCS_BASE_URL);
+    for (const m of expanded.matchAll(/https:\/\/github\.com\/kms-toolkit\/kms\/blob\/main\/[^\s"'`)\]<>]*/g)) {
       let url = m[0].replace(/[.,;:]+$/, "");
       const dynamic = url.indexOf("${");
       if (dynamic !== -1) url = url.slice(0, url.lastIndexOf("#", dynamic) === -1 ? dynamic : url.lastIndexOf("#", dynamic));
