@@ -12,6 +12,7 @@
  * - Key material is zeroed when an entry leaves the cache. Entries are used only inside `withKey`'s
  *   synchronous callback, so no caller can hold a key across an await while it is being zeroed.
  */
+import { createHash } from "node:crypto";
 import type { Clock } from "./clock";
 import { UNAVAILABLE_NOW_CODES, isKmsError } from "./errors";
 import { type DataKeyMaterial, zeroMaterial } from "./envelope";
@@ -46,6 +47,17 @@ export interface Loaded<T> {
 }
 
 const SWEEP_INTERVAL_MS = 60_000;
+
+/** Keys longer than this are stored as their SHA-256: a long context or key id costs 65 bytes per entry, not kilobytes. */
+const MAX_PLAIN_KEY_LENGTH = 512;
+
+/**
+ * The form a key is stored under. Callers' keys start with a digit or a provider id, never "#", so
+ * a hashed key cannot equal a plain one; hashing is idempotent here (a hashed key is short).
+ */
+function compactKey(key: string): string {
+  return key.length <= MAX_PLAIN_KEY_LENGTH ? key : `#${createHash("sha256").update(key, "utf8").digest("hex")}`;
+}
 
 /** One load in flight, shared by every concurrent miss for its key. */
 interface Flight {
@@ -95,6 +107,7 @@ export class KeyCache<T> {
     if (this.#limits.maxBytes !== undefined && meta.bytes > this.#limits.maxBytes) {
       return this.#withOneOff(meta, load, use);
     }
+    key = compactKey(key);
     const hit = this.take(key, meta);
     if (hit === undefined) return this.#withLoaded(key, meta, load, use);
     try {
@@ -110,7 +123,7 @@ export class KeyCache<T> {
    */
   take(key: string, meta: { tenantId: string; provider: string; bytes: number }): CacheEntry<T> | undefined {
     if (this.#limits.maxBytes !== undefined && meta.bytes > this.#limits.maxBytes) return undefined;
-    const hit = this.#take(key, meta.bytes);
+    const hit = this.#take(compactKey(key), meta.bytes);
     if (hit === undefined) return undefined;
     this.hits++;
     if (this.#events.active) this.#emitHit(meta, false);

@@ -469,6 +469,21 @@ describe("createKms: hostile inputs", () => {
     expect(provider.kmsCalls).toBe(0);
   });
 
+  it("caches under long contexts and key ids as well (stored under a digest of the key)", async () => {
+    const keyId = "k".repeat(1500);
+    const { kms, provider } = fakeKms({ tenants: { defaultKey: { provider: "fake", keyId } } });
+    const big = { a: "x".repeat(4000) };
+    const other = { a: `${"x".repeat(3999)}y` };
+    const first = await kms.encrypt("t", "1", big);
+    const second = await kms.encrypt("t", "2", big);
+    await kms.encrypt("t", "3", other);
+    expect(provider.calls.generateDataKey).toBe(2);
+    expect((await kms.decrypt("t", first, big)).toString()).toBe("1");
+    expect((await kms.decrypt("t", second, big)).toString()).toBe("2");
+    expect(provider.calls.unwrapDataKey).toBe(1);
+    expect(await codeOf(kms.decrypt("t", first, other))).toBe("ENVELOPE_AUTH_FAILED");
+  });
+
   it("refuses a context over 8192 canonical bytes without any KMS call", async () => {
     const { kms, provider } = fakeKms();
     const big = { a: "x".repeat(4096), b: "x".repeat(4096) };
