@@ -6,27 +6,14 @@
  */
 import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
-import { docsUrlFor, isProductionEnv, tenantIdProblem, type KmsErrorCode } from "@kms/core";
+import { configIssue, isProductionEnv, LOCAL_DEFAULT_PATH, tenantIdProblem, type ConfigIssue } from "@kms/core";
 import { TOKEN_PATTERN, type TokenSet } from "./auth";
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
-/** One configuration problem, in the shape of @kms/core's `KmsConfigError` issues. */
-export interface ConfigIssue {
-  path: string;
-  code: KmsErrorCode;
-  message: string;
-  docsUrl: string;
-}
-
-function configIssue(path: string, code: KmsErrorCode, message: string): ConfigIssue {
-  return { path, code, message, docsUrl: docsUrlFor(code) };
-}
-
 export const DEFAULT_HOST = "127.0.0.1";
 export const DEFAULT_PORT = 8080;
 export const DEFAULT_BODY_LIMIT_BYTES = 1024 * 1024;
-export const DEFAULT_KEY_STORE = ".kms/local-keys.json";
 export const DEFAULT_KEY_ID = "default";
 export const DEFAULT_DEMO_TENANTS = ["tenant-a", "tenant-b"];
 /** Tokens shorter than this are refused in production. */
@@ -80,7 +67,7 @@ export function loadServerConfig(env: Env, baseDir: string): LoadResult {
     // Only the one-command dev start gets defaults. A file states its providers and tenant keys
     // itself: filling in `local` there would quietly keep keys on this host instead of in the KMS.
     kms = {
-      providers: { local: { path: DEFAULT_KEY_STORE } },
+      providers: { local: { path: LOCAL_DEFAULT_PATH } },
       tenants: { defaultKey: { provider: "local", keyId: DEFAULT_KEY_ID } },
     };
   } else {

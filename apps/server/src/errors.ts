@@ -4,11 +4,12 @@
  * exist at the HTTP layer (routing, body size, credentials) use the server codes below, documented in
  * apps/server/README.md.
  *
- * Messages are written by the server, never passed through: a KmsError's message may come from a
+ * Messages are written by the server, not passed through: a KmsError's message may come from a
  * provider SDK (key ARNs, hostnames, request ids), so its body carries the code's fixed public text
- * and the full error goes to the server log only.
+ * and the full error goes to the server log only. The one exception is `INPUT_INVALID` raised by
+ * core itself (see `publicMessage`).
  */
-import { docsUrlFor, isKmsError, type KmsError, type KmsErrorCode } from "@kms/core";
+import { DOCS_BASE_URL, docsUrlFor, isKmsError, type KmsError, type KmsErrorCode } from "@kms/core";
 
 /** Codes that only exist at the HTTP layer. */
 export type ServerErrorCode =
@@ -27,7 +28,7 @@ export interface ErrorBody {
 }
 
 /** Where the server's own codes are documented; each code is a heading (anchor) there. */
-export const SERVER_DOCS_URL = "https://github.com/kms-toolkit/kms/blob/main/apps/server/README.md";
+export const SERVER_DOCS_URL = `${DOCS_BASE_URL}apps/server/README.md`;
 
 const SERVER_CODES: ReadonlySet<string> = new Set<ServerErrorCode>([
   "UNAUTHENTICATED",
@@ -67,7 +68,8 @@ export const PUBLIC_MESSAGES: Readonly<Record<KmsErrorCode, string>> = {
   KMS_CLOSED: "The key service client is closed",
   ENVELOPE_MALFORMED: "The ciphertext is not a well-formed envelope",
   ENVELOPE_AUTH_FAILED: "The ciphertext cannot be decrypted with this tenant and context",
-  TENANT_MISMATCH: "The ciphertext was written for another tenant",
+  // Core never raises it; the server's own 403 for another tenant's token (auth.ts) has its own text.
+  TENANT_MISMATCH: "The credential belongs to another tenant",
   INPUT_INVALID: "The request is not valid",
 };
 
@@ -83,13 +85,16 @@ export class HttpError extends Error {
   }
 }
 
-/** Status per core code. Anything not listed is a server-side fault: 500. */
+/**
+ * Status per core code. Anything not listed is a server-side fault: 500. (`TENANT_MISMATCH` is not
+ * listed: core never raises it, and the server's one use of it, a 403 for another tenant's token, is
+ * an `HttpError` from auth.ts.)
+ */
 const KMS_STATUS: Partial<Record<KmsErrorCode, number>> = {
   INPUT_INVALID: 400,
   ENVELOPE_MALFORMED: 400,
   // The envelope is well-formed but cannot be opened by this tenant with this context.
   ENVELOPE_AUTH_FAILED: 422,
-  TENANT_MISMATCH: 422,
   KMS_OVERLOADED: 429,
   KMS_THROTTLED: 429,
   KMS_UNAVAILABLE: 503,
@@ -124,9 +129,25 @@ function mapKmsError(error: KmsError): MappedError {
   // Unlisted codes are a key the operator configured that is missing, disabled or not permitted, or
   // a failed provider: 500, but the caller still gets the code (a tenant must be able to see that
   // its BYOK key is disabled). `retryable` is the error's own: a provider may know better than the
-  // code's default. (`??`: an error from another copy of core may carry a code this table predates.)
-  const message = PUBLIC_MESSAGES[error.code] ?? "The key service could not complete the request";
-  return errorResponse(KMS_STATUS[error.code] ?? 500, error.code, message, error.retryable);
+  // code's default.
+  return errorResponse(KMS_STATUS[error.code] ?? 500, error.code, publicMessage(error), error.retryable);
+}
+
+/**
+ * The message a KmsError's body carries: its code's fixed text, except for `INPUT_INVALID` raised by
+ * core itself (no `provider`: core's resilience layer sets it on every error a provider raises).
+ * Core writes those messages and names positions and lengths only, never a tenant id, a context key
+ * or a value (e.g. `the value of encryption context key #2 is 5000 UTF-8 bytes, the limit is 4096`),
+ * so the caller learns which of core's rules the request broke; the limits stay core's alone. The
+ * ` (CODE; see URL)` suffix KmsError appends is dropped: the body has `code` and `docsUrl` already.
+ */
+function publicMessage(error: KmsError): string {
+  if (error.code === "INPUT_INVALID" && error.provider === undefined) {
+    const suffix = ` (${error.code}; see ${error.docsUrl})`;
+    return error.message.endsWith(suffix) ? error.message.slice(0, -suffix.length) : error.message;
+  }
+  // `??`: an error from another copy of core may carry a code this table predates.
+  return PUBLIC_MESSAGES[error.code] ?? "The key service could not complete the request";
 }
 
 /**

@@ -3,9 +3,9 @@
  * from the environment, fails fast with every problem listed (exit 1), prints generated development
  * tokens once, listens on HOST:PORT, and shuts down gracefully on SIGINT/SIGTERM.
  */
-import { createKms, isKmsError, KmsConfigError, localKms, type KmsClient } from "@kms/core";
+import { configIssue, createKms, isKmsError, KmsConfigError, localKms, type ConfigIssue, type KmsClient } from "@kms/core";
 import { createTokenAuth, generateToken, type TokenSet } from "./auth";
-import { type ConfigIssue, loadServerConfig } from "./config";
+import { loadServerConfig } from "./config";
 
 /** The provider definitions this server installed: the only providers its configuration may name. */
 const REGISTRY = [localKms];
@@ -24,7 +24,7 @@ function fail(error: unknown): never {
  * `createKms`, with the server's own configuration issues reported in the same error. Core's issue
  * at a path the server already reported (`providers`) is dropped: the server's says more.
  */
-function createKmsClient(kmsConfig: Record<string, unknown> | undefined, serverIssues: ConfigIssue[]): KmsClient {
+function createKmsClient(kmsConfig: Record<string, unknown> | undefined, serverIssues: readonly ConfigIssue[]): KmsClient {
   let kms: KmsClient | undefined;
   let kmsIssues: readonly ConfigIssue[] = [];
   // No KMS configuration (an unreadable file, already reported): nothing for core to check.
@@ -36,14 +36,14 @@ function createKmsClient(kmsConfig: Record<string, unknown> | undefined, serverI
       kmsIssues =
         error instanceof KmsConfigError || Array.isArray((error as KmsConfigError).issues)
           ? (error as KmsConfigError).issues
-          : [{ path: "", code: error.code, message: error.message, docsUrl: error.docsUrl }];
+          : [configIssue("", error.code, error.message)];
     }
   }
   const reported = new Set(serverIssues.map((issue) => issue.path));
   const issues = [...serverIssues, ...kmsIssues.filter((issue) => !reported.has(issue.path))];
   if (issues.length > 0) {
     void kms?.close();
-    throw new KmsConfigError(issues as ConfigIssue[]);
+    throw new KmsConfigError(issues);
   }
   return kms!;
 }

@@ -271,6 +271,7 @@ describe("KMS failures", () => {
     ["KMS_KEY_DISABLED", 500, false, "The tenant's key is disabled"],
     ["KMS_ACCESS_DENIED", 500, false, "The key service refused access to the tenant's key"],
     ["KMS_PROVIDER_ERROR", 500, false, "The key service could not complete the request"],
+    // From a provider (it has `provider`): the fixed text, like every other provider error.
     ["INPUT_INVALID", 400, false, "The request is not valid"],
   ];
 
@@ -287,6 +288,24 @@ describe("KMS failures", () => {
       const log = logLines.slice(logged).join("");
       expect(log).toContain(MARKER);
       expect(log).toContain(`"code":"${code}"`);
+    } finally {
+      fake.failWith = undefined;
+    }
+  });
+
+  it("INPUT_INVALID raised by core itself (no provider) keeps core's message, without the code and docs suffix", async () => {
+    fake.failWith = new KmsError("INPUT_INVALID", "the encryption context has 65 pairs, the limit is 64");
+    try {
+      const res = await post("/v1/tenants/tenant-a/encrypt", { plaintext: "aGk=" });
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toEqual({
+        error: {
+          code: "INPUT_INVALID",
+          message: "the encryption context has 65 pairs, the limit is 64",
+          retryable: false,
+          docsUrl: docsUrlFor("INPUT_INVALID"),
+        },
+      });
     } finally {
       fake.failWith = undefined;
     }

@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
 import { request } from "node:http";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -79,6 +80,54 @@ function runToExit(env: Record<string, string>): Promise<{ code: number | null; 
       clearTimeout(timer);
       resolvePromise({ code, output: out.join("") + err.join("") });
     });
+  });
+}
+
+/** The JSON lines of `stdout` (a line still being written is skipped). */
+function logLines(stdout: string): Record<string, unknown>[] {
+  const lines: Record<string, unknown>[] = [];
+  for (const line of stdout.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    try {
+      lines.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // a partial line: the rest is still to come
+    }
+  }
+  return lines;
+}
+
+/**
+ * Resolves with `found(stdout)` as soon as it is defined: checked now and after every chunk the
+ * server writes. The deadline only turns output that never comes into a failure that shows it.
+ */
+function waitForStdout<T>(server: Started, found: (stdout: string) => T | undefined, what: string, timeoutMs = 5_000): Promise<T> {
+  const stdout = server.child.stdout!;
+  return new Promise<T>((resolvePromise, reject) => {
+    const fail = (why: string) => finish(new Error(`${why} before ${what}:\n${server.stdout()}\n${server.stderr()}`));
+    const check = () => {
+      const value = found(server.stdout());
+      if (value !== undefined) finish(undefined, value);
+    };
+    const onEnd = () => {
+      check();
+      fail("the server's output ended");
+    };
+    const timer = setTimeout(() => fail(`${timeoutMs} ms passed`), timeoutMs);
+    let done = false;
+    function finish(error: Error | undefined, value?: T): void {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      stdout.off("data", check);
+      stdout.off("end", onEnd);
+      if (error) reject(error);
+      else resolvePromise(value as T);
+    }
+    // Registered after spawnServer's own listener, so the chunk is already in `server.stdout()`.
+    stdout.on("data", check);
+    stdout.on("end", onEnd);
+    check();
   });
 }
 
@@ -195,8 +244,7 @@ describe("running server (local provider)", () => {
   it("422 for tenant A's ciphertext under tenant B's path, even with B's valid credential", async () => {
     const enc = await encrypt("tenant-a", b64("for a only"), undefined, TOKENS["tenant-a"]);
     const res = await decrypt("tenant-b", enc.body.ciphertext as string, undefined, TOKENS["tenant-b"]);
-    expect(res.status).toBe(422);
-    expect(["ENVELOPE_AUTH_FAILED", "TENANT_MISMATCH"]).toContain(errorCode(res));
+    expectError(res, 422, "ENVELOPE_AUTH_FAILED");
   });
 
   it("422 ENVELOPE_AUTH_FAILED for a different context", async () => {
@@ -231,6 +279,57 @@ describe("running server (local provider)", () => {
     ["a reserved context key (rejected by core)", { plaintext: "aGk=", context: { "kms:tenant": "tenant-b" } }],
   ])("400 INPUT_INVALID for %s", async (_name, body) => {
     expectError(await call(url, "POST", "/v1/tenants/tenant-a/encrypt", body, TOKENS["tenant-a"]), 400, "INPUT_INVALID");
+  });
+
+  describe("encryption context limits are core's", () => {
+    /** Stands for something secret a caller might put in a context key or value. */
+    const SECRET = "SECRET-CONTEXT-MARKER-5e0c";
+    const padded = (length: number, fill: string) => SECRET + fill.repeat(length - SECRET.length);
+
+    it("a 300-character key is accepted and round-trips", async () => {
+      const context = { [padded(300, "k")]: SECRET, table: "notes" };
+      const plaintext = b64("long context key");
+      const enc = await encrypt("tenant-a", plaintext, context, TOKENS["tenant-a"]);
+      expect(enc.status).toBe(200);
+      const dec = await decrypt("tenant-a", enc.body.ciphertext as string, context, TOKENS["tenant-a"]);
+      expect(dec).toMatchObject({ status: 200, body: { plaintext } });
+      // The key is bound: without it the envelope does not open.
+      expectError(await decrypt("tenant-a", enc.body.ciphertext as string, { table: "notes" }, TOKENS["tenant-a"]), 422, "ENVELOPE_AUTH_FAILED");
+    });
+
+    // [case, context, core's message]
+    const refused: [string, Record<string, string>, string][] = [
+      [
+        "over 8192 bytes in canonical form",
+        { [`${SECRET}-1`]: padded(4000, "v"), [`${SECRET}-2`]: padded(4000, "v"), [`${SECRET}-3`]: padded(4000, "v") },
+        "the tenant id and encryption context exceed 8192 bytes in canonical form",
+      ],
+      ["a key over 1024 bytes", { [padded(1025, "k")]: SECRET }, "encryption context key #1 is 1025 UTF-8 bytes, the limit is 1024"],
+      ["a value over 4096 bytes", { key: padded(4097, "v") }, "the value of encryption context key #1 is 4097 UTF-8 bytes, the limit is 4096"],
+      ["an empty key", { ok: SECRET, "": SECRET }, "encryption context key #2 is empty"],
+      [
+        "a control character in a key",
+        { [`${SECRET}\n`]: SECRET },
+        `encryption context key #1 (${SECRET.length + 1} characters) contains a control character or an unpaired surrogate`,
+      ],
+      [
+        "more than 64 pairs",
+        Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`${SECRET}-${i}`, SECRET])),
+        "the encryption context has 65 pairs, the limit is 64",
+      ],
+      ["a reserved key", { "kms:tenant": SECRET }, 'encryption context keys starting with "kms:" are reserved'],
+    ];
+
+    it.each(refused)("%s: 400 INPUT_INVALID with core's message, repeating no key or value", async (_name, context, message) => {
+      const enc = await encrypt("tenant-a", b64("x"), context, TOKENS["tenant-a"]);
+      const valid = await encrypt("tenant-a", b64("x"), undefined, TOKENS["tenant-a"]);
+      const dec = await decrypt("tenant-a", valid.body.ciphertext as string, context, TOKENS["tenant-a"]);
+      for (const res of [enc, dec]) {
+        expect(res.status).toBe(400);
+        expect(res.body).toEqual({ error: { code: "INPUT_INVALID", message, retryable: false, docsUrl: docsUrlFor("INPUT_INVALID") } });
+        expect(JSON.stringify(res.body)).not.toContain(SECRET);
+      }
+    });
   });
 
   it("400 INPUT_INVALID for a wrong ciphertext type", async () => {
@@ -286,24 +385,24 @@ describe("running server (local provider)", () => {
   it("logs JSON lines with request id, tenant, route, status and outcome, never secrets", async () => {
     const secret = b64("log canary plaintext");
     const enc = await encrypt("tenant-b", secret, undefined, TOKENS["tenant-b"]);
-    await decrypt("tenant-b", enc.body.ciphertext as string, undefined, TOKENS["tenant-b"]);
-    await new Promise((r) => setTimeout(r, 100));
-    const lines = server
-      .stdout()
-      .split("\n")
-      .filter((l) => l.startsWith("{"))
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
-    const access = lines.filter((l) => l.msg === "request completed");
-    expect(access).toContainEqual(
-      expect.objectContaining({
-        reqId: expect.any(String),
-        tenantId: "tenant-b",
-        route: "/v1/tenants/:tenantId/encrypt",
-        statusCode: 200,
-        outcome: "OK",
-      }),
+    const dec = await decrypt("tenant-b", enc.body.ciphertext as string, undefined, TOKENS["tenant-b"]);
+    const cross = await encrypt("tenant-a", b64("x"), undefined, TOKENS["tenant-b"]);
+    expect([enc.status, dec.status, cross.status]).toEqual([200, 200, 403]);
+    // An access line is written once its response has gone out: wait for each request's, by its id.
+    const ids = [enc, dec, cross].map((res) => res.headers.get("x-request-id")!);
+    const access = await waitForStdout(
+      server,
+      (out) => {
+        const lines = logLines(out).filter((l) => l.msg === "request completed" && ids.includes(l.reqId as string));
+        return lines.length === ids.length ? new Map(lines.map((l) => [l.reqId as string, l])) : undefined;
+      },
+      "the access log lines of the three requests",
     );
-    expect(access).toContainEqual(expect.objectContaining({ statusCode: 403, outcome: "TENANT_MISMATCH" }));
+    const line = (route: string, tenantId: string, statusCode: number, outcome: string) =>
+      expect.objectContaining({ method: "POST", route, tenantId, statusCode, outcome, durationMs: expect.any(Number) });
+    expect(access.get(ids[0]!)).toEqual(line("/v1/tenants/:tenantId/encrypt", "tenant-b", 200, "OK"));
+    expect(access.get(ids[1]!)).toEqual(line("/v1/tenants/:tenantId/decrypt", "tenant-b", 200, "OK"));
+    expect(access.get(ids[2]!)).toEqual(line("/v1/tenants/:tenantId/encrypt", "tenant-a", 403, "TENANT_MISMATCH"));
     const all = server.stdout() + server.stderr();
     for (const s of [...Object.values(TOKENS), ADMIN_TOKEN, secret, enc.body.ciphertext as string]) {
       expect(all).not.toContain(s);
@@ -315,9 +414,8 @@ describe("development tokens", () => {
   it("generates and prints tokens once when none is configured, and they work", async () => {
     const server = await startServer({ KMS_LOCAL_KEY_STORE: join(tmp, "dev", "keys.json"), KMS_DEMO_TENANTS: "alpha, beta" });
     try {
-      // Printed right after the listening line.
-      const deadline = Date.now() + 5_000;
-      while (!/admin: \S+/.test(server.stdout()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      // Printed (in one write) right after the listening line.
+      await waitForStdout(server, (out) => /admin: \S+/.exec(out)?.[0], "the development tokens");
       const out = server.stdout();
       const alpha = /tenant alpha: (\S+)/.exec(out)?.[1];
       const beta = /tenant beta: (\S+)/.exec(out)?.[1];
@@ -345,32 +443,42 @@ describe("graceful shutdown", () => {
     // A request whose body is only half sent when the signal arrives: it is in flight.
     const body = Buffer.from(JSON.stringify({ plaintext: b64("the last request") }));
     const { hostname, port } = new URL(server.url);
-    const response = new Promise<{ status: number; body: string }>((resolveRes, reject) => {
-      const req = request(
-        {
-          host: hostname,
-          port,
-          method: "POST",
-          path: "/v1/tenants/tenant-a/encrypt",
-          headers: {
-            "content-type": "application/json",
-            "content-length": body.length,
-            authorization: `Bearer ${TOKENS["tenant-a"]}`,
-          },
-        },
-        (res) => {
-          let text = "";
-          res.setEncoding("utf8").on("data", (d: string) => (text += d));
-          res.on("end", () => resolveRes({ status: res.statusCode ?? 0, body: text }));
-        },
-      );
-      req.on("error", reject);
-      req.write(body.subarray(0, 10));
-      setTimeout(() => {
-        server.child.kill(signal);
-        setTimeout(() => req.end(body.subarray(10)), 300);
-      }, 200);
+    const req = request({
+      host: hostname,
+      port,
+      method: "POST",
+      path: "/v1/tenants/tenant-a/encrypt",
+      headers: {
+        "content-type": "application/json",
+        "content-length": body.length,
+        authorization: `Bearer ${TOKENS["tenant-a"]}`,
+        // Node's server answers `100 Continue` as it hands the request to Fastify (it has no
+        // `checkContinue` listener): once the client sees it, the server has taken the request.
+        expect: "100-continue",
+      },
     });
+    const response = new Promise<{ status: number; body: string }>((resolveRes, reject) => {
+      req.on("response", (res) => {
+        let text = "";
+        res.setEncoding("utf8").on("data", (d: string) => (text += d));
+        res.on("end", () => resolveRes({ status: res.statusCode ?? 0, body: text }));
+      });
+      req.on("error", reject);
+    });
+    req.flushHeaders();
+    await Promise.race([
+      once(req, "continue"),
+      response.then((r) => Promise.reject(new Error(`answered before 100 Continue: ${r.status} ${r.body}`))),
+    ]);
+    req.write(body.subarray(0, 10));
+    server.child.kill(signal);
+    // The rest of the body goes out only once the server is shutting down.
+    await waitForStdout(
+      server,
+      (out) => logLines(out).find((l) => l.msg === "shutting down: finishing in-flight requests" && l.signal === signal),
+      "the shutdown log line",
+    );
+    req.end(body.subarray(10));
     const [res, code] = await Promise.all([response, exited(server.child)]);
     expect(res.status).toBe(200);
     expect(JSON.parse(res.body)).toEqual({ ciphertext: expect.stringMatching(/^[A-Za-z0-9_-]+$/) });
