@@ -34,7 +34,7 @@ import * as nodePath from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
 import { type Clock, systemClock } from "./clock";
-import { KmsConfigError, KmsError, configIssue, docsUrlFor, isKmsError, type KmsErrorCode } from "./errors";
+import { DOCS_BASE_URL, KmsConfigError, KmsError, configIssue, docsUrlFor, isKmsError, type KmsErrorCode } from "./errors";
 import {
   DATA_KEY_BYTES,
   type DataKey,
@@ -56,8 +56,9 @@ import {
 const PROVIDER_ID = "local";
 const STORE_FORMAT = "kms-local-keystore";
 const STORE_VERSION = 1;
-const DEFAULT_PATH = ".kms/local-keys.json";
-const LOCAL_DOCS_URL = "https://github.com/kms-toolkit/kms/blob/main/docs/setup/LOCAL_PROVIDER.md";
+/** Where the key store goes when no path is given (relative to the working directory). */
+export const LOCAL_DEFAULT_PATH = ".kms/local-keys.json";
+const LOCAL_DOCS_URL = `${DOCS_BASE_URL}docs/setup/LOCAL_PROVIDER.md`;
 
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
@@ -66,6 +67,7 @@ const WRAPPED_BYTES = IV_BYTES + DATA_KEY_BYTES + TAG_BYTES;
 const AAD_LABEL = Buffer.from("kms-local-wrap-v1", "utf8");
 
 const KEY_ID_PATTERN = /^[A-Za-z0-9._/-]{1,256}$/;
+const LOCAL_KEY_ID_RULE = "key ids are 1 to 256 characters of A-Z a-z 0-9 . _ / -";
 /** Versions are "1", "2", …: decimal, no leading zero. */
 const VERSION_PATTERN = /^[1-9][0-9]{0,9}$/;
 const BASE64_PATTERN = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -77,6 +79,16 @@ const LOCK_WAIT_MS = 10_000;
 const LOCK_STALE_MS = 30_000;
 /** 0 where the platform has no O_NOFOLLOW (Windows): there a link at the path is still followed. */
 const O_NOFOLLOW = fsConstants.O_NOFOLLOW ?? 0;
+
+/**
+ * The time source and the pause of the lock wait. A seam for tests, which replace them with spies to
+ * drive the wait without real time passing; not part of the package's API (not exported from the
+ * index). `now` is wall-clock time, not the injected clock: it is compared with the lock file's mtime.
+ */
+export const lockWait = {
+  now: (): number => Date.now(),
+  sleep: (ms: number): Promise<void> => sleep(ms),
+};
 
 export interface LocalKmsOptions {
   /** The key store file. Relative paths resolve against the working directory at construction. */
@@ -107,7 +119,7 @@ export interface LocalKmsProvider extends KmsProvider {
 }
 
 const settingsSchema = z.strictObject({
-  path: z.string({ error: "must be a file path" }).min(1, { error: "must be a non-empty file path" }).default(DEFAULT_PATH),
+  path: z.string({ error: "must be a file path" }).min(1, { error: "must be a non-empty file path" }).default(LOCAL_DEFAULT_PATH),
   autoCreateKeys: z.boolean({ error: "must be true or false" }).optional(),
 });
 
@@ -115,6 +127,7 @@ const settingsSchema = z.strictObject({
 export const localKms: ProviderDefinition<LocalKmsSettings> = {
   id: PROVIDER_ID,
   packageName: "@kms/core",
+  keyIdProblem: (keyId) => (KEY_ID_PATTERN.test(keyId) ? undefined : LOCAL_KEY_ID_RULE),
   parseSettings(raw: unknown): SettingsResult<LocalKmsSettings> {
     const parsed = settingsSchema.safeParse(raw === undefined ? {} : raw);
     if (parsed.success) return { ok: true, settings: parsed.data };
@@ -512,8 +525,7 @@ class LocalKms implements LocalKmsProvider {
       throw this.#fsError(error, "write");
     }
     const lock = `${this.path}.lock`;
-    // Wall-clock time, not the injected clock: it is compared with the lock file's mtime.
-    const deadline = Date.now() + LOCK_WAIT_MS;
+    const deadline = lockWait.now() + LOCK_WAIT_MS;
     for (let attempt = 0; ; attempt++) {
       try {
         const handle = await fs.open(lock, "wx", 0o600);
@@ -523,7 +535,7 @@ class LocalKms implements LocalKmsProvider {
         if (errnoCode(error) !== "EEXIST") throw this.#fsError(error, "lock");
       }
       try {
-        if (Date.now() - (await fs.lstat(lock)).mtimeMs > LOCK_STALE_MS) {
+        if (lockWait.now() - (await fs.lstat(lock)).mtimeMs > LOCK_STALE_MS) {
           // Its writer crashed (or sat paused for LOCK_STALE_MS, e.g. at a breakpoint). Not airtight:
           // two waiters breaking the same stale lock at once could both proceed; a narrow window,
           // once per crash, which this development provider accepts.
@@ -534,14 +546,14 @@ class LocalKms implements LocalKmsProvider {
         if (errnoCode(error) === "ENOENT") continue; // released meanwhile: try again at once
         throw this.#fsError(error, "lock");
       }
-      if (Date.now() >= deadline) {
+      if (lockWait.now() >= deadline) {
         throw this.#failure(
           "KMS_UNAVAILABLE",
           `another writer has held the lock ${lock} of the local key store for over ${LOCK_WAIT_MS / 1000} s`,
           `try again; if no other process is using the store, delete ${lock} (it is broken anyway once ${LOCK_STALE_MS / 1000} s old)`,
         );
       }
-      await sleep(Math.min(5 * 2 ** attempt, 100) * (0.5 + Math.random())); // jittered, so waiters do not march in step
+      await lockWait.sleep(Math.min(5 * 2 ** attempt, 100) * (0.5 + Math.random())); // jittered, so waiters do not march in step
     }
     try {
       return await fn();
@@ -702,7 +714,7 @@ function remediationFor(error: KmsError, access: string, keyId: string): string 
 
 function checkKeyId(keyId: unknown): string {
   if (typeof keyId !== "string" || !KEY_ID_PATTERN.test(keyId)) {
-    throw new KmsError("INPUT_INVALID", "local: key ids are 1 to 256 characters of A-Z a-z 0-9 . _ / -", { provider: PROVIDER_ID });
+    throw new KmsError("INPUT_INVALID", `local: ${LOCAL_KEY_ID_RULE}`, { provider: PROVIDER_ID });
   }
   return keyId;
 }

@@ -2,12 +2,14 @@ import { randomBytes } from "node:crypto";
 import { promises as fsp, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from "@jest/globals";
 import { ManualClock } from "../src/clock";
 import { KmsConfigError, type KmsError, type KmsErrorCode, isKmsError } from "../src/errors";
-import { type LocalKmsOptions, type LocalKmsProvider, localKms, localKmsProvider } from "../src/local-provider";
+import { type LocalKmsOptions, type LocalKmsProvider, localKms, localKmsProvider, lockWait } from "../src/local-provider";
 import type { EncryptionContext } from "../src/provider";
+
+/** For the tests that do many fsync'd writes: generous, so a loaded machine (turbo runs packages in parallel) cannot time them out. */
+const MANY_WRITES_TIMEOUT_MS = 60_000;
 
 let root: string;
 let counter = 0;
@@ -255,63 +257,137 @@ describe("localKmsProvider: the key store file", () => {
     expect((await provider.describeKey("k")).currentVersion).toBe("1");
   });
 
-  it("two instances on one file, writing at once, lose no key and no version", async () => {
-    const path = storePath();
-    const a = make({ path });
-    const b = make({ path });
-    await a.createKey("shared");
-    const wrapped: { keyId: string; keyVersion: string; wrappedKey: Uint8Array; plaintextKey: Uint8Array }[] = [];
-    const keep = async (provider: LocalKmsProvider, keyId: string) => {
-      wrapped.push({ keyId, ...(await provider.generateDataKey({ keyId, context: ctx })) });
-    };
-    const work = (provider: LocalKmsProvider, name: string) =>
-      Array.from({ length: 12 }, async (_, i) => {
-        await provider.createKey(`${name}-${i}`);
-        await keep(provider, `${name}-${i}`);
-        await provider.rotateKey(`${name}-${i}`);
-        await keep(provider, `${name}-${i}`);
-        await provider.rotateKey("shared");
-        await keep(provider, "shared");
+  it(
+    "two instances on one file, writing at once, lose no key and no version",
+    async () => {
+      const path = storePath();
+      const a = make({ path });
+      const b = make({ path });
+      await a.createKey("shared");
+      // Both instances start out waiting for a lock held here, so their writes contend from the first.
+      // A writer that finds the lock held waits until a lock is next removed (the provider and this
+      // test remove it with fs.rm), not for a timed pause.
+      const lock = `${path}.lock`;
+      await fsp.writeFile(lock, "", { mode: 0o600 });
+      const waiting = new Set<() => void>();
+      let bothWaiting!: () => void;
+      const bothParked = new Promise<void>((resolve) => (bothWaiting = resolve));
+      const realRm = fsp.rm;
+      jest.spyOn(fsp, "rm").mockImplementation(async (...args: Parameters<typeof fsp.rm>) => {
+        try {
+          await realRm(...args);
+        } finally {
+          for (const wake of waiting) wake();
+          waiting.clear();
+        }
       });
-    await Promise.all([...work(a, "a"), ...work(b, "b")]);
+      jest.spyOn(lockWait, "sleep").mockImplementation(() => {
+        if (!existsSync(lock)) return Promise.resolve();
+        return new Promise<void>((resolve) => {
+          waiting.add(resolve);
+          // Each instance queues its own writes, so it waits for the lock at most once at a time:
+          // while the test holds it, two waits are one from each instance.
+          if (waiting.size === 2) bothWaiting();
+        });
+      });
 
-    const content = JSON.parse(await fsp.readFile(path, "utf8"));
-    expect(Object.keys(content.keys).sort()).toEqual(
-      ["shared", ...Array.from({ length: 12 }, (_, i) => [`a-${i}`, `b-${i}`]).flat()].sort(),
-    );
-    expect(Object.keys(content.keys.shared.versions).sort((x, y) => Number(x) - Number(y))).toEqual(
-      Array.from({ length: 25 }, (_, i) => String(i + 1)),
-    );
-    expect(content.keys.shared.currentVersion).toBe("25");
-    for (const name of ["a", "b"]) {
-      for (let i = 0; i < 12; i++) {
-        expect(content.keys[`${name}-${i}`]).toMatchObject({ currentVersion: "2", versions: { "1": expect.any(Object), "2": expect.any(Object) } });
+      const wrapped: { keyId: string; keyVersion: string; wrappedKey: Uint8Array; plaintextKey: Uint8Array }[] = [];
+      const keep = async (provider: LocalKmsProvider, keyId: string) => {
+        wrapped.push({ keyId, ...(await provider.generateDataKey({ keyId, context: ctx })) });
+      };
+      // Per instance, 4 concurrent tasks of 3 writes each: create and rotate a key of its own, rotate the shared key.
+      const work = (provider: LocalKmsProvider, name: string) =>
+        Array.from({ length: 4 }, async (_, i) => {
+          await provider.createKey(`${name}-${i}`);
+          await keep(provider, `${name}-${i}`);
+          await provider.rotateKey(`${name}-${i}`);
+          await keep(provider, `${name}-${i}`);
+          await provider.rotateKey("shared");
+          await keep(provider, "shared");
+        });
+      const all = Promise.all([...work(a, "a"), ...work(b, "b")]);
+      const first = await Promise.race([bothParked.then(() => "both waiting"), all.then(() => "all done", () => "failed")]);
+      if (first === "failed") await all; // throws its error
+      expect(first).toBe("both waiting");
+      await fsp.rm(lock);
+      await all;
+
+      const content = JSON.parse(await fsp.readFile(path, "utf8"));
+      expect(Object.keys(content.keys).sort()).toEqual(
+        ["shared", ...Array.from({ length: 4 }, (_, i) => [`a-${i}`, `b-${i}`]).flat()].sort(),
+      );
+      // 1 + one rotation per task (8 tasks).
+      expect(Object.keys(content.keys.shared.versions).sort((x, y) => Number(x) - Number(y))).toEqual(
+        Array.from({ length: 9 }, (_, i) => String(i + 1)),
+      );
+      expect(content.keys.shared.currentVersion).toBe("9");
+      for (const name of ["a", "b"]) {
+        for (let i = 0; i < 4; i++) {
+          expect(content.keys[`${name}-${i}`]).toMatchObject({ currentVersion: "2" });
+          expect(Object.keys(content.keys[`${name}-${i}`].versions).sort()).toEqual(["1", "2"]);
+        }
       }
-    }
-    // Every data key wrapped along the way still unwraps, read back by an instance that saw none of it.
-    const fresh = make({ path, autoCreateKeys: false });
-    for (const { keyId, keyVersion, wrappedKey, plaintextKey } of wrapped) {
-      expect(Buffer.from(await fresh.unwrapDataKey({ keyId, keyVersion, wrappedKey, context: ctx }))).toEqual(Buffer.from(plaintextKey));
-    }
-    expect(wrapped).toHaveLength(72);
-    expect(await fsp.readdir(dirname(path))).toEqual(["keys.json"]);
+      // Every data key wrapped along the way still unwraps, read back by an instance that saw none of it.
+      expect(wrapped).toHaveLength(24);
+      const fresh = make({ path, autoCreateKeys: false });
+      for (const { keyId, keyVersion, wrappedKey, plaintextKey } of wrapped) {
+        expect(Buffer.from(await fresh.unwrapDataKey({ keyId, keyVersion, wrappedKey, context: ctx }))).toEqual(Buffer.from(plaintextKey));
+      }
+      expect(await fsp.readdir(dirname(path))).toEqual(["keys.json"]);
+    },
+    MANY_WRITES_TIMEOUT_MS,
+  );
+
+  it("waits while another writer holds the lock, backing off from 5 ms doubling up to 100 ms, then writes", async () => {
+    const provider = make();
+    await provider.createKey("k");
+    const before = await fsp.readFile(provider.path, "utf8");
+    const lock = `${provider.path}.lock`;
+    await fsp.writeFile(lock, "", { mode: 0o600 });
+    jest.spyOn(Math, "random").mockReturnValue(0.5); // a jitter factor of exactly 1
+    // The lock-wait's pauses are recorded, not slept; the sixth is held until the lock is released.
+    const pauses: number[] = [];
+    let sixthPause!: () => void;
+    const polledSixTimes = new Promise<void>((resolve) => (sixthPause = resolve));
+    let resume!: () => void;
+    const resumed = new Promise<void>((resolve) => (resume = resolve));
+    jest.spyOn(lockWait, "sleep").mockImplementation(async (ms) => {
+      pauses.push(ms);
+      if (pauses.length === 6) {
+        sixthPause();
+        await resumed;
+      }
+    });
+    const rotation = provider.rotateKey("k");
+    const first = await Promise.race([polledSixTimes.then(() => "sixth pause"), rotation.then(() => "rotated", () => "failed")]);
+    if (first === "failed") await rotation; // throws its error
+    // Six attempts found the lock held and the rotation is still waiting; the file is as it was.
+    expect(first).toBe("sixth pause");
+    expect(pauses).toEqual([5, 10, 20, 40, 80, 100]);
+    expect(await fsp.readFile(provider.path, "utf8")).toBe(before);
+    expect(existsSync(lock)).toBe(true);
+    await fsp.rm(lock);
+    resume();
+    await expect(rotation).resolves.toEqual({ keyId: "k", previousVersion: "1", currentVersion: "2" });
+    // The next attempt after the release took the lock: no further pause.
+    expect(pauses).toHaveLength(6);
+    expect(existsSync(lock)).toBe(false);
   });
 
-  it("waits while another writer holds the lock, then writes", async () => {
+  it("jitters each pause between half and one and a half times the backoff", async () => {
     const provider = make();
     await provider.createKey("k");
     const lock = `${provider.path}.lock`;
     await fsp.writeFile(lock, "", { mode: 0o600 });
-    let done = false;
-    const rotation = provider.rotateKey("k").finally(() => {
-      done = true;
+    const random = jest.spyOn(Math, "random");
+    for (const r of [0, 0.25, 0.75]) random.mockReturnValueOnce(r);
+    const pauses: number[] = [];
+    jest.spyOn(lockWait, "sleep").mockImplementation(async (ms) => {
+      pauses.push(ms);
+      if (pauses.length === 3) await fsp.rm(lock);
     });
-    await sleep(300);
-    expect(done).toBe(false);
-    expect(JSON.parse(await fsp.readFile(provider.path, "utf8")).keys.k.currentVersion).toBe("1");
-    await fsp.rm(lock);
-    await expect(rotation).resolves.toEqual({ keyId: "k", previousVersion: "1", currentVersion: "2" });
-    expect(existsSync(lock)).toBe(false);
+    await expect(provider.rotateKey("k")).resolves.toMatchObject({ currentVersion: "2" });
+    expect(pauses).toEqual([5 * 0.5, 10 * 0.75, 20 * 1.25]);
   });
 
   it("breaks a lock left over 30 s ago by a crashed writer", async () => {
@@ -321,7 +397,10 @@ describe("localKmsProvider: the key store file", () => {
     await fsp.writeFile(lock, "", { mode: 0o600 });
     const old = new Date(Date.now() - 31_000);
     await fsp.utimes(lock, old, old);
+    const pause = jest.spyOn(lockWait, "sleep");
     await expect(provider.rotateKey("k")).resolves.toMatchObject({ currentVersion: "2" });
+    // Broken at the first look, without waiting.
+    expect(pause).not.toHaveBeenCalled();
     expect(existsSync(lock)).toBe(false);
   });
 
@@ -331,14 +410,18 @@ describe("localKmsProvider: the key store file", () => {
     const before = await fsp.readFile(provider.path, "utf8");
     const lock = `${provider.path}.lock`;
     await fsp.writeFile(lock, "", { mode: 0o600 });
-    // Every reading of the clock is 3 s later than the last: past the 10 s wait, short of 30 s stale.
-    const start = Date.now();
-    let reads = 0;
-    jest.spyOn(Date, "now").mockImplementation(() => start + 3_000 * reads++);
+    // Time passes only while the writer pauses, 4 s a pause: past the 10 s wait, short of 30 s stale.
+    let now = Date.now();
+    jest.spyOn(lockWait, "now").mockImplementation(() => now);
+    const pause = jest.spyOn(lockWait, "sleep").mockImplementation(async () => {
+      now += 4_000;
+    });
     const error = await expectCode(provider.rotateKey("k"), "KMS_UNAVAILABLE");
+    // Attempts at 0, 4 and 8 s pause; the one at 12 s gives up.
+    expect(pause).toHaveBeenCalledTimes(3);
     jest.restoreAllMocks();
     expect(error.retryable).toBe(true);
-    expect(error.message).toContain(lock);
+    expect(error.message).toContain(`another writer has held the lock ${lock} of the local key store for over 10 s`);
     expect(existsSync(lock)).toBe(true);
     expect(await fsp.readFile(provider.path, "utf8")).toBe(before);
     await fsp.rm(lock);
@@ -348,6 +431,8 @@ describe("localKmsProvider: the key store file", () => {
   it("leaves no temporary files and loses no update under concurrent writes", async () => {
     const provider = make();
     await provider.createKey("k");
+    // One instance queues its own writes: it never finds its own lock held.
+    const pause = jest.spyOn(lockWait, "sleep");
     const results = await Promise.all([
       ...Array.from({ length: 15 }, () => provider.rotateKey("k")),
       ...Array.from({ length: 10 }, (_, i) => provider.createKey(`other-${i}`)),
@@ -359,7 +444,8 @@ describe("localKmsProvider: the key store file", () => {
     expect(Object.keys(content.keys["k"].versions)).toHaveLength(16);
     expect(Object.keys(content.keys)).toHaveLength(11);
     expect(await fsp.readdir(join(provider.path, ".."))).toEqual(["keys.json"]);
-  });
+    expect(pause).not.toHaveBeenCalled();
+  }, MANY_WRITES_TIMEOUT_MS);
 
   it("sees changes written by another instance (another process, the CLI)", async () => {
     const a = make();

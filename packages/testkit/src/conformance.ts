@@ -28,6 +28,12 @@ export interface ConformanceSubject<P extends KmsProvider = KmsProvider> {
 
 export type ConformanceFactory<P extends KmsProvider = KmsProvider> = () => ConformanceSubject<P> | Promise<ConformanceSubject<P>>;
 
+/** Ends the fault a hook started: afterwards the provider must work again. */
+export type RestoreFault = () => void | Promise<void>;
+
+/** Starts a fault for `provider` (an outage, a denial) and returns the function that ends it. */
+export type FaultHook<P extends KmsProvider = KmsProvider> = (provider: P) => RestoreFault | Promise<RestoreFault>;
+
 export interface ConformanceOptions<P extends KmsProvider = KmsProvider> {
   /**
    * What the provider claims, known before any provider exists (tests are registered up front).
@@ -41,12 +47,22 @@ export interface ConformanceOptions<P extends KmsProvider = KmsProvider> {
     /** `generateDataKey` is implemented. Default true. */
     generatesDataKeys?: boolean;
   };
-  /** Hooks that put a key in a failure state; an omitted hook leaves its case unregistered, with the reason recorded. */
+  /** Hooks that put a key or the provider in a failure state; an omitted hook leaves its cases unregistered, with the reason recorded. */
   faults?: {
     /** A key id that does not exist (and that the provider will not create). */
     missingKeyId?: (provider: P) => string | Promise<string>;
     /** A key id that exists and is disabled. */
     disabledKeyId?: (provider: P) => string | Promise<string>;
+    /**
+     * Makes the provider's backend unavailable (a service outage, a failing disk) until the returned
+     * function is called: calls fail meanwhile with a retryable `KMS_UNAVAILABLE`.
+     */
+    makeUnavailable?: FaultHook<P>;
+    /**
+     * Denies the provider access to the key (a revoked grant, a policy, a file mode) until the returned
+     * function is called: calls fail meanwhile with `KMS_ACCESS_DENIED`, not retryable.
+     */
+    denyAccess?: FaultHook<P>;
   };
   /** Run the `createKms` cases (envelope round trip, tenant and context binding, rotation). Default true. */
   client?: boolean;
@@ -91,6 +107,49 @@ export function describeProviderConformance<P extends KmsProvider>(
     registered.push(title);
   };
   const skip = (title: string, reason: string) => notRun.push({ case: title, reason });
+
+  /** Runs `fn` while the fault `hook` starts is in force; ends the fault whatever happens. */
+  const during = async <T>(hookName: string, hook: FaultHook<P>, provider: P, fn: () => Promise<T>): Promise<T> => {
+    const restore = await hook(provider);
+    if (typeof restore !== "function") throw new Error(`faults.${hookName} must return a function that ends the fault`);
+    try {
+      return await fn();
+    } finally {
+      await restore();
+    }
+  };
+
+  /**
+   * While a fault is in force, every data-key call and describeKey fails with `code` and
+   * `retryable`; no error carries the data key. `dk` was wrapped before the fault.
+   */
+  const expectEveryCallFails = async (
+    { provider, keyId }: ConformanceSubject<P>,
+    dk: { plaintextKey: Buffer; wrappedKey: Uint8Array; keyVersion: string },
+    code: KmsErrorCode,
+    retryable: boolean,
+  ) => {
+    const key = randomBytes(DATA_KEY_BYTES);
+    const calls: [string, () => Promise<unknown>][] = [
+      ["wrapDataKey", () => provider.wrapDataKey({ keyId, plaintextKey: key, context: CONTEXT })],
+      ["unwrapDataKey", () => provider.unwrapDataKey({ keyId, keyVersion: dk.keyVersion, wrappedKey: dk.wrappedKey, context: CONTEXT })],
+      ["describeKey", () => provider.describeKey(keyId)],
+    ];
+    if (caps.generatesDataKeys) calls.unshift(["generateDataKey", () => provider.generateDataKey!({ keyId, context: CONTEXT })]);
+    for (const [method, call] of calls) {
+      const error = await expectKmsError(call, code);
+      expect({ method, retryable: error.retryable }).toEqual({ method, retryable });
+      const text = everythingIn(error);
+      for (const encoded of [...encodingsOf(key), ...encodingsOf(dk.plaintextKey)]) expect(text.includes(encoded)).toBe(false);
+    }
+  };
+
+  /** After a fault has ended: the key wrapped before it unwraps, and the key is described. */
+  const expectRecovered = async ({ provider, keyId }: ConformanceSubject<P>, dk: { plaintextKey: Buffer; wrappedKey: Uint8Array; keyVersion: string }) => {
+    const unwrapped = await provider.unwrapDataKey({ keyId, keyVersion: dk.keyVersion, wrappedKey: dk.wrappedKey, context: CONTEXT });
+    expect(Buffer.from(unwrapped).equals(dk.plaintextKey)).toBe(true);
+    expect((await provider.describeKey(keyId)).enabled).toBe(true);
+  };
 
   /** A fresh data key for `subject`, via generateDataKey when the provider has it. */
   const newDataKey = async ({ provider, keyId }: ConformanceSubject<P>, context: EncryptionContext = CONTEXT) => {
@@ -228,6 +287,66 @@ export function describeProviderConformance<P extends KmsProvider>(
     });
   } else {
     skip("disabled key → KMS_KEY_DISABLED", "no faults.disabledKeyId hook");
+  }
+
+  if (faults.makeUnavailable) {
+    const makeUnavailable = faults.makeUnavailable;
+    add("an outage fails every call with a retryable KMS_UNAVAILABLE, and the provider works again once it ends", async (subject) => {
+      const dk = await newDataKey(subject);
+      await during("makeUnavailable", makeUnavailable, subject.provider, () => expectEveryCallFails(subject, dk, "KMS_UNAVAILABLE", true));
+      await expectRecovered(subject, dk);
+    });
+
+    add("checkHealth reports healthy: false during an outage, without throwing", async ({ provider, keyId }) => {
+      const health = await during("makeUnavailable", makeUnavailable, provider, () =>
+        provider.checkHealth([keyId]).catch((error: unknown) => {
+          throw new Error(`checkHealth threw during an outage instead of reporting healthy: false: ${String(error)}`);
+        }),
+      );
+      expect(health.healthy).toBe(false);
+      expect(health.insecure).toBe(provider.capabilities.insecure);
+      if (health.detail !== undefined) {
+        expect(typeof health.detail).toBe("string");
+        expect(health.detail.length).toBeLessThanOrEqual(200);
+      }
+      expect((await provider.checkHealth([keyId])).healthy).toBe(true);
+    });
+  } else {
+    skip("outage → KMS_UNAVAILABLE", "no faults.makeUnavailable hook");
+    skip("checkHealth during an outage", "no faults.makeUnavailable hook");
+  }
+
+  if (faults.denyAccess) {
+    const denyAccess = faults.denyAccess;
+    add("denied access fails every call with KMS_ACCESS_DENIED, not retryable, and the provider works again once restored", async (subject) => {
+      const dk = await newDataKey(subject);
+      await during("denyAccess", denyAccess, subject.provider, () => expectEveryCallFails(subject, dk, "KMS_ACCESS_DENIED", false));
+      await expectRecovered(subject, dk);
+    });
+
+    add("validatePermissions reports denied access as a failing check with a remediation, without throwing", async ({ provider, keyId }) => {
+      const checks = await during("denyAccess", denyAccess, provider, () =>
+        provider.validatePermissions(keyId).catch((error: unknown) => {
+          throw new Error(`validatePermissions threw while access was denied instead of reporting the failing check: ${String(error)}`);
+        }),
+      );
+      const failing = checks.filter((check) => !check.ok);
+      expect(failing.map((check) => check.permission)).not.toEqual([]);
+      for (const check of checks) {
+        if (check.ok) {
+          expect({ permission: check.permission, error: check.error }).toEqual({ permission: check.permission, error: undefined });
+        } else {
+          expect({ permission: check.permission, remediation: typeof check.remediation }).toEqual({ permission: check.permission, remediation: "string" });
+          expect(check.remediation!.trim().length).toBeGreaterThan(0);
+          if (check.error !== undefined) expect(isKmsError(check.error)).toBe(true);
+        }
+      }
+      const after = await provider.validatePermissions(keyId);
+      expect(after.filter((check) => !check.ok).map((check) => check.permission)).toEqual([]);
+    });
+  } else {
+    skip("access denied → KMS_ACCESS_DENIED", "no faults.denyAccess hook");
+    skip("validatePermissions with access denied", "no faults.denyAccess hook");
   }
 
   add("describeKey reports the key, enabled, with its current version", async ({ provider, keyId }) => {

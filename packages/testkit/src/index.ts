@@ -8,4 +8,6 @@ export {
   type ConformanceOptions,
   type ConformanceSubject,
   type ConformanceSummary,
+  type FaultHook,
+  type RestoreFault,
 } from "./conformance";
