@@ -108,7 +108,7 @@ export class KeyCache<T> {
       return this.#withOneOff(meta, load, use);
     }
     key = compactKey(key);
-    const hit = this.take(key, meta);
+    const hit = this.take(key, meta.bytes);
     if (hit === undefined) return this.#withLoaded(key, meta, load, use);
     try {
       return Promise.resolve(use(hit));
@@ -121,12 +121,12 @@ export class KeyCache<T> {
    * The hit path alone, synchronous: a fresh entry within its limits (counted as a hit, and against
    * its limits), or undefined. Use the entry before the next await; `withKey` does the rest.
    */
-  take(key: string, meta: { tenantId: string; provider: string; bytes: number }): CacheEntry<T> | undefined {
-    if (this.#limits.maxBytes !== undefined && meta.bytes > this.#limits.maxBytes) return undefined;
-    const hit = this.#take(compactKey(key), meta.bytes);
+  take(key: string, bytes: number): CacheEntry<T> | undefined {
+    if (this.#limits.maxBytes !== undefined && bytes > this.#limits.maxBytes) return undefined;
+    const hit = this.#take(compactKey(key), bytes);
     if (hit === undefined) return undefined;
     this.hits++;
-    if (this.#events.active) this.#emitHit(meta, false);
+    if (this.#events.active) this.#emitHit(hit, false);
     return hit;
   }
 

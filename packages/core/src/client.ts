@@ -19,15 +19,20 @@ import { type KmsConfigInput, validateConfig } from "./config";
 import {
   type DataKeyMaterial,
   type EncryptTemplate,
+  type DecryptTemplate,
   type ParsedEnvelope,
+  FIXED_HEADER_BYTES,
   authFailed,
+  createDecryptTemplate,
   createEncryptTemplate,
   deriveMaterial,
   encodeKeySection,
   encodeTenantContext,
   fromBase64Url,
   keySectionTag,
+  locateKeySection,
   open,
+  openWith,
   parseEnvelope,
   replaceKeySection,
   seal,
@@ -44,7 +49,6 @@ import { type KeyRef, type TenantKeyResolver, type TenantKeys, configResolver, t
 /** The encryption-context key under which core sends the tenant id to the KMS. Reserved. */
 export const TENANT_CONTEXT_KEY = "kms:tenant";
 const RESERVED_CONTEXT_PREFIX = "kms:";
-const CONTEXT_MEMO_CAPACITY = 1024;
 const UNCHECKED = { verifyChecksum: false } as const;
 
 export interface CreateKmsOptions {
@@ -80,7 +84,7 @@ export function createKms(options: CreateKmsOptions): KmsClient {
   const cacheDeps = { clock, events, random: options.random };
   const { cache } = config;
   const encryptCache = new KeyCache<EncryptTemplate>("encrypt", { ...cache.encrypt, hardMaxAgeMs: cache.hardMaxAgeMs, jitter: cache.jitter }, cacheDeps);
-  const decryptCache = new KeyCache<undefined>("decrypt", { ...cache.decrypt, hardMaxAgeMs: cache.hardMaxAgeMs, jitter: cache.jitter }, cacheDeps);
+  const decryptCache = new KeyCache<DecryptEntry>("decrypt", { ...cache.decrypt, hardMaxAgeMs: cache.hardMaxAgeMs, jitter: cache.jitter }, cacheDeps);
 
   const fromConfig = configResolver(config.tenants);
   const custom = options.resolveTenantKeys;
@@ -157,76 +161,63 @@ export function createKms(options: CreateKmsOptions): KmsClient {
   };
 
   /**
-   * The canonical tenant/context bytes, memoised: most services send a handful of context shapes
-   * per tenant, and encoding them costs about as much as the AES-GCM of a small message. The memo
-   * key length-prefixes every part, so distinct inputs never share a key; only validated encodings
-   * (at most MAX_TENANT_CONTEXT_BYTES each) are stored, and the memo is bounded.
+   * Both caches are keyed by the tenant and context as given (`inputKeyOf`), not by their canonical
+   * encoding: a hit then needs no validation or encoding of the context at all (only validated inputs
+   * are ever installed), and two orders of one context are merely two entries. A miss validates and
+   * encodes (`canonicalContext`) before any KMS call.
    */
-  const contextMemo = new Map<string, TenantContext>();
-  const tenantContextOf = (tenantId: string, context: EncryptionContext | undefined): TenantContext => {
-    let memoKey: string | undefined = typeof tenantId === "string" ? `${tenantId.length}:${tenantId}` : undefined;
-    if (memoKey !== undefined && context !== undefined) {
-      if (typeof context !== "object" || context === null) memoKey = undefined;
-      else {
-        for (const key of Object.keys(context)) {
-          const value: unknown = context[key];
-          if (typeof value !== "string") {
-            memoKey = undefined;
-            break;
-          }
-          memoKey += `${key.length}:${key}${value.length}:${value}`;
-        }
-      }
-    }
-    const known = memoKey === undefined ? undefined : contextMemo.get(memoKey);
-    if (known !== undefined) return known;
-    const bytes = encodeTenantContext(tenantId, context);
-    checkReservedKeys(context);
-    // The cache-key form: length-prefixed, so that whatever follows it in a cache key cannot blur into it.
-    const encoded = { bytes, cacheKey: `${bytes.length}:${bytes.toString("latin1")}` };
-    if (memoKey !== undefined) {
-      if (contextMemo.size >= CONTEXT_MEMO_CAPACITY) contextMemo.clear();
-      contextMemo.set(memoKey, encoded);
-    }
-    return encoded;
-  };
-
-  const encryptUnder = (keys: TenantKeys, tenantId: string, data: Buffer, tenantContext: TenantContext, context?: EncryptionContext): Promise<Buffer> => {
+  const encryptUnder = (keys: TenantKeys, tenantId: string, data: Buffer, context?: EncryptionContext): Promise<Buffer> => {
     const { current } = keys;
-    // Provider ids are [a-z0-9-]; the key id is length-prefixed; the tenant context is self-delimiting.
-    const cacheKey = `${current.provider}\0${current.keyId.length}:${current.keyId}${tenantContext.cacheKey}`;
-    const meta = { tenantId, provider: current.provider, bytes: data.length };
-    const hit = encryptCache.take(cacheKey, meta);
+    const input = inputKeyOf(tenantId, context);
+    // Provider ids are [a-z0-9-]; the key id is length-prefixed; the input key runs to the end.
+    const cacheKey = input === undefined ? undefined : `${current.provider}\0${current.keyId.length}:${current.keyId}${input}`;
+    const hit = cacheKey === undefined ? undefined : encryptCache.take(cacheKey, data.length);
     if (hit !== undefined) return Promise.resolve(seal(hit.value, data));
+    const tenantContext = canonicalContext(tenantId, context); // validates: INPUT_INVALID
     return encryptCache.withKey(
-      cacheKey,
-      meta,
+      cacheKey!, // defined: an input without a key fails validation above
+      { tenantId, provider: current.provider, bytes: data.length },
       async () => {
         const { material, keySection } = await generate(current, kmsContextFor(tenantId, context));
-        return { value: createEncryptTemplate(material, keySection, tenantContext.bytes), material };
+        return { value: createEncryptTemplate(material, keySection, tenantContext), material };
       },
       (entry) => seal(entry.value, data),
     );
   };
 
-  const decryptUnder = (keys: TenantKeys, tenantId: string, parsed: ParsedEnvelope, tenantContext: TenantContext, context?: EncryptionContext): Promise<Buffer> => {
+  /**
+   * A hit reads only the envelope's length fields (`locateKeySection`): the cache key holds the exact
+   * key-section bytes, which were fully parsed and checked when the entry was filled, and the entry's
+   * template checks the commitment and key-section tag. A miss parses the envelope fully and checks
+   * its checksum before any KMS call.
+   */
+  const decryptUnder = (keys: TenantKeys, tenantId: string, located: LocatedEnvelope, context?: EncryptionContext): Promise<Buffer> => {
+    const { buf, keySectionEnd } = located;
+    // Keyed by tenant, context (as in encryptUnder) and the exact key section: a DEK is only ever
+    // used under one context, so this costs no hits, and a load started by a caller with the wrong
+    // context is never shared with the right one.
+    const input = inputKeyOf(tenantId, context);
+    const cacheKey = input === undefined ? undefined : `${input.length}:${input}${buf.toString("latin1", FIXED_HEADER_BYTES, keySectionEnd)}`;
+    const hit = cacheKey === undefined ? undefined : decryptCache.take(cacheKey, 0);
+    if (hit !== undefined) {
+      // The tenant's keys may have changed since (a resolver dropped a previous key).
+      if (!keys.decryptable.get(hit.value.providerId)?.has(hit.value.keyId)) throw authFailed();
+      return Promise.resolve(openWith(hit.value.template, buf, keySectionEnd));
+    }
+    const tenantContext = canonicalContext(tenantId, context); // validates: INPUT_INVALID
+    const parsed = parseEnvelope(buf, UNCHECKED);
     const { providerId, keyId } = parsed.keySection;
     // An envelope under a key that is not this tenant's is not authentic for this tenant: vague on purpose.
     if (!keys.decryptable.get(providerId)?.has(keyId)) throw authFailed();
-    // Keyed by tenant and context too: a DEK is only ever used under one context, so this costs no
-    // hits, and a load started by a caller with the wrong context is never shared with the right one.
-    const cacheKey = `${tenantContext.cacheKey}${parsed.keySectionBytes.toString("latin1")}`;
-    const meta = { tenantId, provider: providerId, bytes: 0 };
-    const hit = decryptCache.take(cacheKey, meta);
-    if (hit !== undefined) return Promise.resolve(open(parsed, hit.material, tenantContext.bytes));
     return decryptCache.withKey(
-      cacheKey,
-      meta,
+      cacheKey!, // defined: an input without a key fails validation above
+      { tenantId, provider: providerId, bytes: 0 },
       async () => {
         verifyKeySectionChecksum(parsed);
-        return { value: undefined, material: await unwrapFor(parsed, kmsContextFor(tenantId, context)) };
+        const material = await unwrapFor(parsed, kmsContextFor(tenantId, context));
+        return { value: { template: createDecryptTemplate(material, parsed.keySectionBytes, tenantContext), providerId, keyId }, material };
       },
-      (entry) => open(parsed, entry.material, tenantContext.bytes),
+      (entry) => openWith(entry.value.template, buf, keySectionEnd),
     );
   };
 
@@ -236,14 +227,13 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     try {
       ensureOpen();
       const data = toBytes(plaintext);
-      const tenantContext = tenantContextOf(tenantId, context);
       if (custom) {
-        // The KMS context is built after the resolver's await: from a copy, so a caller mutating its
+        // The context is read after the resolver's await: from a copy, so a caller mutating its
         // object meanwhile cannot make the KMS context differ from the one bound into the envelope.
-        const snapshot = context === undefined ? undefined : { ...context };
-        return resolve(tenantId).then((keys) => encryptUnder(keys, tenantId, data, tenantContext, snapshot));
+        const snapshot = snapshotOf(context);
+        return resolve(tenantId).then((keys) => encryptUnder(keys, tenantId, data, snapshot));
       }
-      return encryptUnder(fromConfig(tenantId), tenantId, data, tenantContext, context);
+      return encryptUnder(fromConfig(tenantId), tenantId, data, context);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -253,14 +243,12 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     try {
       ensureOpen();
       if (!(envelope instanceof Uint8Array)) throw new KmsError("INPUT_INVALID", "the envelope must be bytes (Uint8Array)");
-      // The checksum only guards KMS calls: it is checked on a cache miss, before the unwrap.
-      const parsed = parseEnvelope(envelope, UNCHECKED);
-      const tenantContext = tenantContextOf(tenantId, context);
+      const located = locateKeySection(envelope);
       if (custom) {
-        const snapshot = context === undefined ? undefined : { ...context }; // as in encrypt
-        return resolve(tenantId).then((keys) => decryptUnder(keys, tenantId, parsed, tenantContext, snapshot));
+        const snapshot = snapshotOf(context); // as in encrypt
+        return resolve(tenantId).then((keys) => decryptUnder(keys, tenantId, located, snapshot));
       }
-      return decryptUnder(fromConfig(tenantId), tenantId, parsed, tenantContext, context);
+      return decryptUnder(fromConfig(tenantId), tenantId, located, context);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -270,7 +258,7 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     ensureOpen();
     if (!(envelope instanceof Uint8Array)) throw new KmsError("INPUT_INVALID", "the envelope must be bytes (Uint8Array)");
     const parsed = parseEnvelope(envelope);
-    const tenantContext = tenantContextOf(tenantId, context).bytes;
+    const tenantContext = canonicalContext(tenantId, context);
     const kmsContext = kmsContextFor(tenantId, context);
     const keys = await resolve(tenantId);
     if (!keys.decryptable.get(parsed.keySection.providerId)?.has(parsed.keySection.keyId)) throw authFailed();
@@ -399,17 +387,49 @@ export function createKms(options: CreateKmsOptions): KmsClient {
       closed = true;
       encryptCache.clear();
       decryptCache.clear();
-      contextMemo.clear();
       await Promise.allSettled([...providers.values()].map((p) => p.close()));
     },
   };
   return client;
 }
 
-/** Canonical (tenant id, context) bytes, and the same as a length-prefixed cache-key string. */
-interface TenantContext {
-  readonly bytes: Buffer;
-  readonly cacheKey: string;
+/**
+ * An injective string for (tenant id, context as given): every part length-prefixed, pairs in the
+ * caller's order (so two orders of one context are two keys: a cache miss, never a wrong hit).
+ * Undefined for input that cannot be valid (a non-string tenant id or value, an array context).
+ */
+function inputKeyOf(tenantId: string, context: EncryptionContext | undefined): string | undefined {
+  if (typeof tenantId !== "string") return undefined;
+  let key = `${tenantId.length}:${tenantId}`;
+  if (context === undefined || context === null) return key;
+  if (typeof context !== "object" || Array.isArray(context)) return undefined;
+  for (const name of Object.keys(context)) {
+    const value: unknown = context[name];
+    if (typeof value !== "string") return undefined;
+    key += `${name.length}:${name}${value.length}:${value}`;
+  }
+  return key;
+}
+
+/** A decrypt-cache value: how to open envelopes of one key section, and whose key it is. */
+interface DecryptEntry {
+  readonly template: DecryptTemplate;
+  readonly providerId: string;
+  readonly keyId: string;
+}
+
+type LocatedEnvelope = ReturnType<typeof locateKeySection>;
+
+/** The canonical (tenant id, context) bytes bound into envelopes; throws INPUT_INVALID for bad input. */
+function canonicalContext(tenantId: string, context: EncryptionContext | undefined): Buffer {
+  const bytes = encodeTenantContext(tenantId, context);
+  checkReservedKeys(context);
+  return bytes;
+}
+
+/** A copy of a plain context object (anything else is returned as is, for validation to refuse). */
+function snapshotOf(context: EncryptionContext | undefined): EncryptionContext | undefined {
+  return typeof context === "object" && context !== null && !Array.isArray(context) ? { ...context } : context;
 }
 
 function toBytes(plaintext: Uint8Array | string): Buffer {

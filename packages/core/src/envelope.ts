@@ -98,12 +98,6 @@ export interface DataKeyMaterial {
   readonly commitment: Buffer;
 }
 
-/**
- * Per material, the last key section it computed T for, and that T. A decrypt-cache entry serves one
- * exact key section, so this spares the HMAC on nearly every `open`; it is the same value a recompute
- * would give (key sections and tags are public, written in every envelope; only Kt is secret).
- */
-const verifiedTags = new WeakMap<DataKeyMaterial, { readonly keySection: Buffer; readonly tag: Buffer }>();
 
 function hkdf32(dek: Uint8Array, info: Buffer): Buffer {
   // hkdfSync returns a fresh ArrayBuffer: the Buffer owns its memory (not the shared pool), so it can be zeroed.
@@ -124,7 +118,6 @@ export function deriveMaterial(dek: Uint8Array): DataKeyMaterial {
 
 /** Overwrites every derived key with zeros. Templates built on it then refuse to seal. */
 export function zeroMaterial(m: DataKeyMaterial): void {
-  verifiedTags.delete(m);
   zeroedKeys.add(m.encryptionKey);
   m.encryptionKey.fill(0);
   m.keySectionKey.fill(0);
@@ -206,55 +199,71 @@ function isProviderIdByte(c: number): boolean {
   return (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d;
 }
 
+/** Where each field of a key section lies: `[start, end)` offsets into the buffer. */
+interface KeySectionLayout {
+  provider: number;
+  keyId: number;
+  keyVersion: number;
+  wrappedKey: number;
+  checksum: number;
+  /** Where the key section ends (after its checksum). */
+  end: number;
+}
+
+/**
+ * Walks the length fields of one key section starting at `start`, without reading past `end`:
+ * where each field begins, or a secret-free reason when a length is out of range or runs past
+ * `end`. Reads lengths only: the field contents are `readKeySection`'s business. Never throws.
+ */
+function layOutKeySection(buf: Buffer, start: number, end: number): KeySectionLayout | string {
+  let o = start;
+  if (end - o < 1) return "truncated key section";
+  const p = buf[o]!;
+  const provider = o + 1;
+  if (p < 1 || p > MAX_PROVIDER_ID_BYTES) return "provider id length out of range";
+  if (end - provider < p) return "truncated provider id";
+  o = provider + p;
+  if (end - o < 2) return "truncated key section";
+  const k = buf.readUInt16BE(o);
+  const keyId = o + 2;
+  if (k < 1 || k > MAX_KEY_ID_BYTES) return "key id length out of range";
+  if (end - keyId < k) return "truncated key id";
+  o = keyId + k;
+  if (end - o < 1) return "truncated key section";
+  const v = buf[o]!;
+  const keyVersion = o + 1;
+  if (end - keyVersion < v) return "truncated key version";
+  o = keyVersion + v;
+  if (end - o < 2) return "truncated key section";
+  const w = buf.readUInt16BE(o);
+  const wrappedKey = o + 2;
+  if (w < 1 || w > MAX_WRAPPED_KEY_BYTES) return "wrapped key length out of range";
+  if (end - wrappedKey < w) return "truncated wrapped key";
+  const checksum = wrappedKey + w;
+  if (end - checksum < KEY_SECTION_CHECKSUM_BYTES) return "truncated key section checksum";
+  return { provider, keyId, keyVersion, wrappedKey, checksum, end: checksum + KEY_SECTION_CHECKSUM_BYTES };
+}
+
 /**
  * Reads one key section starting at `start` of `buf` without reading past `end`. Returns the field
  * values (strings decoded strictly, the wrapped key as a view) and where the section ends, or a
  * secret-free reason when it is malformed. Never throws.
  */
 function readKeySection(buf: Buffer, start: number, end: number, verifyChecksum = true): { ks: KeySection; end: number } | string {
-  let o = start;
-  if (end - o < 1) return "truncated key section";
-  const p = buf[o]!;
-  o += 1;
-  if (p < 1 || p > MAX_PROVIDER_ID_BYTES) return "provider id length out of range";
-  if (end - o < p) return "truncated provider id";
-  for (let i = o; i < o + p; i++) {
+  const at = layOutKeySection(buf, start, end);
+  if (typeof at === "string") return at;
+  for (let i = at.provider; i < at.keyId - 2; i++) {
     if (!isProviderIdByte(buf[i]!)) return "provider id has a character outside [a-z0-9-]";
   }
-  const providerId = buf.toString("latin1", o, o + p);
-  o += p;
-
-  if (end - o < 2) return "truncated key section";
-  const k = buf.readUInt16BE(o);
-  o += 2;
-  if (k < 1 || k > MAX_KEY_ID_BYTES) return "key id length out of range";
-  if (end - o < k) return "truncated key id";
-  const keyId = decodeUtf8(buf, o, o + k);
+  const providerId = buf.toString("latin1", at.provider, at.keyId - 2);
+  const keyId = decodeUtf8(buf, at.keyId, at.keyVersion - 1);
   if (keyId === undefined) return "key id is not valid UTF-8";
-  o += k;
-
-  if (end - o < 1) return "truncated key section";
-  const v = buf[o]!;
-  o += 1;
-  if (end - o < v) return "truncated key version";
-  const keyVersion = v === 0 ? "" : decodeUtf8(buf, o, o + v);
+  const keyVersion = at.keyVersion === at.wrappedKey - 2 ? "" : decodeUtf8(buf, at.keyVersion, at.wrappedKey - 2);
   if (keyVersion === undefined) return "key version is not valid UTF-8";
-  o += v;
-
-  if (end - o < 2) return "truncated key section";
-  const w = buf.readUInt16BE(o);
-  o += 2;
-  if (w < 1 || w > MAX_WRAPPED_KEY_BYTES) return "wrapped key length out of range";
-  if (end - o < w) return "truncated wrapped key";
-  const wrappedKey = buf.subarray(o, o + w);
-  o += w;
-
   // The checksum is not a security control (the key-section tag is); it turns storage corruption
   // into ENVELOPE_MALFORMED before a corrupted key id, version or wrapped key reaches the KMS.
-  if (end - o < KEY_SECTION_CHECKSUM_BYTES) return "truncated key section checksum";
-  if (verifyChecksum && buf.readUInt32BE(o) !== crc32(buf.subarray(start, o))) return "key section checksum mismatch";
-  o += KEY_SECTION_CHECKSUM_BYTES;
-  return { ks: { providerId, keyId, keyVersion, wrappedKey }, end: o };
+  if (verifyChecksum && buf.readUInt32BE(at.checksum) !== crc32(buf.subarray(start, at.checksum))) return "key section checksum mismatch";
+  return { ks: { providerId, keyId, keyVersion, wrappedKey: buf.subarray(at.wrappedKey, at.checksum) }, end: at.end };
 }
 
 function decodeUtf8(buf: Buffer, start: number, end: number): string | undefined {
@@ -486,17 +495,9 @@ function malformed(reason: string): KmsError {
  * decoded key id and version strings (bounded by the input); returns views, never copies.
  */
 export function parseEnvelope(bytes: Uint8Array, options: ParseOptions = CHECKED): ParsedEnvelope {
-  if (!(bytes instanceof Uint8Array)) throw malformed("not a byte array");
-  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const buf = envelopeBuffer(bytes);
   const len = buf.length;
-  if (len < MIN_ENVELOPE_BYTES) throw malformed(`shorter than the minimum of ${MIN_ENVELOPE_BYTES} bytes`);
-  if (buf.readUInt32BE(0) !== ENVELOPE_MAGIC) throw malformed("not an @kms envelope (bad magic)");
-  if (buf[4] !== ENVELOPE_VERSION) throw malformed("unsupported format version");
-  if (buf[5] !== SUITE_AES256GCM_HKDF_COMMIT) throw malformed("unsupported algorithm suite");
-
-  // The payload trailer (T, IV, GCM tag) is fixed-size, so the key section must end by `limit`.
-  const limit = len - KEY_SECTION_TAG_BYTES - IV_BYTES - GCM_TAG_BYTES;
-  const read = readKeySection(buf, FIXED_HEADER_BYTES, limit, options.verifyChecksum);
+  const read = readKeySection(buf, FIXED_HEADER_BYTES, trailerStart(buf), options.verifyChecksum);
   if (typeof read === "string") throw malformed(read);
   const ksEnd = read.end;
   const tagEnd = ksEnd + KEY_SECTION_TAG_BYTES;
@@ -514,17 +515,38 @@ export function parseEnvelope(bytes: Uint8Array, options: ParseOptions = CHECKED
   };
 }
 
+/** The input as a Buffer (a view, not a copy) after the fixed-header checks; else ENVELOPE_MALFORMED. */
+function envelopeBuffer(bytes: Uint8Array): Buffer {
+  if (!(bytes instanceof Uint8Array)) throw malformed("not a byte array");
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (buf.length < MIN_ENVELOPE_BYTES) throw malformed(`shorter than the minimum of ${MIN_ENVELOPE_BYTES} bytes`);
+  if (buf.readUInt32BE(0) !== ENVELOPE_MAGIC) throw malformed("not an @kms envelope (bad magic)");
+  if (buf[4] !== ENVELOPE_VERSION) throw malformed("unsupported format version");
+  if (buf[5] !== SUITE_AES256GCM_HKDF_COMMIT) throw malformed("unsupported algorithm suite");
+  return buf;
+}
+
+/** The payload trailer (T, IV, GCM tag) is fixed-size, so the key section must end by here. */
+function trailerStart(buf: Buffer): number {
+  return buf.length - KEY_SECTION_TAG_BYTES - IV_BYTES - GCM_TAG_BYTES;
+}
+
+/**
+ * The cache-hit path's parse: the fixed-header checks and the key section's length fields only
+ * (no decoding, no checksum, no views). Returns the input as a Buffer and where its key section
+ * ends, for `openWith` with a template built from a full `parseEnvelope` of the same key-section
+ * bytes. Throws only ENVELOPE_MALFORMED.
+ */
+export function locateKeySection(bytes: Uint8Array): { buf: Buffer; keySectionEnd: number } {
+  const buf = envelopeBuffer(bytes);
+  const at = layOutKeySection(buf, FIXED_HEADER_BYTES, trailerStart(buf));
+  if (typeof at === "string") throw malformed(at);
+  return { buf, keySectionEnd: at.end };
+}
+
 /** The one authentication failure: the same text whatever check failed, so it tells nothing. */
 export function authFailed(): KmsError {
   return new KmsError("ENVELOPE_AUTH_FAILED", AUTH_FAILED_MESSAGE);
-}
-
-function expectedKeySectionTag(m: DataKeyMaterial, keySection: Buffer): Buffer {
-  const memo = verifiedTags.get(m);
-  if (memo !== undefined && memo.keySection.equals(keySection)) return memo.tag;
-  const tag = keySectionTag(m, keySection);
-  verifiedTags.set(m, { keySection: Buffer.from(keySection), tag });
-  return tag;
 }
 
 function equal32(a: Buffer, b: Buffer): boolean {
@@ -537,18 +559,77 @@ function equal32(a: Buffer, b: Buffer): boolean {
  * message for all causes; unauthenticated plaintext is zeroed, never returned.
  */
 export function open(p: ParsedEnvelope, m: DataKeyMaterial, tenantContext: Buffer): Buffer {
+  let t: DecryptTemplate;
+  try {
+    t = createDecryptTemplate(m, p.keySectionBytes, tenantContext);
+  } catch {
+    throw authFailed(); // garbage material or context: as vague as every other failure here
+  }
+  return openParts(t, p.commitment, p.keySectionTag, p.iv, p.ciphertext, p.tag);
+}
+
+/**
+ * Everything constant for opening envelopes of one (DEK, exact key section, tenant, context), built
+ * once when a data key enters the decrypt cache: the expected commitment and key-section tag, and the
+ * payload AAD in one piece.
+ */
+export interface DecryptTemplate {
+  readonly commitment: Buffer;
+  readonly keySectionTag: Buffer;
+  /** fixed header (with the expected commitment) ‖ canonical tenant/context. */
+  readonly aad: Buffer;
+  readonly encryptionKey: Buffer;
+}
+
+export function createDecryptTemplate(m: DataKeyMaterial, keySection: Buffer, tenantContext: Buffer): DecryptTemplate {
+  checkMaterial(m);
+  if (!(tenantContext instanceof Uint8Array) || tenantContext.byteLength < 4) {
+    throw inputInvalid("the tenant context must be bytes from encodeTenantContext");
+  }
+  const header = fixedHeader(m.commitment);
+  return {
+    commitment: m.commitment,
+    keySectionTag: keySectionTag(m, keySection),
+    aad: Buffer.concat([header, tenantContext]),
+    encryptionKey: m.encryptionKey,
+  };
+}
+
+/**
+ * Opens an envelope whose key section (ending at `keySectionEnd`, from `locateKeySection` or a
+ * parse) holds exactly the bytes `t` was built for: checks the commitment and the key-section tag
+ * (constant time, both always), then decrypts and authenticates the payload. Any failure →
+ * `ENVELOPE_AUTH_FAILED`, one vague message for all causes; unauthenticated plaintext is zeroed,
+ * never returned.
+ */
+export function openWith(t: DecryptTemplate, buf: Buffer, keySectionEnd: number): Buffer {
+  const tagEnd = keySectionEnd + KEY_SECTION_TAG_BYTES;
+  const ivEnd = tagEnd + IV_BYTES;
+  const ctEnd = Math.max(ivEnd, buf.length - GCM_TAG_BYTES);
+  return openParts(
+    t,
+    buf.subarray(6, FIXED_HEADER_BYTES),
+    buf.subarray(keySectionEnd, tagEnd),
+    buf.subarray(tagEnd, ivEnd),
+    buf.subarray(ivEnd, ctEnd),
+    buf.subarray(ctEnd),
+  );
+}
+
+function openParts(t: DecryptTemplate, commitment: Buffer, keySectionTagField: Buffer, iv: Buffer, ciphertext: Buffer, tag: Buffer): Buffer {
   let out: Buffer | undefined;
   try {
+    if (zeroedKeys.has(t.encryptionKey)) throw authFailed();
     // Both checks always run, so timing does not tell which one failed.
-    const commitmentOk = equal32(m.commitment, p.commitment);
-    const tagOk = equal32(expectedKeySectionTag(m, p.keySectionBytes), p.keySectionTag);
-    if (!commitmentOk || !tagOk || p.tag.length !== GCM_TAG_BYTES || p.iv.length !== IV_BYTES) throw authFailed();
-    const decipher = createDecipheriv("aes-256-gcm", m.encryptionKey, p.iv, { authTagLength: GCM_TAG_BYTES });
-    decipher.setAuthTag(p.tag);
-    // GCM takes the AAD in pieces: fixed header, then tenant context, with no concatenated copy.
-    decipher.setAAD(p.fixedHeader);
-    decipher.setAAD(tenantContext);
-    out = decipher.update(p.ciphertext);
+    const commitmentOk = equal32(t.commitment, commitment);
+    const tagOk = equal32(t.keySectionTag, keySectionTagField);
+    if (!commitmentOk || !tagOk || tag.length !== GCM_TAG_BYTES || iv.length !== IV_BYTES) throw authFailed();
+    // The AAD's header is the template's: equal to the envelope's, whose magic, version and suite
+    // were checked by the parse and whose commitment was just compared.
+    const decipher = createDecipheriv("aes-256-gcm", t.encryptionKey, iv, { authTagLength: GCM_TAG_BYTES });
+    decipher.setAuthTag(tag);
+    decipher.setAAD(t.aad);
+    out = decipher.update(ciphertext);
     const rest = decipher.final(); // throws when the GCM tag does not verify
     return rest.length === 0 ? out : Buffer.concat([out, rest]);
   } catch {

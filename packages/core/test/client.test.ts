@@ -81,6 +81,22 @@ describe("createKms: binding", () => {
     expect((await onlyNew.decrypt("t", rewrapped)).toString()).toBe("kept");
   });
 
+  it("with the data key cached, every single-bit flip fails without any KMS call", async () => {
+    const { kms, provider } = fakeKms();
+    const envelope = await kms.encrypt("t", "payload", { k: "v" });
+    await kms.decrypt("t", envelope, { k: "v" }); // cached from here on
+    const unwrapsBefore = provider.calls.unwrapDataKey;
+    for (let bit = 0; bit < envelope.length * 8; bit++) {
+      const copy = Buffer.from(envelope);
+      copy[bit >> 3]! ^= 1 << (bit & 7);
+      const code = await codeOf(kms.decrypt("t", copy, { k: "v" }));
+      expect(["ENVELOPE_MALFORMED", "ENVELOPE_AUTH_FAILED"]).toContain(code);
+    }
+    // A flip outside the key section hits the cache; one inside it misses, and its checksum stops it.
+    expect(provider.calls.unwrapDataKey).toBe(unwrapsBefore);
+    expect((await kms.decrypt("t", envelope, { k: "v" })).toString()).toBe("payload");
+  });
+
   it("reports a corrupted key section as ENVELOPE_MALFORMED without any KMS call", async () => {
     const writer = fakeKms();
     const envelope = await writer.kms.encrypt("t", "x");
@@ -482,6 +498,26 @@ describe("createKms: hostile inputs", () => {
     expect((await kms.decrypt("t", second, big)).toString()).toBe("2");
     expect(provider.calls.unwrapDataKey).toBe(1);
     expect(await codeOf(kms.decrypt("t", first, other))).toBe("ENVELOPE_AUTH_FAILED");
+  });
+
+  it("a warm cache never lets an input through that validation would refuse", async () => {
+    const { kms } = fakeKms();
+    const envelope = await kms.encrypt("t", "x", { "0": "a" });
+    expect((await kms.decrypt("t", envelope, { "0": "a" })).toString()).toBe("x"); // cached now
+    expect(await codeOf(kms.decrypt("t", envelope, ["a"] as never))).toBe("INPUT_INVALID");
+    expect(await codeOf(kms.decrypt("t", envelope, { "0": 1 } as never))).toBe("INPUT_INVALID");
+    expect(await codeOf(kms.decrypt(1 as never, envelope, { "0": "a" }))).toBe("INPUT_INVALID");
+    const reserved = await kms.encrypt("t", "y");
+    expect((await kms.decrypt("t", reserved)).toString()).toBe("y");
+    expect(await codeOf(kms.decrypt("t", reserved, { "kms:tenant": "t" }))).toBe("INPUT_INVALID");
+  });
+
+  it("decrypts with the context's pairs in any order, warm or cold", async () => {
+    const { kms } = fakeKms();
+    const envelope = await kms.encrypt("t", "x", { a: "1", b: "2" });
+    expect((await kms.decrypt("t", envelope, { a: "1", b: "2" })).toString()).toBe("x");
+    expect((await kms.decrypt("t", envelope, { b: "2", a: "1" })).toString()).toBe("x");
+    expect((await kms.decrypt("t", envelope, { b: "2", a: "1" })).toString()).toBe("x");
   });
 
   it("refuses a context over 8192 canonical bytes without any KMS call", async () => {

@@ -22,13 +22,16 @@ import {
   MAX_WRAPPED_KEY_BYTES,
   MIN_ENVELOPE_BYTES,
   SUITE_AES256GCM_HKDF_COMMIT,
+  createDecryptTemplate,
   createEncryptTemplate,
   deriveMaterial,
   encodeKeySection,
   encodeTenantContext,
   fromBase64Url,
   keySectionTag,
+  locateKeySection,
   open,
+  openWith,
   parseEnvelope,
   replaceKeySection,
   seal,
@@ -196,8 +199,8 @@ describe("open: tenant, context and key binding", () => {
   const context = { purpose: "billing", region: "eu", "order-id": "42" };
   const setup = () => {
     const f = fixture(KEY_SECTION, "tenant-a", context);
-    const parsed = parseEnvelope(seal(f.template, Buffer.from("secret payload")));
-    return { ...f, parsed };
+    const envelope = seal(f.template, Buffer.from("secret payload"));
+    return { ...f, envelope, parsed: parseEnvelope(envelope) };
   };
 
   it("fails for another tenant with ENVELOPE_AUTH_FAILED and a vague message", () => {
@@ -248,22 +251,35 @@ describe("open: tenant, context and key binding", () => {
     expectCode(() => seal(template, Buffer.from("x")), "INPUT_INVALID");
   });
 
-  it("the remembered key-section tag never lets another key section or a wrong tag through", () => {
+  it("checks the key-section tag: a wrong tag, or another key section under the old tag, fails", () => {
     const { parsed, material, tc } = setup();
-    const hmac = jest.spyOn(crypto, "createHmac");
-    expect(open(parsed, material, tc).toString()).toBe("secret payload"); // computes and remembers T
-    expect(open(parsed, material, tc).toString()).toBe("secret payload"); // remembered: no HMAC
-    expect(hmac).toHaveBeenCalledTimes(1);
-    // Same key section, wrong tag (memo hit) → fails.
     const badTag = Buffer.from(parsed.keySectionTag);
     badTag[0]! ^= 1;
     expectCode(() => open({ ...parsed, keySectionTag: badTag }, material, tc), "ENVELOPE_AUTH_FAILED");
-    // Another key section with the old tag (memo miss) → fails, and the original still opens afterwards.
     const otherKs = encodeKeySection({ ...KEY_SECTION, keyVersion: "v8" });
     expectCode(() => open(parseEnvelope(replaceKeySection(parsed, otherKs, parsed.keySectionTag)), material, tc), "ENVELOPE_AUTH_FAILED");
     expect(open(parsed, material, tc).toString()).toBe("secret payload");
-    // The memo is per material: other material with the same key section recomputes (and fails on C).
-    expectCode(() => open(parsed, deriveMaterial(crypto.randomBytes(32)), tc), "ENVELOPE_AUTH_FAILED");
+  });
+
+  it("a decrypt template opens, after locateKeySection alone, only envelopes of its exact key section, tenant and context", () => {
+    const { parsed, material, tc, envelope } = setup();
+    const t = createDecryptTemplate(material, parsed.keySectionBytes, tc);
+    const { buf, keySectionEnd } = locateKeySection(envelope);
+    expect(keySectionEnd).toBe(FIXED_HEADER_BYTES + parsed.keySectionBytes.length);
+    expect(openWith(t, buf, keySectionEnd).toString()).toBe("secret payload");
+    // Another key section of the same length, with its own valid tag: the template's T does not match.
+    const otherKs = encodeKeySection({ ...KEY_SECTION, keyVersion: KEY_SECTION.keyVersion.replace(/.$/, "x") });
+    expect(otherKs.length).toBe(parsed.keySectionBytes.length);
+    const other = replaceKeySection(parsed, otherKs, keySectionTag(material, otherKs));
+    expectCode(() => openWith(t, other, keySectionEnd), "ENVELOPE_AUTH_FAILED");
+    // Another tenant's template for the same key section.
+    const tB = createDecryptTemplate(material, parsed.keySectionBytes, encodeTenantContext("tenant-b", { purpose: "billing", region: "eu", "order-id": "42" }));
+    expectCode(() => openWith(tB, buf, keySectionEnd), "ENVELOPE_AUTH_FAILED");
+    // A zeroed template's key is refused without being used.
+    zeroMaterial(material);
+    expectCode(() => openWith(t, buf, keySectionEnd), "ENVELOPE_AUTH_FAILED");
+    // Structure errors are ENVELOPE_MALFORMED, as from parseEnvelope.
+    expectCode(() => locateKeySection(envelope.subarray(0, FIXED_HEADER_BYTES + 3)), "ENVELOPE_MALFORMED");
   });
 
   it("fails for garbage arguments without leaking anything but ENVELOPE_AUTH_FAILED", () => {
