@@ -50,7 +50,7 @@ const cacheSchema = z
   })
   .prefault({});
 
-const resilienceSchema = z
+export const resilienceSchema = z
   .strictObject({
     timeoutMs: positiveInt.max(600_000).default(2_000),
     retry: z

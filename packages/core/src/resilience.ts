@@ -52,35 +52,14 @@ import { sleep, systemClock } from "./clock";
 import type { Clock } from "./clock";
 import { KmsError, OUTAGE_CODES, isKmsError } from "./errors";
 import type { KmsErrorCode } from "./errors";
+import { type ResilienceConfig, resilienceSchema } from "./config";
 import type { CircuitState, KmsEvents, KmsOperation } from "./events";
 
-export interface ResilienceOptions {
-  /** Bound on each attempt, in ms. */
-  timeoutMs: number;
-  retry: {
-    /** Attempts in total, the first included (1 = no retry). */
-    maxAttempts: number;
-    baseDelayMs: number;
-    maxDelayMs: number;
-  };
-  circuitBreaker: {
-    /** Consecutive "service down" failures (KMS_UNAVAILABLE, KMS_TIMEOUT) that open the circuit. */
-    failureThreshold: number;
-    /** How long the circuit stays open before a single trial call is let through. */
-    resetAfterMs: number;
-  };
-  bulkhead: {
-    maxConcurrent: number;
-    maxQueue: number;
-  };
-}
+/** The `resilience` section of the configuration, defaults filled in (config.ts owns the rules). */
+export type ResilienceOptions = ResilienceConfig;
 
-export const DEFAULT_RESILIENCE: ResilienceOptions = {
-  timeoutMs: 2000,
-  retry: { maxAttempts: 3, baseDelayMs: 50, maxDelayMs: 1000 },
-  circuitBreaker: { failureThreshold: 5, resetAfterMs: 10_000 },
-  bulkhead: { maxConcurrent: 64, maxQueue: 1000 },
-};
+/** The defaults, as the configuration schema fills them in. */
+export const DEFAULT_RESILIENCE: ResilienceOptions = resilienceSchema.parse({});
 
 export interface ProviderPolicyDeps {
   events: KmsEvents;
@@ -450,27 +429,14 @@ class Bulkhead {
   }
 }
 
-function validateOptions(providerId: string, o: ResilienceOptions): void {
-  const problems: string[] = [];
-  const check = (ok: boolean, path: string, rule: string) => {
-    if (!ok) problems.push(`${path} must be ${rule}`);
-  };
-  const positive = (n: number) => Number.isFinite(n) && n > 0;
-  const nonNegative = (n: number) => Number.isFinite(n) && n >= 0;
-  const intAtLeast = (n: number, min: number) => Number.isInteger(n) && n >= min;
-  check(positive(o.timeoutMs), "timeoutMs", "a positive number");
-  check(intAtLeast(o.retry.maxAttempts, 1), "retry.maxAttempts", "an integer >= 1");
-  check(nonNegative(o.retry.baseDelayMs), "retry.baseDelayMs", "a number >= 0");
-  check(nonNegative(o.retry.maxDelayMs), "retry.maxDelayMs", "a number >= 0");
-  check(intAtLeast(o.circuitBreaker.failureThreshold, 1), "circuitBreaker.failureThreshold", "an integer >= 1");
-  check(nonNegative(o.circuitBreaker.resetAfterMs), "circuitBreaker.resetAfterMs", "a number >= 0");
-  check(intAtLeast(o.bulkhead.maxConcurrent, 1), "bulkhead.maxConcurrent", "an integer >= 1");
-  check(intAtLeast(o.bulkhead.maxQueue, 0), "bulkhead.maxQueue", "an integer >= 0");
-  if (problems.length > 0) {
-    throw new KmsError("KMS_CONFIG_INVALID", `Invalid resilience options for ${providerId}: ${problems.join("; ")}`, {
-      provider: providerId,
-    });
-  }
+/** Options given directly (not through `createKms`) get the configuration's checks too. */
+function validateOptions(providerId: string, options: ResilienceOptions): void {
+  const parsed = resilienceSchema.safeParse(options);
+  if (parsed.success) return;
+  const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
+  throw new KmsError("KMS_CONFIG_INVALID", `Invalid resilience options for ${providerId}: ${problems.join("; ")}`, {
+    provider: providerId,
+  });
 }
 
 /**
