@@ -53,10 +53,12 @@ const MAX_PLAIN_KEY_LENGTH = 512;
 
 /**
  * The form a key is stored under. Callers' keys start with a digit or a provider id, never "#", so
- * a hashed key cannot equal a plain one; hashing is idempotent here (a hashed key is short).
+ * a hashed key cannot equal a plain one; hashing is idempotent here (a hashed key is short). UTF-16
+ * code units are hashed, not UTF-8: a key may hold an unpaired surrogate (an input not validated
+ * yet), which UTF-8 would turn into U+FFFD and so into another key's digest.
  */
 function compactKey(key: string): string {
-  return key.length <= MAX_PLAIN_KEY_LENGTH ? key : `#${createHash("sha256").update(key, "utf8").digest("hex")}`;
+  return key.length <= MAX_PLAIN_KEY_LENGTH ? key : `#${createHash("sha256").update(key, "utf16le").digest("hex")}`;
 }
 
 /** One load in flight, shared by every concurrent miss for its key. */

@@ -99,6 +99,19 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     return keys;
   };
 
+  /**
+   * The tenant's keys from configuration; when there are none, a bad tenant id or context is still
+   * reported as INPUT_INVALID first (a cache hit never validates, so the miss path and this do).
+   */
+  const configKeys = (tenantId: string, context: EncryptionContext | undefined): TenantKeys => {
+    try {
+      return fromConfig(tenantId);
+    } catch (error) {
+      canonicalContext(tenantId, context);
+      throw error;
+    }
+  };
+
   let closed = false;
   const ensureOpen = () => {
     if (closed) throw new KmsError("KMS_CLOSED", "this KMS client has been closed");
@@ -197,15 +210,16 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     // used under one context, so this costs no hits, and a load started by a caller with the wrong
     // context is never shared with the right one.
     const input = inputKeyOf(tenantId, context);
-    const cacheKey = input === undefined ? undefined : `${input.length}:${input}${buf.toString("latin1", FIXED_HEADER_BYTES, keySectionEnd)}`;
+    const keySectionText = buf.toString("latin1", FIXED_HEADER_BYTES, keySectionEnd);
+    const cacheKey = input === undefined ? undefined : `${input.length}:${input}${keySectionText}`;
     const hit = cacheKey === undefined ? undefined : decryptCache.take(cacheKey, 0);
     if (hit !== undefined) {
       // The tenant's keys may have changed since (a resolver dropped a previous key).
       if (!keys.decryptable.get(hit.value.providerId)?.has(hit.value.keyId)) throw authFailed();
       return Promise.resolve(openWith(hit.value.template, buf, keySectionEnd));
     }
-    const tenantContext = canonicalContext(tenantId, context); // validates: INPUT_INVALID
     const parsed = parseEnvelope(buf, UNCHECKED);
+    const tenantContext = canonicalContext(tenantId, context); // validates: INPUT_INVALID
     const { providerId, keyId } = parsed.keySection;
     // An envelope under a key that is not this tenant's is not authentic for this tenant: vague on purpose.
     if (!keys.decryptable.get(providerId)?.has(keyId)) throw authFailed();
@@ -215,25 +229,35 @@ export function createKms(options: CreateKmsOptions): KmsClient {
       async () => {
         verifyKeySectionChecksum(parsed);
         const material = await unwrapFor(parsed, kmsContextFor(tenantId, context));
+        // The caller's buffer is read again after the await: the entry must describe the key section
+        // its cache key names, so a buffer changed meanwhile installs nothing.
+        if (buf.toString("latin1", FIXED_HEADER_BYTES, keySectionEnd) !== keySectionText) {
+          zeroMaterial(material);
+          throw authFailed();
+        }
         return { value: { template: createDecryptTemplate(material, parsed.keySectionBytes, tenantContext), providerId, keyId }, material };
       },
       (entry) => openWith(entry.value.template, buf, keySectionEnd),
     );
   };
 
+  /** The app resolver's answer; never asked about input that can only be INPUT_INVALID. */
+  const resolved = (tenantId: string, context: EncryptionContext | undefined): Promise<TenantKeys> => {
+    canonicalContext(tenantId, context);
+    return resolve(tenantId);
+  };
+
   // The hot paths are plain functions (not async): a cache hit costs no extra promise or closure,
-  // and a synchronous throw becomes a rejection.
+  // and a synchronous throw becomes a rejection. The context is read once, into a snapshot: a getter
+  // or proxy answering differently on each read could otherwise install, under the cache key of one
+  // context, a template bound to another; and with an app resolver it is used after an await.
   const encrypt = (tenantId: string, plaintext: Uint8Array | string, context?: EncryptionContext): Promise<Buffer> => {
     try {
       ensureOpen();
       const data = toBytes(plaintext);
-      if (custom) {
-        // The context is read after the resolver's await: from a copy, so a caller mutating its
-        // object meanwhile cannot make the KMS context differ from the one bound into the envelope.
-        const snapshot = snapshotOf(context);
-        return resolve(tenantId).then((keys) => encryptUnder(keys, tenantId, data, snapshot));
-      }
-      return encryptUnder(fromConfig(tenantId), tenantId, data, context);
+      const snapshot = snapshotOf(context);
+      if (custom) return resolved(tenantId, snapshot).then((keys) => encryptUnder(keys, tenantId, data, snapshot));
+      return encryptUnder(configKeys(tenantId, snapshot), tenantId, data, snapshot);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -244,11 +268,9 @@ export function createKms(options: CreateKmsOptions): KmsClient {
       ensureOpen();
       if (!(envelope instanceof Uint8Array)) throw new KmsError("INPUT_INVALID", "the envelope must be bytes (Uint8Array)");
       const located = locateKeySection(envelope);
-      if (custom) {
-        const snapshot = snapshotOf(context); // as in encrypt
-        return resolve(tenantId).then((keys) => decryptUnder(keys, tenantId, located, snapshot));
-      }
-      return decryptUnder(fromConfig(tenantId), tenantId, located, context);
+      const snapshot = snapshotOf(context); // as in encrypt
+      if (custom) return resolved(tenantId, snapshot).then((keys) => decryptUnder(keys, tenantId, located, snapshot));
+      return decryptUnder(configKeys(tenantId, snapshot), tenantId, located, snapshot);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -258,6 +280,7 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     ensureOpen();
     if (!(envelope instanceof Uint8Array)) throw new KmsError("INPUT_INVALID", "the envelope must be bytes (Uint8Array)");
     const parsed = parseEnvelope(envelope);
+    context = snapshotOf(context); // read once: bound into the check below and sent to the KMS
     const tenantContext = canonicalContext(tenantId, context);
     const kmsContext = kmsContextFor(tenantId, context);
     const keys = await resolve(tenantId);
@@ -427,7 +450,7 @@ function canonicalContext(tenantId: string, context: EncryptionContext | undefin
   return bytes;
 }
 
-/** A copy of a plain context object (anything else is returned as is, for validation to refuse). */
+/** A copy of a context object, each value read once (anything else is returned as is, for validation to refuse). */
 function snapshotOf(context: EncryptionContext | undefined): EncryptionContext | undefined {
   return typeof context === "object" && context !== null && !Array.isArray(context) ? { ...context } : context;
 }
@@ -439,8 +462,9 @@ function toBytes(plaintext: Uint8Array | string): Buffer {
 }
 
 function checkReservedKeys(context: EncryptionContext | undefined): void {
-  if (context === undefined) return;
-  for (const key in context) {
+  if (context === undefined || context === null) return;
+  // Own keys only, as everywhere else: inherited ones are neither bound nor sent to the KMS.
+  for (const key of Object.keys(context)) {
     if (key.startsWith(RESERVED_CONTEXT_PREFIX)) {
       throw new KmsError("INPUT_INVALID", `encryption context keys starting with "${RESERVED_CONTEXT_PREFIX}" are reserved`);
     }

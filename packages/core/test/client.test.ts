@@ -512,6 +512,57 @@ describe("createKms: hostile inputs", () => {
     expect(await codeOf(kms.decrypt("t", reserved, { "kms:tenant": "t" }))).toBe("INPUT_INVALID");
   });
 
+  it("an unpaired surrogate never shares a long cache key with U+FFFD (the key is hashed as UTF-16)", async () => {
+    const { kms } = fakeKms();
+    const pad = { p: "x".repeat(600) }; // makes the cache keys long enough to be stored as digests
+    const envelope = await kms.encrypt("\uFFFDacme", "secret", pad);
+    expect((await kms.decrypt("\uFFFDacme", envelope, pad)).toString()).toBe("secret"); // cached
+    expect(await codeOf(kms.decrypt("\uD800acme", envelope, pad))).toBe("INPUT_INVALID");
+    expect(await codeOf(kms.encrypt("\uD800acme", "x", pad))).toBe("INPUT_INVALID");
+  });
+
+  it("reads the context once: a getter answering differently cannot bind a cached key to another context", async () => {
+    const { kms } = fakeKms();
+    let reads = 0;
+    const shifty = {};
+    Object.defineProperty(shifty, "k", { enumerable: true, get: () => (reads++ === 0 ? "a" : "b") });
+    const primed = await kms.encrypt("t", "prime", shifty as Record<string, string>);
+    expect(reads).toBe(1);
+    expect((await kms.decrypt("t", primed, { k: "a" })).toString()).toBe("prime");
+    const honest = await kms.encrypt("t", "victim", { k: "a" });
+    kms.invalidateTenant("t");
+    expect((await kms.decrypt("t", honest, { k: "a" })).toString()).toBe("victim");
+    expect(await codeOf(kms.decrypt("t", honest, { k: "b" }))).toBe("ENVELOPE_AUTH_FAILED");
+  });
+
+  it("ignores inherited context keys everywhere (they are neither bound nor sent), warm or cold", async () => {
+    const { kms } = fakeKms();
+    const inherited = Object.create({ "kms:tenant": "x", extra: "y" }) as Record<string, string>;
+    const envelope = await kms.encrypt("t", "x", inherited);
+    kms.invalidateTenant("t");
+    expect((await kms.decrypt("t", envelope)).toString()).toBe("x");
+    expect((await kms.decrypt("t", envelope, inherited)).toString()).toBe("x");
+  });
+
+  it("reports a bad tenant id as INPUT_INVALID even with no key to look up, and never asks the resolver about it", async () => {
+    const { kms } = fakeKms({ tenants: { keys: { t: { provider: "fake", keyId: "k" } } } });
+    expect(await codeOf(kms.encrypt("", "x"))).toBe("INPUT_INVALID");
+    expect(await codeOf(kms.encrypt("a\u0000b", "x"))).toBe("INPUT_INVALID");
+    expect(await codeOf(kms.encrypt("other", "x", { "kms:x": "v" }))).toBe("INPUT_INVALID");
+    expect(await codeOf(kms.encrypt("other", "x"))).toBe("KMS_KEY_NOT_FOUND");
+    const asked: string[] = [];
+    const { kms: resolving } = fakeKms({ tenants: {} }, {
+      resolveTenantKeys: (tenantId) => {
+        asked.push(tenantId);
+        return { provider: "fake", keyId: "k" };
+      },
+    });
+    expect(await codeOf(resolving.encrypt("", "x"))).toBe("INPUT_INVALID");
+    expect(await codeOf(resolving.encrypt("t", "x", { "kms:tenant": "t" }))).toBe("INPUT_INVALID");
+    expect(await codeOf(resolving.decrypt("t", await resolving.encrypt("t", "x"), [] as never))).toBe("INPUT_INVALID");
+    expect(asked).toEqual(["t"]);
+  });
+
   it("decrypts with the context's pairs in any order, warm or cold", async () => {
     const { kms } = fakeKms();
     const envelope = await kms.encrypt("t", "x", { a: "1", b: "2" });
