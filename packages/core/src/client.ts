@@ -31,7 +31,6 @@ import {
   fromBase64Url,
   keySectionTag,
   locateKeySection,
-  open,
   openWith,
   parseEnvelope,
   replaceKeySection,
@@ -147,11 +146,19 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     }
   };
 
-  /** Unwraps an envelope's data key and checks it against the envelope's commitment and tag. */
-  const unwrapFor = async (parsed: ParsedEnvelope, context: EncryptionContext, keep: (dek: Uint8Array) => void = () => {}): Promise<DataKeyMaterial> => {
+  /**
+   * Unwraps an envelope's data key and checks it against the envelope's commitment and tag, through
+   * the template that will open it (so the tag's HMAC is computed once per unwrap).
+   */
+  const unwrapFor = async (
+    parsed: ParsedEnvelope,
+    tenantContext: Buffer,
+    kmsContext: EncryptionContext,
+    keep: (dek: Uint8Array) => void = () => {},
+  ): Promise<{ material: DataKeyMaterial; template: DecryptTemplate }> => {
     const { keySection: ks } = parsed;
     const dek = await call({ provider: ks.providerId, keyId: ks.keyId }, "unwrapDataKey", (p, signal) =>
-      p.unwrapDataKey({ keyId: ks.keyId, keyVersion: ks.keyVersion, wrappedKey: ks.wrappedKey, context, signal }),
+      p.unwrapDataKey({ keyId: ks.keyId, keyVersion: ks.keyVersion, wrappedKey: ks.wrappedKey, context: kmsContext, signal }),
     ).catch((error: unknown) => {
       // The same error whether the KMS or the envelope's own checks refused: callers (and attackers)
       // cannot tell a cached key from a fresh one by the message.
@@ -160,14 +167,17 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     try {
       checkKey(ks.providerId, dek);
       const material = deriveMaterial(dek);
-      const tag = keySectionTag(material, parsed.keySectionBytes);
-      if (!timingSafeEqual(material.commitment, parsed.commitment) || !timingSafeEqual(tag, parsed.keySectionTag)) {
+      const template = createDecryptTemplate(material, parsed.keySectionBytes, tenantContext);
+      // Both comparisons always run (timingSafeEqual is constant time for equal lengths).
+      const commitmentOk = timingSafeEqual(template.commitment, parsed.commitment);
+      const tagOk = timingSafeEqual(template.keySectionTag, parsed.keySectionTag);
+      if (!commitmentOk || !tagOk) {
         zeroMaterial(material);
         if (events.active) events.emit({ type: "cache.integrity-failure", side: "decrypt", provider: ks.providerId });
         throw authFailed();
       }
       keep(dek);
-      return material;
+      return { material, template };
     } finally {
       dek.fill(0);
     }
@@ -179,14 +189,14 @@ export function createKms(options: CreateKmsOptions): KmsClient {
    * are ever installed), and two orders of one context are merely two entries. A miss validates and
    * encodes (`canonicalContext`) before any KMS call.
    */
-  const encryptUnder = (keys: TenantKeys, tenantId: string, data: Buffer, context?: EncryptionContext): Promise<Buffer> => {
+  const encryptUnder = (keys: TenantKeys, tenantId: string, data: Buffer, context?: EncryptionContext, validated?: Buffer): Promise<Buffer> => {
     const { current } = keys;
     const input = inputKeyOf(tenantId, context);
     // Provider ids are [a-z0-9-]; the key id is length-prefixed; the input key runs to the end.
     const cacheKey = input === undefined ? undefined : `${current.provider}\0${current.keyId.length}:${current.keyId}${input}`;
     const hit = cacheKey === undefined ? undefined : encryptCache.take(cacheKey, data.length);
     if (hit !== undefined) return Promise.resolve(seal(hit.value, data));
-    const tenantContext = canonicalContext(tenantId, context); // validates: INPUT_INVALID
+    const tenantContext = validated ?? canonicalContext(tenantId, context); // validates: INPUT_INVALID
     return encryptCache.withKey(
       cacheKey!, // defined: an input without a key fails validation above
       { tenantId, provider: current.provider, bytes: data.length },
@@ -204,7 +214,7 @@ export function createKms(options: CreateKmsOptions): KmsClient {
    * template checks the commitment and key-section tag. A miss parses the envelope fully and checks
    * its checksum before any KMS call.
    */
-  const decryptUnder = (keys: TenantKeys, tenantId: string, located: LocatedEnvelope, context?: EncryptionContext): Promise<Buffer> => {
+  const decryptUnder = (keys: TenantKeys, tenantId: string, located: LocatedEnvelope, context?: EncryptionContext, validated?: Buffer): Promise<Buffer> => {
     const { buf, keySectionEnd } = located;
     // Keyed by tenant, context (as in encryptUnder) and the exact key section: a DEK is only ever
     // used under one context, so this costs no hits, and a load started by a caller with the wrong
@@ -219,7 +229,7 @@ export function createKms(options: CreateKmsOptions): KmsClient {
       return Promise.resolve(openWith(hit.value.template, buf, keySectionEnd));
     }
     const parsed = parseEnvelope(buf, UNCHECKED);
-    const tenantContext = canonicalContext(tenantId, context); // validates: INPUT_INVALID
+    const tenantContext = validated ?? canonicalContext(tenantId, context); // validates: INPUT_INVALID
     const { providerId, keyId } = parsed.keySection;
     // An envelope under a key that is not this tenant's is not authentic for this tenant: vague on purpose.
     if (!keys.decryptable.get(providerId)?.has(keyId)) throw authFailed();
@@ -228,24 +238,19 @@ export function createKms(options: CreateKmsOptions): KmsClient {
       { tenantId, provider: providerId, bytes: 0 },
       async () => {
         verifyKeySectionChecksum(parsed);
-        const material = await unwrapFor(parsed, kmsContextFor(tenantId, context));
+        const { material, template } = await unwrapFor(parsed, tenantContext, kmsContextFor(tenantId, context));
         // The caller's buffer is read again after the await: the entry must describe the key section
         // its cache key names, so a buffer changed meanwhile installs nothing.
         if (buf.toString("latin1", FIXED_HEADER_BYTES, keySectionEnd) !== keySectionText) {
           zeroMaterial(material);
           throw authFailed();
         }
-        return { value: { template: createDecryptTemplate(material, parsed.keySectionBytes, tenantContext), providerId, keyId }, material };
+        return { value: { template, providerId, keyId }, material };
       },
       (entry) => openWith(entry.value.template, buf, keySectionEnd),
     );
   };
 
-  /** The app resolver's answer; never asked about input that can only be INPUT_INVALID. */
-  const resolved = (tenantId: string, context: EncryptionContext | undefined): Promise<TenantKeys> => {
-    canonicalContext(tenantId, context);
-    return resolve(tenantId);
-  };
 
   // The hot paths are plain functions (not async): a cache hit costs no extra promise or closure,
   // and a synchronous throw becomes a rejection. The context is read once, into a snapshot: a getter
@@ -256,7 +261,11 @@ export function createKms(options: CreateKmsOptions): KmsClient {
       ensureOpen();
       const data = toBytes(plaintext);
       const snapshot = snapshotOf(context);
-      if (custom) return resolved(tenantId, snapshot).then((keys) => encryptUnder(keys, tenantId, data, snapshot));
+      if (custom) {
+        // The app resolver is never asked about input that can only be INPUT_INVALID.
+        const tenantContext = canonicalContext(tenantId, snapshot);
+        return resolve(tenantId).then((keys) => encryptUnder(keys, tenantId, data, snapshot, tenantContext));
+      }
       return encryptUnder(configKeys(tenantId, snapshot), tenantId, data, snapshot);
     } catch (error) {
       return Promise.reject(error);
@@ -269,7 +278,10 @@ export function createKms(options: CreateKmsOptions): KmsClient {
       if (!(envelope instanceof Uint8Array)) throw new KmsError("INPUT_INVALID", "the envelope must be bytes (Uint8Array)");
       const located = locateKeySection(envelope);
       const snapshot = snapshotOf(context); // as in encrypt
-      if (custom) return resolved(tenantId, snapshot).then((keys) => decryptUnder(keys, tenantId, located, snapshot));
+      if (custom) {
+        const tenantContext = canonicalContext(tenantId, snapshot); // as in encrypt
+        return resolve(tenantId).then((keys) => decryptUnder(keys, tenantId, located, snapshot, tenantContext));
+      }
       return decryptUnder(configKeys(tenantId, snapshot), tenantId, located, snapshot);
     } catch (error) {
       return Promise.reject(error);
@@ -287,12 +299,13 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     if (!keys.decryptable.get(parsed.keySection.providerId)?.has(parsed.keySection.keyId)) throw authFailed();
     const dek = Buffer.alloc(DATA_KEY_BYTES);
     try {
-      const material = await unwrapFor(parsed, kmsContext, (key) => dek.set(key));
+      const { material, template } = await unwrapFor(parsed, tenantContext, kmsContext, (key) => dek.set(key));
       try {
         // Authenticate the whole envelope for this tenant and context before its data key goes to
         // any other key: a provider that does not bind context would otherwise let one tenant
         // re-wrap another's data key under a key it controls.
-        open(parsed, material, tenantContext).fill(0);
+        const { buf, keySectionEnd } = locateKeySection(envelope);
+        openWith(template, buf, keySectionEnd).fill(0);
         const { current } = keys;
         const wrapped = await call(current, "wrapDataKey", (p, signal) =>
           p.wrapDataKey({ keyId: current.keyId, plaintextKey: dek, context: kmsContext, signal }),

@@ -199,14 +199,13 @@ function isProviderIdByte(c: number): boolean {
   return (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d;
 }
 
-/** Where each field of a key section lies: `[start, end)` offsets into the buffer. */
+/** Where each variable field of a key section lies, as `[start, end)` offsets into the buffer. */
 interface KeySectionLayout {
-  provider: number;
-  keyId: number;
-  keyVersion: number;
-  wrappedKey: number;
-  checksum: number;
-  /** Where the key section ends (after its checksum). */
+  provider: readonly [number, number];
+  keyId: readonly [number, number];
+  keyVersion: readonly [number, number];
+  wrappedKey: readonly [number, number];
+  /** The checksum starts where the wrapped key ends; the section ends 4 bytes later. */
   end: number;
 }
 
@@ -241,7 +240,13 @@ function layOutKeySection(buf: Buffer, start: number, end: number): KeySectionLa
   if (end - wrappedKey < w) return "truncated wrapped key";
   const checksum = wrappedKey + w;
   if (end - checksum < KEY_SECTION_CHECKSUM_BYTES) return "truncated key section checksum";
-  return { provider, keyId, keyVersion, wrappedKey, checksum, end: checksum + KEY_SECTION_CHECKSUM_BYTES };
+  return {
+    provider: [provider, provider + p],
+    keyId: [keyId, keyId + k],
+    keyVersion: [keyVersion, keyVersion + v],
+    wrappedKey: [wrappedKey, checksum],
+    end: checksum + KEY_SECTION_CHECKSUM_BYTES,
+  };
 }
 
 /**
@@ -252,18 +257,20 @@ function layOutKeySection(buf: Buffer, start: number, end: number): KeySectionLa
 function readKeySection(buf: Buffer, start: number, end: number, verifyChecksum = true): { ks: KeySection; end: number } | string {
   const at = layOutKeySection(buf, start, end);
   if (typeof at === "string") return at;
-  for (let i = at.provider; i < at.keyId - 2; i++) {
+  const [providerStart, providerEnd] = at.provider;
+  for (let i = providerStart; i < providerEnd; i++) {
     if (!isProviderIdByte(buf[i]!)) return "provider id has a character outside [a-z0-9-]";
   }
-  const providerId = buf.toString("latin1", at.provider, at.keyId - 2);
-  const keyId = decodeUtf8(buf, at.keyId, at.keyVersion - 1);
+  const providerId = buf.toString("latin1", providerStart, providerEnd);
+  const keyId = decodeUtf8(buf, ...at.keyId);
   if (keyId === undefined) return "key id is not valid UTF-8";
-  const keyVersion = at.keyVersion === at.wrappedKey - 2 ? "" : decodeUtf8(buf, at.keyVersion, at.wrappedKey - 2);
+  const keyVersion = decodeUtf8(buf, ...at.keyVersion);
   if (keyVersion === undefined) return "key version is not valid UTF-8";
+  const [wrappedStart, checksum] = at.wrappedKey;
   // The checksum is not a security control (the key-section tag is); it turns storage corruption
   // into ENVELOPE_MALFORMED before a corrupted key id, version or wrapped key reaches the KMS.
-  if (verifyChecksum && buf.readUInt32BE(at.checksum) !== crc32(buf.subarray(start, at.checksum))) return "key section checksum mismatch";
-  return { ks: { providerId, keyId, keyVersion, wrappedKey: buf.subarray(at.wrappedKey, at.checksum) }, end: at.end };
+  if (verifyChecksum && buf.readUInt32BE(checksum) !== crc32(buf.subarray(start, checksum))) return "key section checksum mismatch";
+  return { ks: { providerId, keyId, keyVersion, wrappedKey: buf.subarray(wrappedStart, checksum) }, end: at.end };
 }
 
 function decodeUtf8(buf: Buffer, start: number, end: number): string | undefined {

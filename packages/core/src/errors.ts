@@ -41,13 +41,7 @@ export const OUTAGE_CODES: ReadonlySet<string> = new Set<KmsErrorCode>(["KMS_UNA
  * "The KMS cannot answer right now" (down, paused by the breaker, throttling, saturated): while
  * these last, cached keys may keep serving past their max age (stale-if-error).
  */
-export const UNAVAILABLE_NOW_CODES: ReadonlySet<string> = new Set<KmsErrorCode>([
-  "KMS_UNAVAILABLE",
-  "KMS_TIMEOUT",
-  "KMS_CIRCUIT_OPEN",
-  "KMS_THROTTLED",
-  "KMS_OVERLOADED",
-]);
+export const UNAVAILABLE_NOW_CODES: ReadonlySet<string> = new Set<string>([...OUTAGE_CODES, "KMS_CIRCUIT_OPEN", "KMS_THROTTLED", "KMS_OVERLOADED"]);
 
 export function docsUrlFor(code: KmsErrorCode): string {
   return `${TROUBLESHOOTING_URL}#${code.toLowerCase()}`;

@@ -5,6 +5,7 @@ import { createKms } from "../src/client";
 import { FIXED_HEADER_BYTES, GCM_TAG_BYTES, IV_BYTES, KEY_SECTION_TAG_BYTES, parseEnvelope } from "../src/envelope";
 import { isKmsError, type KmsError } from "../src/errors";
 import { definitionOf } from "../src/provider";
+import type { FakeProvider } from "./support/fake-provider";
 import { fakeKms } from "./support/kms";
 
 async function codeOf(promise: Promise<unknown>): Promise<string> {
@@ -15,6 +16,21 @@ async function codeOf(promise: Promise<unknown>): Promise<string> {
     return (error as KmsError).code;
   }
   throw new Error("expected a KmsError");
+}
+
+/** Holds every generateDataKey in flight until the returned release is called. */
+function holdGenerate(provider: FakeProvider): () => void {
+  let open!: () => void;
+  provider.gate = new Promise<void>((resolve) => (open = resolve));
+  return () => {
+    provider.gate = undefined;
+    open();
+  };
+}
+
+/** Resolves once the provider has received `n` generateDataKey calls. */
+async function generateCalls(provider: FakeProvider, n: number): Promise<void> {
+  while (provider.calls.generateDataKey < n) await new Promise((resolve) => setImmediate(resolve));
 }
 
 describe("createKms: round trip", () => {
@@ -287,13 +303,11 @@ describe("createKms: data-key cache", () => {
     await kms.encrypt("a", "x");
     expect(provider.calls.generateDataKey).toBe(2);
 
-    let release!: () => void;
-    provider.gate = new Promise((r) => (release = r));
+    const release = holdGenerate(provider);
     const inFlight = kms.encrypt("b", "x");
-    while (provider.calls.generateDataKey < 3) await new Promise((r) => setImmediate(r));
+    await generateCalls(provider, 3);
     kms.invalidateTenant("b");
     release();
-    provider.gate = undefined;
     await inFlight;
     // The key loaded before the invalidation was dropped; the waiting encrypt loaded a new one.
     expect(provider.calls.generateDataKey).toBe(4);
@@ -303,13 +317,11 @@ describe("createKms: data-key cache", () => {
 
   it("invalidating one tenant leaves another tenant's load in flight alone", async () => {
     const { kms, provider } = fakeKms();
-    let release!: () => void;
-    provider.gate = new Promise((r) => (release = r));
+    const release = holdGenerate(provider);
     const inFlight = kms.encrypt("a", "x");
-    while (provider.calls.generateDataKey < 1) await new Promise((r) => setImmediate(r));
+    await generateCalls(provider, 1);
     kms.invalidateTenant("b");
     release();
-    provider.gate = undefined;
     await inFlight;
     await kms.encrypt("a", "x");
     expect(provider.calls.generateDataKey).toBe(1);

@@ -40,6 +40,16 @@ function make(options: Partial<LocalKmsOptions> = {}): LocalKmsProvider {
   return provider;
 }
 
+/** A store holding key "k" (version 1), its file content, and its lock file as another writer would hold it. */
+async function storeWithHeldLock(): Promise<{ provider: LocalKmsProvider; lock: string; before: string }> {
+  const provider = make();
+  await provider.createKey("k");
+  const before = await fsp.readFile(provider.path, "utf8");
+  const lock = `${provider.path}.lock`;
+  await fsp.writeFile(lock, "", { mode: 0o600 });
+  return { provider, lock, before };
+}
+
 async function failure(promise: Promise<unknown> | (() => unknown)): Promise<KmsError> {
   try {
     await (typeof promise === "function" ? promise() : promise);
@@ -339,11 +349,7 @@ describe("localKmsProvider: the key store file", () => {
   );
 
   it("waits while another writer holds the lock, backing off from 5 ms doubling up to 100 ms, then writes", async () => {
-    const provider = make();
-    await provider.createKey("k");
-    const before = await fsp.readFile(provider.path, "utf8");
-    const lock = `${provider.path}.lock`;
-    await fsp.writeFile(lock, "", { mode: 0o600 });
+    const { provider, lock, before } = await storeWithHeldLock();
     jest.spyOn(Math, "random").mockReturnValue(0.5); // a jitter factor of exactly 1
     // The lock-wait's pauses are recorded, not slept; the sixth is held until the lock is released.
     const pauses: number[] = [];
@@ -375,10 +381,7 @@ describe("localKmsProvider: the key store file", () => {
   });
 
   it("jitters each pause between half and one and a half times the backoff", async () => {
-    const provider = make();
-    await provider.createKey("k");
-    const lock = `${provider.path}.lock`;
-    await fsp.writeFile(lock, "", { mode: 0o600 });
+    const { provider, lock } = await storeWithHeldLock();
     const random = jest.spyOn(Math, "random");
     for (const r of [0, 0.25, 0.75]) random.mockReturnValueOnce(r);
     const pauses: number[] = [];
@@ -391,10 +394,7 @@ describe("localKmsProvider: the key store file", () => {
   });
 
   it("breaks a lock left over 30 s ago by a crashed writer", async () => {
-    const provider = make();
-    await provider.createKey("k");
-    const lock = `${provider.path}.lock`;
-    await fsp.writeFile(lock, "", { mode: 0o600 });
+    const { provider, lock } = await storeWithHeldLock();
     const old = new Date(Date.now() - 31_000);
     await fsp.utimes(lock, old, old);
     const pause = jest.spyOn(lockWait, "sleep");
@@ -405,11 +405,7 @@ describe("localKmsProvider: the key store file", () => {
   });
 
   it("gives up on a lock held too long with a retryable KMS_UNAVAILABLE naming it, and leaves it", async () => {
-    const provider = make();
-    await provider.createKey("k");
-    const before = await fsp.readFile(provider.path, "utf8");
-    const lock = `${provider.path}.lock`;
-    await fsp.writeFile(lock, "", { mode: 0o600 });
+    const { provider, lock, before } = await storeWithHeldLock();
     // Time passes only while the writer pauses, 4 s a pause: past the 10 s wait, short of 30 s stale.
     let now = Date.now();
     jest.spyOn(lockWait, "now").mockImplementation(() => now);
