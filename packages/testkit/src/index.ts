@@ -1,6 +1,7 @@
 /**
  * @kms/testkit: what provider authors need to prove a provider meets the `KmsProvider` contract.
- * (Wire emulators with fault injection for the cloud providers will join this package.)
+ * Local wire emulators (also at `@kms/testkit/emulators`, without the jest dependency) let adapters be
+ * tested through their official SDKs.
  */
 export {
   describeProviderConformance,
@@ -11,3 +12,4 @@ export {
   type FaultHook,
   type RestoreFault,
 } from "./conformance";
+export * from "./emulators";

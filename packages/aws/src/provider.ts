@@ -1,0 +1,415 @@
+/**
+ * The `aws-kms` provider: data keys from AWS KMS (`GenerateDataKey`, `Encrypt`, `Decrypt`) through
+ * the official `@aws-sdk/client-kms`, with the encryption context bound by KMS itself.
+ *
+ * Rules kept here (docs/WRITING_A_PROVIDER.md): the SDK makes one attempt per call (`maxAttempts:
+ * 1`; core's policy retries, times out and breaks circuits), every call gets core's abort signal,
+ * every SDK error goes through `mapAwsError`, every SDK response is checked before use, and plaintext
+ * keys the SDK decoded are copied into memory of their own and the SDK's copy is zeroed.
+ *
+ * Key versions are AWS's `KeyMaterialId` (a new one per rotation; "" where the service does not
+ * return it). Decrypt does not need the version: the ciphertext blob names its key material.
+ */
+import { randomBytes, timingSafeEqual } from "node:crypto";
+import { DecryptCommand, DescribeKeyCommand, EncryptCommand, GenerateDataKeyCommand, type KeyMetadata, KMSClient, RotateKeyOnDemandCommand } from "@aws-sdk/client-kms";
+import {
+  DATA_KEY_BYTES,
+  DOCS_BASE_URL,
+  type DataKey,
+  type EncryptionContext,
+  type GenerateDataKeyRequest,
+  type KeyDescription,
+  KmsConfigError,
+  type KmsProvider,
+  type PermissionCheck,
+  type ProviderCapabilities,
+  type ProviderDefinition,
+  type ProviderHealth,
+  type RotationResult,
+  type UnwrapDataKeyRequest,
+  type WrapDataKeyRequest,
+  type WrappedDataKey,
+  configIssue,
+  isKmsError,
+} from "@kms/core";
+import { type AwsCall, PROVIDER_ID, detailsOf, kmsError, mapAwsError, unwrapFailed } from "./errors";
+import { AWS_KEY_ID_RULE, type AwsKmsSettings, awsKeyIdProblem, parseAwsKmsSettings } from "./settings";
+
+/** Where each failing permission check points: the IAM policy this provider needs. */
+export const AWS_PERMISSIONS_DOCS_URL = `${DOCS_BASE_URL}docs/setup/AWS_KMS_SETUP.md#permissions`;
+
+/** The encryption context of validatePermissions' test calls (an IAM condition on `kms:tenant` must allow it). */
+export const PERMISSION_CHECK_CONTEXT: EncryptionContext = Object.freeze({ "kms:tenant": "kms-validate-permissions" });
+
+/** The largest ciphertext blob AWS KMS accepts. */
+const MAX_CIPHERTEXT_BYTES = 6144;
+/** KeyMaterialId is 64 hex digits on AWS; anything printable and short enough for the envelope is accepted. */
+const KEY_VERSION = /^[\x21-\x7e]{1,255}$/;
+const KEY_STATE = /^[A-Za-z]{1,32}$/;
+const KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]{1,32}:\d{12}:key\/[A-Za-z0-9-]{1,64}$/;
+
+export interface AwsKmsProviderOptions extends Partial<AwsKmsSettings> {
+  /**
+   * A client to use instead of one built from the settings above (which must then be omitted). The
+   * caller owns it (`close()` leaves it open) and its retry settings: give it `maxAttempts: 1`, as
+   * core retries.
+   */
+  readonly client?: KMSClient;
+  /** How often `rotateKey` re-reads the key while AWS rotates it (asynchronously). Default 1000 ms. */
+  readonly rotationPollIntervalMs?: number;
+  /** How long `rotateKey` waits for the new key material to appear. Default 60 000 ms. */
+  readonly rotationWaitMs?: number;
+}
+
+/** The AWS KMS provider, with `generateDataKey` (always present). */
+export interface AwsKmsProvider extends KmsProvider {
+  generateDataKey(req: GenerateDataKeyRequest): Promise<DataKey>;
+}
+
+/** The `aws-kms` provider for configuration-driven set-up: `createKms({ registry: [awsKms], config })`. */
+export const awsKms: ProviderDefinition<AwsKmsSettings> = {
+  id: PROVIDER_ID,
+  packageName: "@kms/aws",
+  keyIdProblem: awsKeyIdProblem,
+  parseSettings: parseAwsKmsSettings,
+  create: (settings) => awsKmsProvider(settings),
+};
+
+/** Creates the provider; throws a `KmsConfigError` listing every problem with the options. No network. */
+export function awsKmsProvider(options: AwsKmsProviderOptions): AwsKmsProvider {
+  const { client, rotationPollIntervalMs = 1000, rotationWaitMs = 60_000, ...settings } = options ?? {};
+  const issues = [];
+  let parsed: AwsKmsSettings | undefined;
+  if (client !== undefined) {
+    if (!(client instanceof KMSClient)) issues.push(configIssue("client", "KMS_CONFIG_INVALID", "must be a KMSClient from @aws-sdk/client-kms"));
+    const given = Object.keys(settings).filter((k) => settings[k as keyof typeof settings] !== undefined);
+    if (given.length > 0) issues.push(configIssue(given[0]!, "KMS_CONFIG_INVALID", "give either client or the settings to build one (region, endpoint, credentials, timeouts), not both"));
+  } else {
+    const result = parseAwsKmsSettings(settings);
+    if (result.ok) parsed = result.settings;
+    else for (const i of result.issues) issues.push(configIssue(i.path, "KMS_CONFIG_INVALID", i.message));
+  }
+  for (const [path, value] of [["rotationPollIntervalMs", rotationPollIntervalMs], ["rotationWaitMs", rotationWaitMs]] as const) {
+    if (!Number.isInteger(value) || value < 1) issues.push(configIssue(path, "KMS_CONFIG_INVALID", "must be a whole number of milliseconds > 0"));
+  }
+  if (issues.length > 0) throw new KmsConfigError(issues);
+  return new AwsKms(client ?? clientFor(parsed!), client === undefined, rotationPollIntervalMs, rotationWaitMs);
+}
+
+function clientFor(settings: AwsKmsSettings): KMSClient {
+  const { region, endpoint, credentials, connectionTimeoutMs, requestTimeoutMs } = settings;
+  const timeouts = connectionTimeoutMs !== undefined || requestTimeoutMs !== undefined;
+  return new KMSClient({
+    region,
+    ...(endpoint === undefined ? {} : { endpoint }),
+    ...(credentials === undefined ? {} : { credentials: { ...credentials } }),
+    maxAttempts: 1, // core's resilience policy retries; the SDK's own retries would multiply its attempts
+    ...(timeouts
+      ? {
+          requestHandler: {
+            ...(connectionTimeoutMs === undefined ? {} : { connectionTimeout: connectionTimeoutMs }),
+            // Without throwOnRequestTimeout the SDK only logs a warning when the request timeout passes.
+            ...(requestTimeoutMs === undefined ? {} : { requestTimeout: requestTimeoutMs, throwOnRequestTimeout: true }),
+          },
+        }
+      : {}),
+  });
+}
+
+interface Cancellable {
+  readonly signal?: AbortSignal;
+}
+
+class AwsKms implements AwsKmsProvider {
+  readonly id = PROVIDER_ID;
+  readonly capabilities: ProviderCapabilities = Object.freeze({ encryptionContext: true, rotation: true, generatesDataKeys: true, insecure: false });
+  readonly #client: KMSClient;
+  readonly #ownsClient: boolean;
+  readonly #pollMs: number;
+  readonly #waitMs: number;
+  #closed = false;
+
+  constructor(client: KMSClient, ownsClient: boolean, pollMs: number, waitMs: number) {
+    this.#client = client;
+    this.#ownsClient = ownsClient;
+    this.#pollMs = pollMs;
+    this.#waitMs = waitMs;
+  }
+
+  // --- data keys ------------------------------------------------------------------------------
+
+  async generateDataKey(req: GenerateDataKeyRequest): Promise<DataKey> {
+    const keyId = this.#enter(req, req?.keyId);
+    return this.#generate({ operation: "GenerateDataKey", keyId }, checkContext(req?.context), req?.signal);
+  }
+
+  async wrapDataKey(req: WrapDataKeyRequest): Promise<WrappedDataKey> {
+    const keyId = this.#enter(req, req?.keyId);
+    if (!(req.plaintextKey instanceof Uint8Array) || req.plaintextKey.length !== DATA_KEY_BYTES) {
+      throw kmsError("INPUT_INVALID", `the data key to wrap must be ${DATA_KEY_BYTES} bytes`, `pass a ${DATA_KEY_BYTES}-byte data key`);
+    }
+    const context = checkContext(req?.context);
+    // Encrypt's response names no key material, so the version is DescribeKey's, read BEFORE the
+    // Encrypt. A rotation in between makes this record the older version while the newer one
+    // wrapped the key: harmless for decryption (the blob names its own material) and only makes a
+    // rotation re-wrap this envelope needlessly; the other order could record a version newer
+    // than the one used, and a re-wrap meant to retire the old material would skip this envelope.
+    // wrapDataKey is used by core's `rewrap` only, so the extra call is off the hot path.
+    const keyVersion = versionOf((await this.#describe({ operation: "DescribeKey", keyId }, req.signal)).CurrentKeyMaterialId);
+    const call = { operation: "Encrypt", keyId };
+    const out = await this.#send(call, req.signal, (o) => this.#client.send(new EncryptCommand({ KeyId: keyId, Plaintext: req.plaintextKey, EncryptionContext: context }), o));
+    return { wrappedKey: ciphertextOf(out.CiphertextBlob, call), keyVersion };
+  }
+
+  async unwrapDataKey(req: UnwrapDataKeyRequest): Promise<Uint8Array> {
+    const keyId = this.#enter(req, req?.keyId);
+    const context = checkContext(req?.context);
+    const wrapped = req.wrappedKey;
+    if (!(wrapped instanceof Uint8Array)) throw kmsError("INPUT_INVALID", "the wrapped key must be bytes (Uint8Array)", "pass the envelope's wrapped key");
+    // No AWS ciphertext is empty or longer than this: not worth a call.
+    if (wrapped.length === 0 || wrapped.length > MAX_CIPHERTEXT_BYTES) throw unwrapFailed();
+    // KeyId is always sent: a blob of another key (a swapped envelope) then fails with IncorrectKeyException.
+    const out = await this.#send({ operation: "Decrypt", keyId }, req.signal, (o) =>
+      this.#client.send(new DecryptCommand({ KeyId: keyId, CiphertextBlob: wrapped, EncryptionContext: context }), o),
+    );
+    const key = takeKey(out.Plaintext);
+    if (key === undefined) throw unwrapFailed(); // it decrypted, but to something that is not a data key
+    return key;
+  }
+
+  async #generate(call: AwsCall, context: Record<string, string> | undefined, signal: AbortSignal | undefined): Promise<DataKey> {
+    const out = await this.#send(call, signal, (o) =>
+      this.#client.send(new GenerateDataKeyCommand({ KeyId: call.keyId, KeySpec: "AES_256", EncryptionContext: context }), o),
+    );
+    const plaintextKey = takeKey(out.Plaintext);
+    if (plaintextKey === undefined) {
+      throw kmsError("KMS_PROVIDER_ERROR", `GenerateDataKey on ${call.keyId} returned no ${DATA_KEY_BYTES}-byte data key`, "report it with the request id");
+    }
+    try {
+      return { plaintextKey, wrappedKey: ciphertextOf(out.CiphertextBlob, call), keyVersion: versionOf(out.KeyMaterialId) };
+    } catch (error) {
+      plaintextKey.fill(0);
+      throw error;
+    }
+  }
+
+  // --- key management -------------------------------------------------------------------------
+
+  async describeKey(keyId: string, options?: Cancellable): Promise<KeyDescription> {
+    keyId = this.#enter(options, keyId);
+    const meta = await this.#describe({ operation: "DescribeKey", keyId }, options?.signal);
+    const createdAt = meta.CreationDate instanceof Date && !Number.isNaN(meta.CreationDate.getTime()) ? meta.CreationDate : undefined;
+    return { keyId, enabled: meta.KeyState === "Enabled", currentVersion: versionOf(meta.CurrentKeyMaterialId), ...(createdAt ? { createdAt } : {}) };
+  }
+
+  /**
+   * RotateKeyOnDemand, then DescribeKey until CurrentKeyMaterialId changes: AWS rotates
+   * asynchronously (the emulator at once). The wait ends with the abort signal (core's timeout, which
+   * must allow for it) or after `rotationWaitMs` with a non-retryable KMS_TIMEOUT: the rotation was
+   * requested, and requesting another would not make it faster.
+   */
+  async rotateKey(keyId: string, options?: Cancellable): Promise<RotationResult> {
+    keyId = this.#enter(options, keyId);
+    const signal = options?.signal;
+    const call = { operation: "DescribeKey", keyId };
+    const previousVersion = versionOf((await this.#describe(call, signal)).CurrentKeyMaterialId);
+    await this.#send({ operation: "RotateKeyOnDemand", keyId }, signal, (o) => this.#client.send(new RotateKeyOnDemandCommand({ KeyId: keyId }), o));
+    // A service that names no key material: nothing to wait for, and no version to report.
+    if (previousVersion === "") return { keyId, previousVersion, currentVersion: "" };
+    const deadline = Date.now() + this.#waitMs;
+    for (;;) {
+      const currentVersion = versionOf((await this.#describe(call, signal)).CurrentKeyMaterialId);
+      if (currentVersion !== previousVersion) return { keyId, previousVersion, currentVersion };
+      if (Date.now() >= deadline) {
+        throw kmsError(
+          "KMS_TIMEOUT",
+          `key ${keyId} was rotated but its new key material did not appear within ${this.#waitMs} ms`,
+          "check GetKeyRotationStatus later instead of rotating again",
+          undefined,
+          undefined,
+          false,
+        );
+      }
+      await pause(this.#pollMs, call, signal);
+    }
+  }
+
+  async checkHealth(keyIds: readonly string[], options?: Cancellable): Promise<ProviderHealth> {
+    this.#enter(options);
+    const unhealthy = (detail: string): ProviderHealth => ({ healthy: false, insecure: false, detail });
+    if (!Array.isArray(keyIds)) return unhealthy("invalid key list (INPUT_INVALID)");
+    const unique = [...new Set(keyIds)];
+    for (const keyId of unique) {
+      if (awsKeyIdProblem(keyId) !== undefined) return unhealthy("invalid key id (INPUT_INVALID)");
+      try {
+        const state = (await this.#describe({ operation: "DescribeKey", keyId }, options?.signal)).KeyState;
+        if (state !== "Enabled") return unhealthy(`key ${short(keyId)} is ${typeof state === "string" && KEY_STATE.test(state) ? state : "not Enabled"} (KMS_KEY_DISABLED)`);
+      } catch (error) {
+        return unhealthy(`key ${short(keyId)}: ${isKmsError(error) ? error.code : "KMS_PROVIDER_ERROR"}`);
+      }
+    }
+    return { healthy: true, insecure: false, detail: unique.length === 0 ? "no keys to check" : `${unique.length} key(s) enabled` };
+  }
+
+  /**
+   * One check per IAM action, each by a real call with harmless input: DescribeKey, GenerateDataKey
+   * (a data key that is thrown away), Encrypt (32 random bytes) and Decrypt of what one of those two
+   * produced, compared with what went in. When neither produced a ciphertext, kms:Decrypt is reported
+   * as failing ("not checked"), never as passing: it could not be verified.
+   */
+  async validatePermissions(keyId: string, options?: Cancellable): Promise<PermissionCheck[]> {
+    keyId = this.#enter(options, keyId);
+    const signal = options?.signal;
+    let arn: string | undefined;
+    const check = async (permission: string, fn: () => Promise<void>): Promise<PermissionCheck> => {
+      try {
+        await fn();
+        return { permission, ok: true, docsUrl: AWS_PERMISSIONS_DOCS_URL };
+      } catch (raw) {
+        const error = isKmsError(raw) ? raw : kmsError("KMS_PROVIDER_ERROR", `${permission} check failed unexpectedly`, "see the error's cause", raw);
+        const details = detailsOf(error);
+        const remediation = `${permission} on ${details?.resource ?? arn ?? keyId}: ${details?.fix ?? "see the error"}`;
+        return { permission, ok: false, remediation, docsUrl: AWS_PERMISSIONS_DOCS_URL, error };
+      }
+    };
+    const context = { ...PERMISSION_CHECK_CONTEXT };
+    /** A ciphertext to decrypt and the plaintext it must give back. */
+    let sample: { ciphertext: Uint8Array; plaintext: Uint8Array } | undefined;
+    const plaintexts: Uint8Array[] = []; // zeroed whatever happens
+    try {
+      const checks = [
+        await check("kms:DescribeKey", async () => {
+          const found = (await this.#describe({ operation: "DescribeKey", keyId }, signal)).Arn;
+          if (typeof found === "string" && KEY_ARN.test(found)) arn = found;
+        }),
+        await check("kms:GenerateDataKey", async () => {
+          const dk = await this.#generate({ operation: "GenerateDataKey", keyId, keyArn: arn }, context, signal);
+          plaintexts.push(dk.plaintextKey);
+          sample = { ciphertext: dk.wrappedKey, plaintext: dk.plaintextKey };
+        }),
+        await check("kms:Encrypt", async () => {
+          const plaintext = randomBytes(DATA_KEY_BYTES);
+          plaintexts.push(plaintext);
+          const call = { operation: "Encrypt", keyId, keyArn: arn };
+          const out = await this.#send(call, signal, (o) => this.#client.send(new EncryptCommand({ KeyId: keyId, Plaintext: plaintext, EncryptionContext: context }), o));
+          sample ??= { ciphertext: ciphertextOf(out.CiphertextBlob, call), plaintext };
+        }),
+        await check("kms:Decrypt", async () => {
+          if (sample === undefined) {
+            throw kmsError(
+              "KMS_PROVIDER_ERROR",
+              "kms:Decrypt was not checked: neither kms:GenerateDataKey nor kms:Encrypt produced a ciphertext to decrypt",
+              "allow kms:GenerateDataKey (or kms:Encrypt) too, then validate again to check kms:Decrypt",
+            );
+          }
+          const { ciphertext, plaintext } = sample;
+          const call = { operation: "Decrypt", keyId, keyArn: arn };
+          const out = await this.#send(call, signal, (o) => this.#client.send(new DecryptCommand({ KeyId: keyId, CiphertextBlob: ciphertext, EncryptionContext: context }), o));
+          const back = takeKey(out.Plaintext);
+          const same = back !== undefined && timingSafeEqual(back, plaintext);
+          back?.fill(0);
+          if (!same) throw kmsError("KMS_PROVIDER_ERROR", "Decrypt returned other bytes than were encrypted", "report it with the request id");
+        }),
+      ];
+      return checks;
+    } finally {
+      for (const plaintext of plaintexts) plaintext.fill(0);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#ownsClient) this.#client.destroy(); // closes its sockets; an injected client is its owner's
+  }
+
+  // --- helpers --------------------------------------------------------------------------------
+
+  /** Refuses calls after close(), after an abort, and key ids AWS could never resolve. */
+  #enter(options: Cancellable | undefined, keyId?: unknown): string {
+    if (this.#closed) throw kmsError("KMS_CLOSED", "this provider has been closed", "create a new provider");
+    const signal = options?.signal;
+    if (signal?.aborted) throw mapAwsError(undefined, { operation: "the call", keyId: "" }, signal);
+    if (keyId === undefined) return "";
+    if (typeof keyId !== "string" || awsKeyIdProblem(keyId) !== undefined) throw kmsError("INPUT_INVALID", AWS_KEY_ID_RULE, "use one of these forms");
+    return keyId;
+  }
+
+  async #describe(call: AwsCall, signal: AbortSignal | undefined): Promise<KeyMetadata> {
+    const out = await this.#send(call, signal, (o) => this.#client.send(new DescribeKeyCommand({ KeyId: call.keyId }), o));
+    const meta = out.KeyMetadata;
+    if (typeof meta !== "object" || meta === null) throw kmsError("KMS_PROVIDER_ERROR", `DescribeKey on ${call.keyId} returned no KeyMetadata`, "report it with the request id");
+    return meta;
+  }
+
+  /** One SDK call with core's signal; every rejection is mapped. */
+  async #send<T>(call: AwsCall, signal: AbortSignal | undefined, send: (options: { abortSignal?: AbortSignal }) => Promise<T>): Promise<T> {
+    try {
+      return await send(signal === undefined ? {} : { abortSignal: signal });
+    } catch (error) {
+      throw mapAwsError(error, call, signal);
+    }
+  }
+}
+
+/** The context as a plain object of strings (undefined when empty); INPUT_INVALID otherwise. */
+function checkContext(context: unknown): Record<string, string> | undefined {
+  if (typeof context !== "object" || context === null || Array.isArray(context)) {
+    throw kmsError("INPUT_INVALID", "the encryption context must be an object of strings", "pass an object of strings");
+  }
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(context)) {
+    if (typeof v !== "string") throw kmsError("INPUT_INVALID", "encryption context values must be strings", "pass an object of strings");
+    Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true }); // "__proto__" is just a key
+  }
+  return Object.keys(out).length === 0 ? undefined : out;
+}
+
+/**
+ * A 32-byte key from an SDK response, copied into memory of its own (the SDK's bytes may sit in
+ * Node's shared Buffer pool, where zeroing would be partial), the SDK's copy zeroed; undefined when
+ * the response holds no 32-byte key.
+ */
+function takeKey(bytes: unknown): Buffer | undefined {
+  if (!(bytes instanceof Uint8Array)) return undefined;
+  try {
+    if (bytes.length !== DATA_KEY_BYTES) return undefined;
+    const key = Buffer.alloc(DATA_KEY_BYTES);
+    key.set(bytes);
+    return key;
+  } finally {
+    bytes.fill(0);
+  }
+}
+
+function ciphertextOf(blob: unknown, call: AwsCall): Uint8Array {
+  if (blob instanceof Uint8Array && blob.length > 0 && blob.length <= MAX_CIPHERTEXT_BYTES) return blob;
+  throw kmsError("KMS_PROVIDER_ERROR", `${call.operation} on ${call.keyId} returned no usable CiphertextBlob`, "report it with the request id");
+}
+
+function versionOf(materialId: unknown): string {
+  if (materialId === undefined || materialId === null) return "";
+  if (typeof materialId === "string" && KEY_VERSION.test(materialId)) return materialId;
+  throw kmsError("KMS_PROVIDER_ERROR", "AWS KMS returned a KeyMaterialId this provider cannot record", "report it with the request id");
+}
+
+/** A key id short enough for a health detail (≤ 200 characters in all). */
+function short(keyId: string): string {
+  return keyId.length <= 120 ? keyId : `${keyId.slice(0, 117)}...`;
+}
+
+/** Waits `ms`, or rejects (mapped) when the signal aborts. */
+function pause(ms: number, call: AwsCall, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(mapAwsError(undefined, call, signal));
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(mapAwsError(undefined, call, signal));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}

@@ -1,0 +1,265 @@
+// The SDK warns once per process on Node 20 (it will require Node 22 from 2027); not under test here.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = "true";
+
+import { randomBytes, randomUUID } from "node:crypto";
+import { crc32 } from "node:zlib";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "@jest/globals";
+import { type CreateKmsOptions, type KmsClient, type KmsConfigInput, type KmsError, type KmsEvent, ManualClock, createKms, isKmsError, parseEnvelope } from "@kms/core";
+import { AWS_EMULATOR_IDENTITY, AwsKmsEmulator } from "@kms/testkit/emulators";
+import { awsKms, awsKmsProvider } from "../src";
+
+const emulator = new AwsKmsEmulator();
+const clients: KmsClient[] = [];
+
+beforeAll(async () => {
+  await emulator.start();
+});
+
+afterAll(async () => {
+  await emulator.stop();
+});
+
+beforeEach(() => {
+  emulator.resetLog();
+});
+
+afterEach(async () => {
+  emulator.clearFaults();
+  emulator.setAllowedActions(AWS_EMULATOR_IDENTITY.accessKeyId, "*");
+  await Promise.all(clients.splice(0).map((c) => c.close()));
+});
+
+/**
+ * A client configured as an app would: the `aws-kms` definition in the registry, its settings under
+ * `providers`, and a fresh key (by alias) as every tenant's key.
+ */
+function setUp(resilience: KmsConfigInput["resilience"] = {}, options: Partial<CreateKmsOptions> = {}) {
+  const alias = `alias/client-${randomUUID()}`;
+  const { keyId } = emulator.createKey({ alias });
+  const events: KmsEvent[] = [];
+  const { region, endpoint, credentials } = emulator.clientConfig();
+  const kms = createKms({
+    registry: [awsKms],
+    config: {
+      providers: { "aws-kms": { region, endpoint, credentials } },
+      tenants: { defaultKey: { provider: "aws-kms", keyId: alias } },
+      resilience,
+    },
+    env: {},
+    onEvent: (event) => events.push(event),
+    ...options,
+  });
+  clients.push(kms);
+  emulator.resetLog();
+  /** The kms.call events so far, as `<operation> <attempt> <outcome or code>`. */
+  const calls = () => events.flatMap((e) => (e.type === "kms.call" ? [`${e.operation} ${e.attempt} ${e.code ?? e.outcome}`] : []));
+  const circuit = () => events.flatMap((e) => (e.type === "circuit.state" ? [`${e.from}→${e.to}`] : []));
+  return { kms, alias, keyId, events, calls, circuit };
+}
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+  } catch (error) {
+    if (!isKmsError(error)) throw error;
+    return (error as KmsError).code;
+  }
+  throw new Error("expected a KmsError");
+}
+
+/** Waits (in real time) until the emulator has answered `n` requests. */
+async function answered(n: number): Promise<void> {
+  while (emulator.count() < n) await new Promise((resolve) => setTimeout(resolve, 2));
+}
+
+describe("the data-key cache in front of AWS KMS", () => {
+  it("the cold path makes exactly 1 KMS call; 1,000 encrypts after warm-up make none", async () => {
+    const { kms } = setUp();
+    const first = await kms.encrypt("tenant-a", "warm-up", { table: "notes" });
+    expect(emulator.counts()).toEqual({ GenerateDataKey: 1 });
+    const envelopes = [];
+    for (let i = 0; i < 1000; i++) envelopes.push(await kms.encrypt("tenant-a", `message ${i}`, { table: "notes" }));
+    expect(emulator.counts()).toEqual({ GenerateDataKey: 1 });
+    // All under the one data key the cold path fetched.
+    const wrappedKeyOf = (envelope: Buffer) => Buffer.from(parseEnvelope(envelope).keySection.wrappedKey).toString("hex");
+    expect(new Set(envelopes.map(wrappedKeyOf))).toEqual(new Set([wrappedKeyOf(first)]));
+  });
+
+  it("decrypt: the first of a data key's envelopes costs 1 Decrypt, every later one none", async () => {
+    const writer = setUp();
+    const envelopes = [];
+    for (let i = 0; i < 100; i++) envelopes.push(await writer.kms.encrypt("tenant-a", `message ${i}`));
+    // A second client (another instance of the app) starts with empty caches.
+    const { region, endpoint, credentials } = emulator.clientConfig();
+    const reader = createKms({
+      registry: [awsKms],
+      config: { providers: { "aws-kms": { region, endpoint, credentials } }, tenants: { defaultKey: { provider: "aws-kms", keyId: writer.alias } } },
+      env: {},
+    });
+    clients.push(reader);
+    emulator.resetLog();
+    expect((await reader.decrypt("tenant-a", envelopes[0]!)).toString()).toBe("message 0");
+    expect(emulator.counts()).toEqual({ Decrypt: 1 });
+    for (let i = 0; i < 100; i++) expect((await reader.decrypt("tenant-a", envelopes[i]!)).toString()).toBe(`message ${i}`);
+    expect(emulator.counts()).toEqual({ Decrypt: 1 });
+  });
+});
+
+describe("resilience against AWS KMS faults", () => {
+  it("throttling is retried with backoff and succeeds once it clears: exactly 3 calls", async () => {
+    const clock = new ManualClock();
+    const { kms, calls } = setUp({ retry: { maxAttempts: 3, baseDelayMs: 100, maxDelayMs: 1000 } }, { clock, random: () => 1 });
+    emulator.inject("GenerateDataKey", { kind: "throttle" }, { times: 2 });
+    const encrypted = kms.encrypt("tenant-a", "after the throttling");
+    await answered(1);
+    // Backoff: random() × base × 2^(attempt-1), here 100 ms then 200 ms; nothing is sent before each ends.
+    await clock.advance(99);
+    expect(emulator.count("GenerateDataKey")).toBe(1);
+    await clock.advance(1);
+    await answered(2);
+    await clock.advance(199);
+    expect(emulator.count("GenerateDataKey")).toBe(2);
+    await clock.advance(1);
+    const envelope = await encrypted;
+    expect(emulator.requests.map((r) => `${r.operation} ${r.status} ${r.fault ?? "-"}`)).toEqual([
+      "GenerateDataKey 400 throttle",
+      "GenerateDataKey 400 throttle",
+      "GenerateDataKey 200 -",
+    ]);
+    expect(calls()).toEqual(["generateDataKey 1 KMS_THROTTLED", "generateDataKey 2 KMS_THROTTLED", "generateDataKey 3 success"]);
+    expect((await kms.decrypt("tenant-a", envelope)).toString()).toBe("after the throttling");
+  });
+
+  it("5xx answers open the circuit after failureThreshold calls; cached keys keep serving; it closes after recovery", async () => {
+    const clock = new ManualClock();
+    const { kms, circuit } = setUp({ retry: { maxAttempts: 1 }, circuitBreaker: { failureThreshold: 3, resetAfterMs: 1000 } }, { clock });
+    const cached = await kms.encrypt("tenant-a", "cached before the outage");
+    await kms.decrypt("tenant-a", cached); // warms the decrypt side too (encrypt fills only its own cache)
+    emulator.resetLog();
+    const fault = emulator.inject("*", { kind: "serverError", status: 503 });
+    for (let i = 0; i < 3; i++) expect(await codeOf(kms.encrypt(`tenant-${i + 1}-cold`, "x"))).toBe("KMS_UNAVAILABLE");
+    expect(circuit()).toEqual(["closed→open"]);
+    expect(await codeOf(kms.encrypt("tenant-4-cold", "x"))).toBe("KMS_CIRCUIT_OPEN");
+    expect(emulator.counts()).toEqual({ GenerateDataKey: 3 }); // the open circuit let nothing through
+    // Tenant A's data keys are cached: encrypt and decrypt keep working with no KMS call.
+    for (let i = 0; i < 50; i++) await kms.encrypt("tenant-a", `during the outage ${i}`);
+    expect((await kms.decrypt("tenant-a", cached)).toString()).toBe("cached before the outage");
+    expect(emulator.count()).toBe(3);
+    // The service recovers; after resetAfterMs one trial call goes through and closes the circuit.
+    fault.clear();
+    await clock.advance(1000);
+    expect(circuit()).toEqual(["closed→open", "open→half-open"]);
+    expect((await kms.decrypt("tenant-5-cold", await kms.encrypt("tenant-5-cold", "back")))).toEqual(Buffer.from("back"));
+    expect(circuit()).toEqual(["closed→open", "open→half-open", "half-open→closed"]);
+    expect(emulator.counts()).toEqual({ GenerateDataKey: 4, Decrypt: 1 });
+  });
+
+  it("an outage (connection refused) opens the circuit the same way, and it closes once the emulator listens again", async () => {
+    const clock = new ManualClock();
+    const { kms, calls, circuit } = setUp({ retry: { maxAttempts: 1 }, circuitBreaker: { failureThreshold: 2, resetAfterMs: 500 } }, { clock });
+    await kms.encrypt("tenant-a", "warm");
+    const restore = await emulator.outage();
+    try {
+      expect(await codeOf(kms.encrypt("tenant-b", "x"))).toBe("KMS_UNAVAILABLE");
+      expect(await codeOf(kms.encrypt("tenant-c", "x"))).toBe("KMS_UNAVAILABLE");
+      expect(await codeOf(kms.encrypt("tenant-d", "x"))).toBe("KMS_CIRCUIT_OPEN");
+      expect(await kms.encrypt("tenant-a", "still served")).toBeInstanceOf(Buffer);
+    } finally {
+      await restore();
+    }
+    await clock.advance(500);
+    expect(await kms.encrypt("tenant-d", "x")).toBeInstanceOf(Buffer);
+    expect(circuit()).toEqual(["closed→open", "open→half-open", "half-open→closed"]);
+    expect(calls()).toEqual([
+      "generateDataKey 1 success",
+      "generateDataKey 1 KMS_UNAVAILABLE",
+      "generateDataKey 1 KMS_UNAVAILABLE",
+      "generateDataKey 1 KMS_CIRCUIT_OPEN",
+      "generateDataKey 1 success",
+    ]);
+    expect(emulator.counts()).toEqual({ GenerateDataKey: 2 }); // the warm-up and the trial: refused connections never reached it
+  });
+
+  it("a call slower than resilience.timeoutMs fails with KMS_TIMEOUT, and the retry gets through", async () => {
+    const { kms, calls } = setUp({ timeoutMs: 500, retry: { maxAttempts: 1 } });
+    emulator.inject("GenerateDataKey", { kind: "latency", ms: 60_000 }, { times: 1 });
+    expect(await codeOf(kms.encrypt("tenant-a", "x"))).toBe("KMS_TIMEOUT");
+    expect(calls()).toEqual(["generateDataKey 1 KMS_TIMEOUT"]);
+
+    const retrying = setUp({ timeoutMs: 500, retry: { maxAttempts: 2, baseDelayMs: 0, maxDelayMs: 0 } });
+    emulator.inject("GenerateDataKey", { kind: "latency", ms: 60_000 }, { times: 1 });
+    expect((await retrying.kms.decrypt("tenant-a", await retrying.kms.encrypt("tenant-a", "y"))).toString()).toBe("y");
+    expect(retrying.calls()).toEqual(["generateDataKey 1 KMS_TIMEOUT", "generateDataKey 2 success", "unwrapDataKey 1 success"]);
+  });
+});
+
+describe("failures that are never retried", () => {
+  it("integrity failures (wrong context, wrong tenant, tampered wrapped key): one Decrypt each, ENVELOPE_AUTH_FAILED", async () => {
+    const { kms, calls } = setUp({ retry: { maxAttempts: 3, baseDelayMs: 0, maxDelayMs: 0 } });
+    const envelope = await kms.encrypt("tenant-a", "integrity", { doc: "1" });
+    // The wrapped key flipped inside the envelope, with the key section's checksum fixed, so that
+    // the envelope parses and only KMS can tell.
+    const tampered = Buffer.from(envelope);
+    const parsed = parseEnvelope(tampered);
+    const wrapped = parsed.keySection.wrappedKey; // a view into `tampered`
+    wrapped[30] = wrapped[30]! ^ 0x01;
+    const ks = parsed.keySectionBytes;
+    ks.writeUInt32BE(crc32(ks.subarray(0, ks.length - 4)), ks.length - 4);
+    emulator.resetLog();
+    expect(await codeOf(kms.decrypt("tenant-a", envelope, { doc: "2" }))).toBe("ENVELOPE_AUTH_FAILED");
+    expect(emulator.count("Decrypt")).toBe(1);
+    expect(await codeOf(kms.decrypt("tenant-b", envelope, { doc: "1" }))).toBe("ENVELOPE_AUTH_FAILED");
+    expect(emulator.count("Decrypt")).toBe(2);
+    expect(await codeOf(kms.decrypt("tenant-a", tampered, { doc: "1" }))).toBe("ENVELOPE_AUTH_FAILED");
+    expect(emulator.count("Decrypt")).toBe(3);
+    expect(emulator.requests.map((r) => r.status)).toEqual([400, 400, 400]);
+    expect(calls().slice(1)).toEqual(["unwrapDataKey 1 ENVELOPE_AUTH_FAILED", "unwrapDataKey 1 ENVELOPE_AUTH_FAILED", "unwrapDataKey 1 ENVELOPE_AUTH_FAILED"]);
+  });
+
+  it("permission failures: one call each, KMS_ACCESS_DENIED", async () => {
+    const { kms } = setUp({ retry: { maxAttempts: 3, baseDelayMs: 0, maxDelayMs: 0 } });
+    const envelope = await kms.encrypt("tenant-a", "permissions");
+    emulator.setAllowedActions(AWS_EMULATOR_IDENTITY.accessKeyId, ["kms:DescribeKey", "kms:Encrypt"]);
+    emulator.resetLog();
+    expect(await codeOf(kms.decrypt("tenant-a", envelope))).toBe("KMS_ACCESS_DENIED");
+    expect(await codeOf(kms.encrypt("tenant-b", "x"))).toBe("KMS_ACCESS_DENIED");
+    expect(emulator.counts()).toEqual({ Decrypt: 1, GenerateDataKey: 1 });
+  });
+});
+
+describe("rotation and rewrap", () => {
+  it("an envelope under key version 1 decrypts after rotateKey; rewrap moves it to the new version without touching its payload", async () => {
+    const { kms, alias, keyId } = setUp();
+    const provider = awsKmsProvider(emulator.clientConfig());
+    try {
+      const payload = randomBytes(512);
+      const v1Envelope = await kms.encrypt("tenant-a", payload, { doc: "7" });
+      const [v1] = emulator.key(keyId).keyMaterialIds;
+      expect(parseEnvelope(v1Envelope).keySection.keyVersion).toBe(v1);
+
+      const rotation = await provider.rotateKey(alias);
+      const [, v2] = emulator.key(keyId).keyMaterialIds;
+      expect(rotation).toEqual({ keyId: alias, previousVersion: v1, currentVersion: v2 });
+      kms.invalidateTenant("tenant-a"); // drop the cached data keys of version 1
+      expect((await kms.decrypt("tenant-a", v1Envelope, { doc: "7" })).equals(payload)).toBe(true);
+
+      emulator.resetLog();
+      const rewrapped = await kms.rewrap("tenant-a", v1Envelope, { doc: "7" });
+      expect(emulator.counts()).toEqual({ Decrypt: 1, DescribeKey: 1, Encrypt: 1 });
+      const before = parseEnvelope(v1Envelope);
+      const after = parseEnvelope(rewrapped);
+      expect({ before: before.keySection.keyVersion, after: after.keySection.keyVersion }).toEqual({ before: v1, after: v2 });
+      expect(Buffer.from(after.keySection.wrappedKey).equals(before.keySection.wrappedKey)).toBe(false);
+      // Everything after the key section and its tag (IV, ciphertext, GCM tag) is byte-identical, and
+      // so is the fixed header (its key commitment: same data key).
+      const payloadOf = (p: typeof before) => Buffer.concat([p.iv, p.ciphertext, p.tag]);
+      expect(payloadOf(after).equals(payloadOf(before))).toBe(true);
+      expect(after.fixedHeader.equals(before.fixedHeader)).toBe(true);
+      expect((await kms.decrypt("tenant-a", rewrapped, { doc: "7" })).equals(payload)).toBe(true);
+      // New envelopes are written under the new version.
+      expect(parseEnvelope(await kms.encrypt("tenant-a", "new")).keySection.keyVersion).toBe(v2);
+    } finally {
+      await provider.close();
+    }
+  });
+});

@@ -1,0 +1,22 @@
+/**
+ * `@kms/testkit/emulators`: local wire emulators of the KMS services, for testing adapters through
+ * their official SDKs and for testing a service offline. No jest dependency: usable from any runner.
+ */
+export {
+  EmulatedKey,
+  Emulator,
+  EmulatorReply,
+  type AuthResult,
+  type EmulatorOptions,
+  type EmulatorRequest,
+  type EmulatorResponse,
+  type Fault,
+  type FaultKind,
+  type InjectOptions,
+  type InjectedFault,
+  type KeyVersion,
+  type LoggedRequest,
+  type RoutedRequest,
+} from "./framework";
+export * from "./aws";
+export * from "./vault";
