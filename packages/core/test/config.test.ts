@@ -42,10 +42,11 @@ describe("validateConfig", () => {
     expect(error.message).toContain("KMS_TROUBLESHOOTING.md#kms_provider_unknown");
   });
 
-  it("names the package to install when a known provider is not installed (vault)", () => {
-    const error = configError({ providers: { vault: { address: "http://127.0.0.1:8200" } }, tenants: { defaultKey: { provider: "vault", keyId: "app" } } });
+  // @kms/gcp does not exist in this workspace (yet), so it is genuinely not installed.
+  it("names the package to install when a known provider is not installed (gcp-kms)", () => {
+    const error = configError({ providers: { "gcp-kms": { project: "p" } }, tenants: { defaultKey: { provider: "gcp-kms", keyId: "app" } } });
     expect(error.code).toBe("KMS_PROVIDER_NOT_INSTALLED");
-    expect(error.issues[0]!.message).toContain("pnpm add @kms/vault");
+    expect(error.issues[0]!.message).toContain("pnpm add @kms/gcp");
     expect(error.docsUrl).toMatch(/#kms_provider_not_installed$/);
   });
 
