@@ -6,7 +6,7 @@
  * exception name, an ARN, an IAM action, a key state), so nothing a caller put in a request (an
  * encryption-context value, say) can reach a message.
  */
-import { KmsError, type KmsErrorCode, isKmsError } from "@kms/core";
+import { KmsError, type KmsErrorCode, isKmsError, networkFailureOf } from "@kms/core";
 
 /** The provider id, written into every envelope. */
 export const PROVIDER_ID = "aws-kms";
@@ -71,6 +71,12 @@ const unavailable: Row = {
   fix: () => "check the network path to the KMS endpoint and the AWS Health Dashboard, then try again",
 };
 
+const sdkTimeout: Row = {
+  code: "KMS_TIMEOUT",
+  message: (f) => `${f.call.operation} on ${f.resource} timed out in the AWS SDK (connection or request timeout)`,
+  fix: () => "check the network path to the KMS endpoint, or raise connectionTimeoutMs / requestTimeoutMs",
+};
+
 const credentialsMissing: Row = {
   ...credentials,
   message: (f) => `no AWS credentials were found (${f.what}) calling ${f.call.operation} on ${f.resource}`,
@@ -116,11 +122,7 @@ const BY_NAME: Readonly<Record<string, Row>> = {
   KeyUnavailableException: unavailable,
   ServiceUnavailableException: unavailable,
   InternalFailure: unavailable,
-  TimeoutError: {
-    code: "KMS_TIMEOUT",
-    message: (f) => `${f.call.operation} on ${f.resource} timed out in the AWS SDK (connection or request timeout)`,
-    fix: () => "check the network path to the KMS endpoint, or raise connectionTimeoutMs / requestTimeoutMs",
-  },
+  TimeoutError: sdkTimeout,
 };
 
 const providerError: Row = {
@@ -129,8 +131,6 @@ const providerError: Row = {
   fix: () => "see the error's cause and request id; report it if it persists",
 };
 
-/** Socket-level failures: the KMS could not be reached or dropped the connection. */
-const NETWORK = /\b(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|ENOTFOUND)\b|socket hang up/;
 const NAME = /^[A-Za-z][A-Za-z0-9]{0,63}$/;
 /**
  * AWS's access-denied wording: `User: <principal> is not authorized to perform: <action> on resource:
@@ -163,12 +163,12 @@ export function mapAwsError(error: unknown, call: AwsCall, signal?: AbortSignal)
   const message = typeof e.message === "string" ? e.message : "";
   const requestId = typeof e.$metadata?.requestId === "string" && REQUEST_ID.test(e.$metadata.requestId) ? e.$metadata.requestId : undefined;
 
-  // No HTTP answer: a socket error, with a `code`. Under jest, Node's socket errors come from another
-  // realm, fail the SDK's `instanceof Error` and reach us as text only ("AWS SDK error wrapper for
-  // Error: connect ECONNREFUSED …"), so the text is matched too (and never copied).
-  const network = status === undefined ? (typeof e.code === "string" && NETWORK.test(e.code) ? e.code : NETWORK.exec(message)?.[0]) : undefined;
+  // No HTTP answer: a socket error. Under jest, Node's socket errors come from another realm, fail the
+  // SDK's `instanceof Error` and reach us as text only ("AWS SDK error wrapper for Error: connect
+  // ECONNREFUSED …"); core's classification matches the text too (and never copies it).
+  const network = status === undefined ? networkFailureOf(error) : undefined;
   let row: Row;
-  if (network !== undefined) row = unavailable;
+  if (network !== undefined) row = network.code === "KMS_TIMEOUT" ? sdkTimeout : unavailable;
   else if (name !== undefined && Object.hasOwn(BY_NAME, name)) row = BY_NAME[name]!;
   else if (status !== undefined && status >= 500) row = unavailable;
   else row = providerError;
@@ -176,7 +176,7 @@ export function mapAwsError(error: unknown, call: AwsCall, signal?: AbortSignal)
   const denied = row === accessDenied ? DENIED.exec(message) : null;
   const facts: Facts = {
     call,
-    what: network ?? name ?? (status === undefined ? "no response" : `HTTP ${status}`),
+    what: network?.name ?? name ?? (status === undefined ? "no response" : `HTTP ${status}`),
     action: denied?.[2] ?? `kms:${call.operation}`,
     ...(denied ? { principal: denied[1] } : {}),
     resource: denied?.[3] ?? call.keyArn ?? call.keyId,

@@ -13,6 +13,7 @@
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { DecryptCommand, DescribeKeyCommand, EncryptCommand, GenerateDataKeyCommand, type KeyMetadata, KMSClient, RotateKeyOnDemandCommand } from "@aws-sdk/client-kms";
 import {
+  type Cancellable,
   DATA_KEY_BYTES,
   DOCS_BASE_URL,
   type DataKey,
@@ -114,10 +115,6 @@ function clientFor(settings: AwsKmsSettings): KMSClient {
         }
       : {}),
   });
-}
-
-interface Cancellable {
-  readonly signal?: AbortSignal;
 }
 
 class AwsKms implements AwsKmsProvider {

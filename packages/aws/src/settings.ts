@@ -24,7 +24,7 @@ export interface AwsKmsSettings {
   readonly credentials?: AwsStaticCredentials;
   /** Time to establish a connection before the SDK gives up (a retryable `KMS_TIMEOUT`). Default: none (core's timeout applies). */
   readonly connectionTimeoutMs?: number;
-  /** Time for a whole request before the SDK gives up (the SDK reports ETIMEDOUT: a retryable `KMS_UNAVAILABLE`). Core's `resilience.timeoutMs` applies anyway. */
+  /** Time for a whole request before the SDK gives up (the SDK reports ETIMEDOUT: a retryable `KMS_TIMEOUT`). Core's `resilience.timeoutMs` applies anyway. */
   readonly requestTimeoutMs?: number;
 }
 

@@ -235,11 +235,11 @@ describe("error mapping", () => {
     expect((await kmsErrorOf(p.describeKey(alias, { signal: plain.signal }))).code).toBe("KMS_TIMEOUT");
   });
 
-  it("the SDK's own request timeout (requestTimeoutMs) is a retryable KMS_UNAVAILABLE: the SDK reports it as ETIMEDOUT", async () => {
+  it("the SDK's own request timeout (requestTimeoutMs) is a retryable KMS_TIMEOUT: the SDK reports it as ETIMEDOUT", async () => {
     emulator.inject("DescribeKey", { kind: "latency", ms: 60_000 }, { times: 1 });
     const error = await kmsErrorOf(provider(undefined, { requestTimeoutMs: 50 }).describeKey(alias));
-    expect({ code: error.code, retryable: error.retryable }).toEqual({ code: "KMS_UNAVAILABLE", retryable: true });
-    expect(error.message.startsWith(`aws-kms: DescribeKey on ${alias} failed: AWS KMS is unavailable (ETIMEDOUT): `)).toBe(true);
+    expect({ code: error.code, retryable: error.retryable }).toEqual({ code: "KMS_TIMEOUT", retryable: true });
+    expect(error.message.startsWith(`aws-kms: DescribeKey on ${alias} timed out in the AWS SDK (connection or request timeout): `)).toBe(true);
   });
 
   it("maps errors the emulator cannot produce by name, code and status, copying no AWS text", () => {
@@ -253,7 +253,7 @@ describe("error mapping", () => {
       [{ name: "CredentialsProviderError", message: "Could not load credentials from any providers" }, "KMS_ACCESS_DENIED"],
       [Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET", name: "TimeoutError" }), "KMS_UNAVAILABLE"],
       [Object.assign(new Error("write EPIPE"), { code: "EPIPE" }), "KMS_UNAVAILABLE"],
-      [Object.assign(new Error("connect ETIMEDOUT 10.0.0.1:443"), { code: "ETIMEDOUT" }), "KMS_UNAVAILABLE"],
+      [Object.assign(new Error("connect ETIMEDOUT 10.0.0.1:443"), { code: "ETIMEDOUT" }), "KMS_TIMEOUT"],
       [Object.assign(new Error("the request timed out"), { name: "TimeoutError" }), "KMS_TIMEOUT"],
       [{ name: "ValidationException", message: "1 validation error detected: Value 'secret-context' at 'keyId'", $metadata: { httpStatusCode: 400 } }, "KMS_PROVIDER_ERROR"],
       ["a string", "KMS_PROVIDER_ERROR"],

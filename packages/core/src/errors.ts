@@ -43,6 +43,45 @@ export const OUTAGE_CODES: ReadonlySet<string> = new Set<KmsErrorCode>(["KMS_UNA
  */
 export const UNAVAILABLE_NOW_CODES: ReadonlySet<string> = new Set<string>([...OUTAGE_CODES, "KMS_CIRCUIT_OPEN", "KMS_THROTTLED", "KMS_OVERLOADED"]);
 
+/**
+ * Failures below HTTP, by their Node / HTTP-client error code: the KMS did not answer in time
+ * (`KMS_TIMEOUT`) or could not be reached or dropped the connection (`KMS_UNAVAILABLE`). One table
+ * for every provider, so the same socket failure is the same code whichever SDK met it.
+ */
+const NETWORK_FAILURES: Readonly<Record<string, "KMS_TIMEOUT" | "KMS_UNAVAILABLE">> = {
+  ETIMEDOUT: "KMS_TIMEOUT",
+  ECONNABORTED: "KMS_TIMEOUT", // axios's request timeout
+  ECONNREFUSED: "KMS_UNAVAILABLE",
+  ECONNRESET: "KMS_UNAVAILABLE",
+  EPIPE: "KMS_UNAVAILABLE",
+  ENOTFOUND: "KMS_UNAVAILABLE",
+  EAI_AGAIN: "KMS_UNAVAILABLE",
+  EHOSTUNREACH: "KMS_UNAVAILABLE",
+  ENETUNREACH: "KMS_UNAVAILABLE",
+  ENETDOWN: "KMS_UNAVAILABLE",
+  ERR_NETWORK: "KMS_UNAVAILABLE", // axios, when Node gave no code
+};
+const NETWORK_TEXT = new RegExp(`\\b(${Object.keys(NETWORK_FAILURES).join("|")})\\b|socket hang up`);
+
+/** A failure that never got an HTTP answer: its system code (or `socket hang up`) and core's code for it. */
+export interface NetworkFailure {
+  readonly name: string;
+  readonly code: "KMS_TIMEOUT" | "KMS_UNAVAILABLE";
+}
+
+/**
+ * Classifies an SDK rejection that carries a socket-level failure, by its `code`, else by a code named
+ * in its message (some SDKs wrap a Node error from another realm, e.g. under jest, as text only); the
+ * text is matched, never copied. Undefined for anything else.
+ */
+export function networkFailureOf(error: unknown): NetworkFailure | undefined {
+  const e = (typeof error === "object" && error !== null ? error : {}) as { code?: unknown; message?: unknown };
+  if (typeof e.code === "string" && Object.hasOwn(NETWORK_FAILURES, e.code)) return { name: e.code, code: NETWORK_FAILURES[e.code]! };
+  const found = typeof e.message === "string" ? NETWORK_TEXT.exec(e.message)?.[0] : undefined;
+  if (found === undefined) return undefined;
+  return { name: found, code: NETWORK_FAILURES[found] ?? "KMS_UNAVAILABLE" };
+}
+
 export function docsUrlFor(code: KmsErrorCode): string {
   return `${TROUBLESHOOTING_URL}#${code.toLowerCase()}`;
 }

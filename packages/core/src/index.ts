@@ -40,9 +40,11 @@ export {
   TROUBLESHOOTING_URL,
   docsUrlFor,
   isKmsError,
+  networkFailureOf,
   type ConfigIssue,
   type KmsErrorCode,
   type KmsErrorOptions,
+  type NetworkFailure,
 } from "./errors";
 export type { CacheSide, CircuitState, EvictionReason, KmsEvent, KmsEventListener, KmsOperation } from "./events";
 export { LOCAL_DEFAULT_PATH, localKms, localKmsProvider, type LocalKmsOptions, type LocalKmsProvider, type LocalKmsSettings } from "./local-provider";
@@ -51,6 +53,7 @@ export {
   definitionOf,
   KNOWN_PROVIDERS,
   PROVIDER_ID_PATTERN,
+  type Cancellable,
   type DataKey,
   type EncryptionContext,
   type GenerateDataKeyRequest,

@@ -37,6 +37,7 @@ import { type Clock, systemClock } from "./clock";
 import { DOCS_BASE_URL, KmsConfigError, KmsError, configIssue, docsUrlFor, isKmsError, type KmsErrorCode } from "./errors";
 import {
   DATA_KEY_BYTES,
+  type Cancellable,
   type DataKey,
   type EncryptionContext,
   type GenerateDataKeyRequest,
@@ -170,10 +171,6 @@ interface KeyEntry {
 }
 
 type Store = Map<string, KeyEntry>;
-
-interface Cancellable {
-  readonly signal?: AbortSignal;
-}
 
 class LocalKms implements LocalKmsProvider {
   readonly id = PROVIDER_ID;

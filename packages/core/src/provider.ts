@@ -23,7 +23,8 @@ export interface ProviderCapabilities {
   readonly insecure: boolean;
 }
 
-interface Cancellable {
+/** Options of every provider call: core's cancellation signal. */
+export interface Cancellable {
   /** Aborted when core's timeout fires; pass it to the SDK call. */
   readonly signal?: AbortSignal;
 }

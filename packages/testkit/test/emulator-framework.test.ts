@@ -28,8 +28,8 @@ class ToyEmulator extends Emulator {
   protected authenticate(req: EmulatorRequest): AuthResult {
     return req.headers["x-token"] === "ok" ? { ok: true, identity: "tester" } : { ok: false, response: { status: 401, body: { error: "who are you" } } };
   }
-  protected faultResponse(fault: Exclude<FaultKind, "latency" | "connectionReset">, routed: RoutedRequest, status: number): EmulatorResponse {
-    return { status: fault === "serverError" ? status : 400, body: { fault, key: routed.keyId ?? null } };
+  protected faultResponse(fault: Exclude<FaultKind, "latency" | "connectionReset">, routed: RoutedRequest, status: number, identity: string | undefined): EmulatorResponse {
+    return { status: fault === "serverError" ? status : 400, body: { fault, key: routed.keyId ?? null, identity } };
   }
   protected handle(req: EmulatorRequest, routed: RoutedRequest, identity: string | undefined): EmulatorResponse {
     if (routed.operation === "fail") throw new EmulatorReply({ status: 409, body: { error: "conflict" } });
@@ -176,7 +176,7 @@ describe("fault injection", () => {
 
   it("applies a fault until cleared, only to its operation", async () => {
     const fault = emulator.inject("echo", { kind: "serverError", status: 503 });
-    expect((await call(url, "/echo/k1")).body).toEqual({ fault: "serverError", key: "k1" });
+    expect((await call(url, "/echo/k1")).body).toEqual({ fault: "serverError", key: "k1", identity: "tester" });
     expect(await statuses(2, "/echo/k1")).toEqual([503, 503]);
     expect((await call(url, "/other/k1")).status).toBe(200);
     expect(fault.remaining).toBe(Infinity);
@@ -187,7 +187,7 @@ describe("fault injection", () => {
 
   it("filters by key id; '*' matches every operation; clearFaults() ends them all", async () => {
     emulator.inject("*", { kind: "keyNotFound" }, { keyId: "gone" });
-    expect((await call(url, "/echo/gone")).body).toEqual({ fault: "keyNotFound", key: "gone" });
+    expect((await call(url, "/echo/gone")).body).toEqual({ fault: "keyNotFound", key: "gone", identity: "tester" });
     expect((await call(url, "/other/gone")).status).toBe(400);
     expect((await call(url, "/echo/here")).status).toBe(200);
     emulator.clearFaults();
@@ -197,7 +197,7 @@ describe("fault injection", () => {
   it("answers each decisive fault kind through the protocol", async () => {
     for (const kind of ["throttle", "accessDenied", "keyDisabled", "keyNotFound"] as const) {
       emulator.inject("echo", { kind }, { times: 1 });
-      expect(await call(url, "/echo/k1")).toMatchObject({ status: 400, body: { fault: kind, key: "k1" } });
+      expect(await call(url, "/echo/k1")).toEqual(expect.objectContaining({ status: 400, body: { fault: kind, key: "k1", identity: "tester" } }));
     }
     emulator.inject("echo", { kind: "serverError" }, { times: 1 });
     expect((await call(url, "/echo/k1")).status).toBe(500);

@@ -24,7 +24,7 @@
  * `X-Vault-Token` and whose body holds the plaintext of an encrypt call. It is replaced by a
  * `VaultTransportError` with only its code and message.
  */
-import { KmsError, type KmsErrorCode, isKmsError } from "@kms/core";
+import { KmsError, type KmsErrorCode, type NetworkFailure, isKmsError, networkFailureOf } from "@kms/core";
 
 /** What the provider was doing: every message names it. */
 export interface VaultCall {
@@ -47,8 +47,8 @@ interface Failure {
   readonly status?: number;
   /** Vault's error strings, joined (matched on, never copied). */
   readonly text: string;
-  /** The network error code, when Vault did not answer. */
-  readonly network?: string;
+  /** The socket-level failure, when Vault did not answer (core's one classification). */
+  readonly network?: NetworkFailure;
   readonly requestId?: string;
 }
 
@@ -58,18 +58,6 @@ interface Row {
   message(f: Failure, c: VaultCall): string;
 }
 
-const TIMEOUT_CODES: ReadonlySet<string> = new Set(["ECONNABORTED", "ETIMEDOUT"]);
-const UNREACHABLE_CODES: ReadonlySet<string> = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "EPIPE",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "ENETDOWN",
-  "ERR_NETWORK",
-]);
 
 const forKey = (c: VaultCall) => (c.keyId === undefined ? "" : ` for key "${c.keyId}"`);
 const keyNamed = (c: VaultCall) => (c.keyId === undefined ? `"${c.path}"` : `transit key "${c.keyId}"`);
@@ -121,13 +109,13 @@ const TABLE: readonly Row[] = [
   },
   {
     code: "KMS_TIMEOUT",
-    matches: (f) => f.network !== undefined && TIMEOUT_CODES.has(f.network),
+    matches: (f) => f.network?.code === "KMS_TIMEOUT",
     message: (_f, c) => `no answer from Vault at ${c.endpoint} within ${c.requestTimeoutMs} ms (${c.operation}${forKey(c)})`,
   },
   {
     code: "KMS_UNAVAILABLE",
-    matches: (f) => f.network !== undefined && UNREACHABLE_CODES.has(f.network),
-    message: (f, c) => `cannot reach Vault at ${c.endpoint} (${f.network}) for ${c.operation}${forKey(c)}`,
+    matches: (f) => f.network?.code === "KMS_UNAVAILABLE",
+    message: (f, c) => `cannot reach Vault at ${c.endpoint} (${f.network!.name}) for ${c.operation}${forKey(c)}`,
   },
 ];
 
@@ -139,7 +127,7 @@ export function mapVaultError(error: unknown, call: VaultCall): KmsError {
   const code: KmsErrorCode = row?.code ?? "KMS_PROVIDER_ERROR";
   const message =
     row?.message(f, call) ??
-    `unexpected ${f.status !== undefined ? `HTTP ${f.status}` : (f.network ?? "failure")} from Vault to ${call.operation}${forKey(call)} on "${call.path}"`;
+    `unexpected ${f.status !== undefined ? `HTTP ${f.status}` : (f.network?.name ?? "failure")} from Vault to ${call.operation}${forKey(call)} on "${call.path}"`;
   return new KmsError(code, `vault: ${message}`, {
     provider: "vault",
     cause: safeCause(error),
@@ -170,8 +158,8 @@ function failureOf(error: unknown): Failure {
     const requestId = typeof body?.request_id === "string" && /^[\w-]{1,64}$/.test(body.request_id) ? body.request_id : undefined;
     return { status: response.statusCode, text: errors.join("\n"), ...(requestId === undefined ? {} : { requestId }) };
   }
-  const code = codeOf(error);
-  return { text: "", ...(code === undefined ? {} : { network: code }) };
+  const network = networkFailureOf(error);
+  return { text: "", ...(network === undefined ? {} : { network }) };
 }
 
 function responseOf(error: unknown): { statusCode: number; body: unknown } | undefined {

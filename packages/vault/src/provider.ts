@@ -31,6 +31,7 @@
 import * as http from "node:http";
 import * as https from "node:https";
 import {
+  type Cancellable,
   type Clock,
   DATA_KEY_BYTES,
   DOCS_BASE_URL,
@@ -110,10 +111,6 @@ interface Session {
   readonly renewAt: number;
   readonly renewable: boolean;
   readonly marginMs: number;
-}
-
-interface Cancellable {
-  readonly signal?: AbortSignal;
 }
 
 type Capability = "read" | "update";

@@ -159,24 +159,24 @@ interface IdentityRecord {
   allow: ReadonlySet<string> | "*";
 }
 
-/** What one request carries beyond the framework's routing: its parsed body and who sent it. */
+/** What one request carries beyond the framework's routing: its parsed body. */
 interface CallState {
   /** The body as a JSON object; undefined when it is not one (answered SerializationException). */
   readonly input: Record<string, unknown> | undefined;
-  identity?: IdentityRecord;
 }
+
+type AwsRoute = RoutedRequest<CallState>;
 
 type Json = Record<string, unknown>;
 
 /** An AWS KMS emulator on 127.0.0.1. See the module comment for what it models. */
-export class AwsKmsEmulator extends Emulator {
+export class AwsKmsEmulator extends Emulator<CallState> {
   protected readonly protocol = "aws-kms";
   readonly account: string;
   readonly region: string;
   readonly #keys = new Map<string, KeyRecord>();
   readonly #aliases = new Map<string, AliasRecord>();
   readonly #identities = new Map<string, IdentityRecord>();
-  readonly #calls = new WeakMap<RoutedRequest, CallState>();
 
   constructor(options: AwsKmsEmulatorOptions = {}) {
     super(options);
@@ -275,7 +275,7 @@ export class AwsKmsEmulator extends Emulator {
     return { "x-amzn-RequestId": newRequestId() };
   }
 
-  protected route(req: EmulatorRequest): RoutedRequest {
+  protected route(req: EmulatorRequest): AwsRoute {
     if (req.method !== "POST" || req.url.pathname !== "/") {
       throw new EmulatorReply(errorResponse("UnknownOperationException", undefined, 404));
     }
@@ -291,42 +291,37 @@ export class AwsKmsEmulator extends Emulator {
     const input = parseObject(req.body);
     const named = input?.[operation === "CreateAlias" ? "TargetKeyId" : "KeyId"];
     const keyId = typeof named === "string" && named.length > 0 && named.length <= 256 ? named : undefined;
-    const routed: RoutedRequest = { operation, ...(keyId === undefined ? {} : { keyId }) };
-    this.#calls.set(routed, { input });
-    return routed;
+    return { operation, ...(keyId === undefined ? {} : { keyId }), state: { input } };
   }
 
-  protected authenticate(req: EmulatorRequest, routed: RoutedRequest): AuthResult {
+  protected authenticate(req: EmulatorRequest, routed: AwsRoute): AuthResult {
     const verified = this.#verifySignature(req);
     if (!verified.ok) return verified;
     const identity = verified.identity;
-    const call = this.#calls.get(routed)!;
-    call.identity = identity;
     const action = `kms:${routed.operation}`;
     if (identity.allow !== "*" && !identity.allow.has(action) && !identity.allow.has("kms:*")) {
-      return { ok: false, identity: identity.accessKeyId, response: this.#accessDenied(routed, call) };
+      return { ok: false, identity: identity.accessKeyId, response: this.#accessDenied(routed, identity.accessKeyId) };
     }
     return { ok: true, identity: identity.accessKeyId };
   }
 
-  protected faultResponse(fault: Exclude<FaultKind, "latency" | "connectionReset">, routed: RoutedRequest, status: number): EmulatorResponse {
-    const call = this.#calls.get(routed)!;
+  protected faultResponse(fault: Exclude<FaultKind, "latency" | "connectionReset">, routed: AwsRoute, status: number, identity: string | undefined): EmulatorResponse {
     switch (fault) {
       case "throttle":
         return errorResponse("ThrottlingException", "Rate exceeded");
       case "serverError":
         return errorResponse("KMSInternalException", "An internal error occurred.", status);
       case "accessDenied":
-        return this.#accessDenied(routed, call);
+        return this.#accessDenied(routed, identity);
       case "keyDisabled":
-        return errorResponse("DisabledException", `${this.#resourceOf(routed, call)} is disabled.`);
+        return errorResponse("DisabledException", `${this.#resourceOf(routed)} is disabled.`);
       case "keyNotFound":
-        return errorResponse("NotFoundException", this.#notFoundMessage(routed.keyId ?? this.#resourceOf(routed, call)));
+        return errorResponse("NotFoundException", this.#notFoundMessage(routed.keyId ?? this.#resourceOf(routed)));
     }
   }
 
-  protected handle(_req: EmulatorRequest, routed: RoutedRequest): EmulatorResponse {
-    const input = this.#calls.get(routed)?.input;
+  protected handle(_req: EmulatorRequest, routed: AwsRoute): EmulatorResponse {
+    const input = routed.state?.input;
     if (input === undefined) fail("SerializationException", "Start of structure or map found where not expected.");
     switch (routed.operation as AwsKmsOperation) {
       case "GenerateDataKey":
@@ -618,8 +613,8 @@ export class AwsKmsEmulator extends Emulator {
    * The resource an access-denied message names: the key's ARN when the request's key resolves (a
    * Decrypt without KeyId: the key inside the blob), else the ARN form of what it named, else `*`.
    */
-  #resourceOf(routed: RoutedRequest, call: CallState): string {
-    const input = call.input;
+  #resourceOf(routed: AwsRoute): string {
+    const input = routed.state?.input;
     if (routed.operation === "CreateAlias" && typeof input?.AliasName === "string" && ALIAS_NAME.test(input.AliasName)) {
       return this.#aliasArn(input.AliasName);
     }
@@ -638,12 +633,13 @@ export class AwsKmsEmulator extends Emulator {
     return "*";
   }
 
-  #accessDenied(routed: RoutedRequest, call: CallState): EmulatorResponse {
-    const principal = call.identity?.principal ?? `arn:aws:iam::${this.account}:user/unknown`;
+  /** AccessDeniedException naming the principal of `accessKeyId` (the identity authenticate established). */
+  #accessDenied(routed: AwsRoute, accessKeyId: string | undefined): EmulatorResponse {
+    const principal = (accessKeyId === undefined ? undefined : this.#identities.get(accessKeyId)?.principal) ?? `arn:aws:iam::${this.account}:user/unknown`;
     const action = `kms:${routed.operation}`;
     return errorResponse(
       "AccessDeniedException",
-      `User: ${principal} is not authorized to perform: ${action} on resource: ${this.#resourceOf(routed, call)} because no identity-based policy allows the ${action} action`,
+      `User: ${principal} is not authorized to perform: ${action} on resource: ${this.#resourceOf(routed)} because no identity-based policy allows the ${action} action`,
     );
   }
 

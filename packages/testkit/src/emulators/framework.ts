@@ -72,11 +72,16 @@ export interface LoggedRequest {
   readonly details?: Readonly<Record<string, string>>;
 }
 
-/** What a protocol says a request is. */
-export interface RoutedRequest {
+/**
+ * What a protocol says a request is. `state` is the protocol's own parse of the request (its body, its
+ * route), made once in `route` and handed back to `authenticate`, `faultResponse` and `handle`; it
+ * never reaches the request log.
+ */
+export interface RoutedRequest<S = unknown> {
   readonly operation: string;
   readonly keyId?: string;
   readonly details?: Readonly<Record<string, string>>;
+  readonly state?: S;
 }
 
 /** A request as handed to the protocol: headers, raw body, and the parsed URL. */
@@ -124,8 +129,8 @@ interface ActiveFault {
   remaining: number;
 }
 
-/** The common server: life cycle, request log, faults. Protocols extend it. */
-export abstract class Emulator {
+/** The common server: life cycle, request log, faults. Protocols extend it; `S` is their per-request state. */
+export abstract class Emulator<S = unknown> {
   readonly #options: EmulatorOptions;
   readonly #log: LoggedRequest[] = [];
   #faults: ActiveFault[] = [];
@@ -145,13 +150,21 @@ export abstract class Emulator {
   /** Short protocol name, for messages (`aws-kms`, `vault`). */
   protected abstract readonly protocol: string;
   /** Which operation a request is; throw an `EmulatorReply` for a request the service would refuse before routing. */
-  protected abstract route(req: EmulatorRequest): RoutedRequest;
+  protected abstract route(req: EmulatorRequest): RoutedRequest<S>;
   /** Checks the request's credentials; runs before faults, as the service checks them first. */
-  protected abstract authenticate(req: EmulatorRequest, routed: RoutedRequest): AuthResult;
-  /** The service's own answer to an injected fault (never `latency` or `connectionReset`). */
-  protected abstract faultResponse(fault: Exclude<FaultKind, "latency" | "connectionReset">, routed: RoutedRequest, status: number): EmulatorResponse;
+  protected abstract authenticate(req: EmulatorRequest, routed: RoutedRequest<S>): AuthResult;
+  /**
+   * The service's own answer to an injected fault (never `latency` or `connectionReset`), for the
+   * identity `authenticate` established (an access-denied answer names it).
+   */
+  protected abstract faultResponse(
+    fault: Exclude<FaultKind, "latency" | "connectionReset">,
+    routed: RoutedRequest<S>,
+    status: number,
+    identity: string | undefined,
+  ): EmulatorResponse;
   /** Serves an authenticated, unfaulted request. Throw an `EmulatorReply` for an error answer. */
-  protected abstract handle(req: EmulatorRequest, routed: RoutedRequest, identity: string | undefined): EmulatorResponse | Promise<EmulatorResponse>;
+  protected abstract handle(req: EmulatorRequest, routed: RoutedRequest<S>, identity: string | undefined): EmulatorResponse | Promise<EmulatorResponse>;
   /** Headers every response carries (a request id, for one). */
   protected responseHeaders(): Record<string, string> {
     return {};
@@ -306,7 +319,7 @@ export abstract class Emulator {
       headers: req.headers,
       body,
     };
-    let routed: RoutedRequest = { operation: "unknown" };
+    let routed: RoutedRequest<S> = { operation: "unknown" };
     let identity: string | undefined;
     let faultKind: FaultKind | undefined;
     const record = (status: number) =>
@@ -342,7 +355,7 @@ export abstract class Emulator {
           req.socket.destroy();
           return;
         }
-        const response = this.faultResponse(fault.kind, routed, fault.kind === "serverError" ? (fault.status ?? 500) : 0);
+        const response = this.faultResponse(fault.kind, routed, fault.kind === "serverError" ? (fault.status ?? 500) : 0, identity);
         record(response.status);
         send(res, response, this.responseHeaders());
         return;

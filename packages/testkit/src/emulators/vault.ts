@@ -182,7 +182,7 @@ interface VaultRoute {
 }
 
 /** A Vault server with the transit engine, token and AppRole auth, on 127.0.0.1. */
-export class VaultEmulator extends Emulator {
+export class VaultEmulator extends Emulator<VaultRoute> {
   protected readonly protocol = "vault";
   readonly #mounts: readonly string[];
   readonly #appRoleMount: string;
@@ -191,7 +191,6 @@ export class VaultEmulator extends Emulator {
   readonly #keys = new Map<string, Map<string, TransitKey>>();
   #tokens: TokenState[] = [];
   readonly #roles: RoleEntry[];
-  readonly #routes = new WeakMap<EmulatorRequest, VaultRoute>();
   #sealed = false;
   #standby = false;
 
@@ -278,9 +277,8 @@ export class VaultEmulator extends Emulator {
     return { "cache-control": "no-store" };
   }
 
-  protected route(req: EmulatorRequest): RoutedRequest {
+  protected route(req: EmulatorRequest): RoutedRequest<VaultRoute> {
     const route = this.#parseRoute(req);
-    this.#routes.set(req, route);
     const namespace = header(req, "x-vault-namespace");
     const known = route.operation !== "unknown";
     const details: Record<string, string> = {
@@ -291,11 +289,12 @@ export class VaultEmulator extends Emulator {
       operation: route.operation,
       ...(route.name === undefined ? {} : { keyId: route.name }),
       ...(Object.keys(details).length === 0 ? {} : { details }),
+      state: route,
     };
   }
 
-  protected authenticate(req: EmulatorRequest): AuthResult {
-    const route = this.#routes.get(req)!;
+  protected authenticate(req: EmulatorRequest, routed: RoutedRequest<VaultRoute>): AuthResult {
+    const route = routed.state!;
     if (route.operation === "sys/health") return { ok: true };
     if (this.#sealed) return { ok: false, response: errors(503, "Vault is sealed") };
     if (route.operation === "approle.login") return { ok: true };
@@ -325,8 +324,8 @@ export class VaultEmulator extends Emulator {
     }
   }
 
-  protected handle(req: EmulatorRequest, _routed: RoutedRequest, _identity: string | undefined): EmulatorResponse {
-    const route = this.#routes.get(req)!;
+  protected handle(req: EmulatorRequest, routed: RoutedRequest<VaultRoute>): EmulatorResponse {
+    const route = routed.state!;
     if (route.badMethod) return errors(405, "1 error occurred:\n\t* unsupported operation\n\n");
     switch (route.operation) {
       case "sys/health":
