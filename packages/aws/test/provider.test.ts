@@ -5,7 +5,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, jest } from "@jest/globals";
 import { DescribeKeyCommand, KMSClient } from "@aws-sdk/client-kms";
 import { KmsConfigError, KmsError, TROUBLESHOOTING_URL, createKms, isKmsError, type KmsErrorCode } from "@kms/core";
-import { AWS_EMULATOR_IDENTITY, AwsKmsEmulator, type EmulatorRequest, type RoutedRequest } from "@kms/testkit/emulators";
+import { AWS_EMULATOR_IDENTITY, AwsKmsEmulator, type EmulatorRequest, type AwsKmsRoute } from "@kms/testkit/emulators";
 import { AWS_KEY_ID_RULE, AWS_PERMISSIONS_DOCS_URL, type AwsKmsProvider, awsKms, awsKmsProvider } from "../src";
 import { mapAwsError } from "../src/errors";
 
@@ -25,7 +25,7 @@ class SlowRotationEmulator extends AwsKmsEmulator {
   describesUntilRotated = Infinity;
   #pending: { keyId: string; describes: number } | undefined;
 
-  protected override handle(req: EmulatorRequest, routed: RoutedRequest) {
+  protected override handle(req: EmulatorRequest, routed: AwsKmsRoute) {
     if (routed.operation === "RotateKeyOnDemand") {
       const { keyId, arn } = this.key(routed.keyId!);
       this.#pending = { keyId, describes: 0 };

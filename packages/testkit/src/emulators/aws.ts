@@ -160,17 +160,18 @@ interface IdentityRecord {
 }
 
 /** What one request carries beyond the framework's routing: its parsed body. */
-interface CallState {
+export interface AwsKmsCallState {
   /** The body as a JSON object; undefined when it is not one (answered SerializationException). */
   readonly input: Record<string, unknown> | undefined;
 }
 
-type AwsRoute = RoutedRequest<CallState>;
+/** A routed AWS KMS request, as subclasses overriding `handle` receive it. */
+export type AwsKmsRoute = RoutedRequest<AwsKmsCallState>;
 
 type Json = Record<string, unknown>;
 
 /** An AWS KMS emulator on 127.0.0.1. See the module comment for what it models. */
-export class AwsKmsEmulator extends Emulator<CallState> {
+export class AwsKmsEmulator extends Emulator<AwsKmsCallState> {
   protected readonly protocol = "aws-kms";
   readonly account: string;
   readonly region: string;
@@ -275,7 +276,7 @@ export class AwsKmsEmulator extends Emulator<CallState> {
     return { "x-amzn-RequestId": newRequestId() };
   }
 
-  protected route(req: EmulatorRequest): AwsRoute {
+  protected route(req: EmulatorRequest): AwsKmsRoute {
     if (req.method !== "POST" || req.url.pathname !== "/") {
       throw new EmulatorReply(errorResponse("UnknownOperationException", undefined, 404));
     }
@@ -294,7 +295,7 @@ export class AwsKmsEmulator extends Emulator<CallState> {
     return { operation, ...(keyId === undefined ? {} : { keyId }), state: { input } };
   }
 
-  protected authenticate(req: EmulatorRequest, routed: AwsRoute): AuthResult {
+  protected authenticate(req: EmulatorRequest, routed: AwsKmsRoute): AuthResult {
     const verified = this.#verifySignature(req);
     if (!verified.ok) return verified;
     const identity = verified.identity;
@@ -305,7 +306,7 @@ export class AwsKmsEmulator extends Emulator<CallState> {
     return { ok: true, identity: identity.accessKeyId };
   }
 
-  protected faultResponse(fault: Exclude<FaultKind, "latency" | "connectionReset">, routed: AwsRoute, status: number, identity: string | undefined): EmulatorResponse {
+  protected faultResponse(fault: Exclude<FaultKind, "latency" | "connectionReset">, routed: AwsKmsRoute, status: number, identity: string | undefined): EmulatorResponse {
     switch (fault) {
       case "throttle":
         return errorResponse("ThrottlingException", "Rate exceeded");
@@ -320,7 +321,7 @@ export class AwsKmsEmulator extends Emulator<CallState> {
     }
   }
 
-  protected handle(_req: EmulatorRequest, routed: AwsRoute): EmulatorResponse {
+  protected handle(_req: EmulatorRequest, routed: AwsKmsRoute): EmulatorResponse {
     const input = routed.state?.input;
     if (input === undefined) fail("SerializationException", "Start of structure or map found where not expected.");
     switch (routed.operation as AwsKmsOperation) {
@@ -613,7 +614,7 @@ export class AwsKmsEmulator extends Emulator<CallState> {
    * The resource an access-denied message names: the key's ARN when the request's key resolves (a
    * Decrypt without KeyId: the key inside the blob), else the ARN form of what it named, else `*`.
    */
-  #resourceOf(routed: AwsRoute): string {
+  #resourceOf(routed: AwsKmsRoute): string {
     const input = routed.state?.input;
     if (routed.operation === "CreateAlias" && typeof input?.AliasName === "string" && ALIAS_NAME.test(input.AliasName)) {
       return this.#aliasArn(input.AliasName);
@@ -634,7 +635,7 @@ export class AwsKmsEmulator extends Emulator<CallState> {
   }
 
   /** AccessDeniedException naming the principal of `accessKeyId` (the identity authenticate established). */
-  #accessDenied(routed: AwsRoute, accessKeyId: string | undefined): EmulatorResponse {
+  #accessDenied(routed: AwsKmsRoute, accessKeyId: string | undefined): EmulatorResponse {
     const principal = (accessKeyId === undefined ? undefined : this.#identities.get(accessKeyId)?.principal) ?? `arn:aws:iam::${this.account}:user/unknown`;
     const action = `kms:${routed.operation}`;
     return errorResponse(
