@@ -15,7 +15,7 @@ module.exports = {
     ],
   },
   moduleNameMapper: {
-    "^@kms/(core|testkit|aws|vault)$": path.join(__dirname, "packages/$1/src/index.ts"),
+    "^@kms/(core|testkit|aws|vault|gcp|azure)$": path.join(__dirname, "packages/$1/src/index.ts"),
     "^@kms/testkit/emulators$": path.join(__dirname, "packages/testkit/src/emulators/index.ts"),
   },
 };

@@ -61,6 +61,7 @@ export const PUBLIC_MESSAGES: Readonly<Record<KmsErrorCode, string>> = {
   KMS_CIRCUIT_OPEN: "Calls to the key service are paused after repeated failures; retry later",
   KMS_OVERLOADED: "Too many key service requests are waiting; retry later",
   KMS_PROVIDER_ERROR: "The key service could not complete the request",
+  KMS_INTEGRITY_ERROR: "The key service's answer was corrupted in transit; retry later",
   KMS_CONFIG_INVALID: "The server's key service configuration is invalid",
   KMS_PROVIDER_UNKNOWN: "The server's key service configuration names an unknown provider",
   KMS_PROVIDER_NOT_INSTALLED: "A key service provider the server needs is not installed",
@@ -100,6 +101,8 @@ const KMS_STATUS: Partial<Record<KmsErrorCode, number>> = {
   KMS_UNAVAILABLE: 503,
   KMS_CIRCUIT_OPEN: 503,
   KMS_CLOSED: 503,
+  // A corrupted answer from the KMS: the upstream failed, the request may succeed when retried.
+  KMS_INTEGRITY_ERROR: 502,
   KMS_TIMEOUT: 504,
 };
 

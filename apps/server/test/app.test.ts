@@ -268,6 +268,7 @@ describe("KMS failures", () => {
     ["KMS_CIRCUIT_OPEN", 503, true, "Calls to the key service are paused after repeated failures; retry later"],
     ["KMS_CLOSED", 503, false, "The key service client is closed"],
     ["KMS_TIMEOUT", 504, true, "The key service did not answer in time; retry later"],
+    ["KMS_INTEGRITY_ERROR", 502, true, "The key service's answer was corrupted in transit; retry later"],
     ["KMS_KEY_DISABLED", 500, false, "The tenant's key is disabled"],
     ["KMS_ACCESS_DENIED", 500, false, "The key service refused access to the tenant's key"],
     ["KMS_PROVIDER_ERROR", 500, false, "The key service could not complete the request"],

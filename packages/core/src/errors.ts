@@ -21,6 +21,8 @@ export const ERROR_CODES = {
   KMS_CIRCUIT_OPEN: { retryable: true },
   KMS_OVERLOADED: { retryable: true },
   KMS_PROVIDER_ERROR: { retryable: false },
+  /** A response failed the provider's integrity check in transit (GCP's CRC32C); never used, retried. */
+  KMS_INTEGRITY_ERROR: { retryable: true },
   KMS_CONFIG_INVALID: { retryable: false },
   KMS_PROVIDER_UNKNOWN: { retryable: false },
   KMS_PROVIDER_NOT_INSTALLED: { retryable: false },

@@ -1,6 +1,6 @@
 /**
  * The emulator framework: what every wire emulator in this package shares. An emulator is a real
- * HTTP server on 127.0.0.1 (an ephemeral port unless one is given) that speaks one KMS's wire
+ * HTTP (or HTTPS) server on 127.0.0.1 (an ephemeral port unless one is given) that speaks one KMS's wire
  * protocol, so an adapter is tested through its official SDK end to end. This file owns:
  *
  * - the server's life cycle: `start()` / `stop()`, and `outage()`, which stops listening on the same
@@ -17,6 +17,7 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from "node:crypto";
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from "node:http";
+import { createServer as createTlsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 
 /** A fault to inject. Each protocol answers it as its service does (see its emulator's docs). */
@@ -117,6 +118,11 @@ export interface EmulatorOptions {
   readonly now?: () => Date;
   /** Largest request body accepted, in bytes; default 1 MiB. */
   readonly maxBodyBytes?: number;
+  /**
+   * Serve HTTPS with this certificate and private key (PEM) instead of plain HTTP. The client trusts
+   * the certificate per client (a `ca` option), never by switching verification off.
+   */
+  readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
 }
 
 const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
@@ -170,7 +176,7 @@ export abstract class Emulator<S = unknown> {
     return {};
   }
 
-  /** Starts listening on 127.0.0.1 and returns the base URL (`http://127.0.0.1:<port>`). */
+  /** Starts listening on 127.0.0.1 and returns the base URL (`http://127.0.0.1:<port>`, `https://` with `tls`). */
   async start(): Promise<string> {
     if (this.#server !== undefined) return this.url;
     await this.#listen(this.#options.port ?? 0);
@@ -187,7 +193,7 @@ export abstract class Emulator<S = unknown> {
   /** The base URL; throws before `start()`. */
   get url(): string {
     if (this.#port === 0) throw new Error(`${this.protocol} emulator: not started`);
-    return `http://127.0.0.1:${this.#port}`;
+    return `${this.#options.tls === undefined ? "http" : "https"}://127.0.0.1:${this.#port}`;
   }
 
   get port(): number {
@@ -272,7 +278,9 @@ export abstract class Emulator<S = unknown> {
   // --- internals ------------------------------------------------------------------------------
 
   async #listen(port: number): Promise<void> {
-    const server = createServer((req, res) => void this.#serve(req, res));
+    const serve = (req: IncomingMessage, res: ServerResponse) => void this.#serve(req, res);
+    const tls = this.#options.tls;
+    const server: Server = tls === undefined ? createServer(serve) : createTlsServer({ cert: tls.cert, key: tls.key }, serve);
     server.keepAliveTimeout = 1000;
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
