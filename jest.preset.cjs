@@ -4,6 +4,9 @@ const path = require("node:path");
 
 module.exports = {
   testEnvironment: "node",
+  // CI runs every package's suites at once on 2 cores: RSA key generation (the Azure emulator) and
+  // TLS handshakes then take seconds. Tests never wait on this timeout to pass.
+  testTimeout: 30_000,
   testMatch: ["<rootDir>/test/**/*.test.ts", "<rootDir>/src/**/*.test.ts"],
   transform: {
     "^.+\\.ts$": [
@@ -15,7 +18,7 @@ module.exports = {
     ],
   },
   moduleNameMapper: {
-    "^@kms/(core|testkit|aws|vault|gcp|azure)$": path.join(__dirname, "packages/$1/src/index.ts"),
+    "^@kms/(core|testkit|aws|vault|gcp|azure|metrics)$": path.join(__dirname, "packages/$1/src/index.ts"),
     "^@kms/testkit/emulators$": path.join(__dirname, "packages/testkit/src/emulators/index.ts"),
   },
 };

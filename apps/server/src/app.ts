@@ -367,12 +367,19 @@ function redactPathsOf(options: LoggerOptions | undefined): string[] {
   return Array.isArray(redact) ? redact : redact.paths;
 }
 
+/** `/health/kms`'s body: readiness and, per provider, only what an unauthenticated caller may see. */
+export interface PublicHealth {
+  ready: boolean;
+  providers: Record<string, Pick<KmsHealth["providers"][string], "healthy" | "status" | "insecure" | "circuit">>;
+}
+
 /**
- * What an unauthenticated caller may see: readiness and, per provider, health, the insecure flag and
- * the circuit state. A provider's own `detail` (it may name key ids) goes to the log only.
+ * What an unauthenticated caller may see: readiness and, per provider, health, status (up, degraded:
+ * served from the cache, down), the insecure flag and the circuit state. A provider's own `detail`
+ * (it may name key ids), its last error and the cache figures go to the log and the admin API only.
  */
-function publicHealth(health: KmsHealth): KmsHealth {
-  const providers: KmsHealth["providers"] = {};
-  for (const [id, { healthy, insecure, circuit }] of Object.entries(health.providers)) providers[id] = { healthy, insecure, circuit };
+function publicHealth(health: KmsHealth): PublicHealth {
+  const providers: PublicHealth["providers"] = {};
+  for (const [id, { healthy, status, insecure, circuit }] of Object.entries(health.providers)) providers[id] = { healthy, status, insecure, circuit };
   return { ready: health.ready, providers };
 }

@@ -25,13 +25,19 @@ function providerError(code: KmsErrorCode): KmsError {
   });
 }
 
+/** A core health report for the `local` provider, with figures the public answer must not show. */
+function health(local: Pick<KmsHealth["providers"][string], "healthy" | "status" | "circuit" | "detail">): KmsHealth {
+  return {
+    ready: local.status !== "down",
+    providers: { local: { insecure: true, latencyMs: 3, cachedKeys: 12, lastError: { code: "KMS_KEY_NOT_FOUND", at: 1 }, ...local } },
+    cache: { encrypt: { entries: 7, hits: 70, misses: 7 }, decrypt: { entries: 5, hits: 50, misses: 5 } },
+  };
+}
+
 /** Envelope = base64url(JSON{tenant, context, plaintext}); decrypt checks tenant and context like core's AAD. */
 class FakeKms {
   failWith: KmsErrorCode | Error | undefined;
-  health: KmsHealth = {
-    ready: true,
-    providers: { local: { healthy: true, insecure: true, circuit: "closed" } },
-  };
+  health: KmsHealth = health({ healthy: true, status: "up", circuit: "closed" });
 
   private maybeFail(): void {
     const failure = this.failWith;
@@ -354,11 +360,11 @@ describe("health", () => {
 
   it("kms: shows no provider-written detail (it may name key ids) to unauthenticated callers", async () => {
     const saved = fake.health;
-    fake.health = { ready: false, providers: { local: { healthy: false, insecure: true, circuit: "closed", detail: 'key "tenant-b-key" not found' } } };
+    fake.health = health({ healthy: false, status: "down", circuit: "closed", detail: 'key "tenant-b-key" not found' });
     try {
       const res = await request("GET", "/health/kms");
       expect(res.statusCode).toBe(503);
-      expect(res.json()).toEqual({ ready: false, providers: { local: { healthy: false, insecure: true, circuit: "closed" } } });
+      expect(res.json()).toEqual({ ready: false, providers: { local: { healthy: false, status: "down", insecure: true, circuit: "closed" } } });
     } finally {
       fake.health = saved;
     }
@@ -367,13 +373,18 @@ describe("health", () => {
   it("kms: 200 when ready, 503 when not, 503 when the check throws", async () => {
     const ok = await request("GET", "/health/kms");
     expect(ok.statusCode).toBe(200);
-    expect(ok.json()).toEqual(fake.health);
+    expect(ok.json()).toEqual({ ready: true, providers: { local: { healthy: true, status: "up", insecure: true, circuit: "closed" } } });
     const saved = fake.health;
-    fake.health = { ready: false, providers: { local: { healthy: false, insecure: true, circuit: "open" } } };
+    // Degraded (the cache serves while the circuit is open) is still ready.
+    fake.health = health({ healthy: false, status: "degraded", circuit: "open" });
     try {
+      const degraded = await request("GET", "/health/kms");
+      expect(degraded.statusCode).toBe(200);
+      expect(degraded.json()).toEqual({ ready: true, providers: { local: { healthy: false, status: "degraded", insecure: true, circuit: "open" } } });
+      fake.health = health({ healthy: false, status: "down", circuit: "open" });
       const down = await request("GET", "/health/kms");
       expect(down.statusCode).toBe(503);
-      expect(down.json()).toEqual(fake.health);
+      expect(down.json()).toEqual({ ready: false, providers: { local: { healthy: false, status: "down", insecure: true, circuit: "open" } } });
     } finally {
       fake.health = saved;
     }
@@ -389,7 +400,13 @@ describe("health", () => {
 });
 
 describe("/health/kms cache", () => {
-  const healthy: KmsHealth = { ready: true, providers: { aws: { healthy: true, insecure: false, circuit: "closed" } } };
+  const healthy: KmsHealth = {
+    ready: true,
+    providers: { aws: { healthy: true, status: "up", insecure: false, circuit: "closed", latencyMs: 4, cachedKeys: 0 } },
+    cache: { encrypt: { entries: 0, hits: 0, misses: 0 }, decrypt: { entries: 0, hits: 0, misses: 0 } },
+  };
+  /** What `/health/kms` shows of `healthy`. */
+  const publicHealthy = { ready: true, providers: { aws: { healthy: true, status: "up", insecure: false, circuit: "closed" } } };
 
   /** An app over a KMS that only has `checkHealth`; `arrived` resolves once `n` health requests reached their handler. */
   async function startHealthApp(checkHealth: () => Promise<KmsHealth>, options: Partial<BuildAppOptions>, n = 0) {
@@ -436,7 +453,7 @@ describe("/health/kms cache", () => {
       const answers = await Promise.all(concurrent);
       for (let i = 0; i < 10; i++) answers.push(await server.get());
       expect(calls).toBe(1);
-      for (const answer of answers) expect(answer).toEqual({ statusCode: 200, body: healthy });
+      for (const answer of answers) expect(answer).toEqual({ statusCode: 200, body: publicHealthy });
     } finally {
       await server.close();
     }

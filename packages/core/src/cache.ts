@@ -11,8 +11,12 @@
  *   circuit, throttling, overload), the expired entry keeps serving until `hardMaxAgeMs`.
  * - Key material is zeroed when an entry leaves the cache. Entries are used only inside `withKey`'s
  *   synchronous callback, so no caller can hold a key across an await while it is being zeroed.
+ * - Tracing: a lookup is an OpenTelemetry span `kms.cache.lookup` (side, provider, hit; on a miss the
+ *   KMS operation's span is its child): every miss, and every hit inside a recorded trace. Attributes
+ *   never hold a tenant id, key or context.
  */
 import { createHash } from "node:crypto";
+import { type Span, SpanStatusCode, context, trace } from "@opentelemetry/api";
 import type { Clock } from "./clock";
 import { UNAVAILABLE_NOW_CODES, isKmsError } from "./errors";
 import { type DataKeyMaterial, zeroMaterial } from "./envelope";
@@ -47,6 +51,10 @@ export interface Loaded<T> {
 }
 
 const SWEEP_INTERVAL_MS = 60_000;
+
+/** The tracer of core (a proxy: it follows whatever provider the app registers, or none). */
+const tracer = trace.getTracer("@kms/core");
+export const CACHE_LOOKUP_SPAN = "kms.cache.lookup";
 
 /** Keys longer than this are stored as their SHA-256: a long context or key id costs 65 bytes per entry, not kilobytes. */
 const MAX_PLAIN_KEY_LENGTH = 512;
@@ -96,6 +104,13 @@ export class KeyCache<T> {
     return this.#entries.size;
   }
 
+  /** Entries (fresh or kept for stale-if-error) from `provider`. Walks the cache: for health checks, not hot paths. */
+  countFrom(provider: string): number {
+    let n = 0;
+    for (const entry of this.#entries.values()) if (entry.provider === provider) n++;
+    return n;
+  }
+
   /**
    * Runs `use` synchronously with a usable entry for `key` (counting `bytes` and one message
    * against it), loading the entry with `load` when there is none.
@@ -125,39 +140,68 @@ export class KeyCache<T> {
    */
   take(key: string, bytes: number): CacheEntry<T> | undefined {
     if (this.#limits.maxBytes !== undefined && bytes > this.#limits.maxBytes) return undefined;
+    // Timed only for listeners (metrics), on the wall clock: the injected clock is for expiry.
+    const started = this.#events.active ? performance.now() : 0;
     const hit = this.#take(compactKey(key), bytes);
     if (hit === undefined) return undefined;
     this.hits++;
-    if (this.#events.active) this.#emitHit(hit, false);
+    if (this.#events.active) this.#emitHit(hit, false, performance.now() - started);
+    // A hit is a span only inside a recorded trace (a request's): a root span per in-memory hit would
+    // flood any tracing backend and cost more than the hit itself. Misses are always spans.
+    if (trace.getActiveSpan()?.isRecording() === true) {
+      tracer.startSpan(CACHE_LOOKUP_SPAN, { attributes: { "kms.cache.side": this.#side, "kms.provider": hit.provider, "kms.cache.hit": true } }).end();
+    }
     return hit;
   }
 
-  async #withLoaded<R>(
+  /**
+   * Runs a miss under its lookup span: the load's KMS span becomes its child; the outcome (error code,
+   * coalesced into another load, stale) is recorded on it.
+   */
+  async #traced<R>(provider: string, run: (span: Span) => Promise<R>): Promise<R> {
+    const span = tracer.startSpan(CACHE_LOOKUP_SPAN, { attributes: { "kms.cache.side": this.#side, "kms.provider": provider, "kms.cache.hit": false } });
+    try {
+      return await context.with(trace.setSpan(context.active(), span), run, undefined, span);
+    } catch (error) {
+      const code = isKmsError(error) ? error.code : "KMS_PROVIDER_ERROR";
+      span.setAttribute("kms.error.code", code);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: code });
+      throw error;
+    } finally {
+      span.end();
+    }
+  }
+
+  #withLoaded<R>(
     key: string,
     meta: { tenantId: string; provider: string; bytes: number },
     load: () => Promise<Loaded<T>>,
     use: (entry: CacheEntry<T>) => R,
   ): Promise<R> {
     this.misses++;
-    let coalesced = false;
-    for (;;) {
-      const flight = this.#inFlight.get(key)?.done;
-      if (this.#events.active) {
-        this.#events.emit({ type: "cache.miss", side: this.#side, tenantId: meta.tenantId, provider: meta.provider, coalesced: coalesced || flight !== undefined });
+    return this.#traced(meta.provider, async (span) => {
+      let coalesced = false;
+      for (;;) {
+        const flight = this.#inFlight.get(key)?.done;
+        if (flight !== undefined) span.setAttribute("kms.cache.coalesced", true);
+        if (this.#events.active) {
+          this.#events.emit({ type: "cache.miss", side: this.#side, tenantId: meta.tenantId, provider: meta.provider, coalesced: coalesced || flight !== undefined });
+        }
+        try {
+          await (flight ?? this.#fill(key, meta, load));
+        } catch (error) {
+          const stale = this.#takeStale(key, meta.bytes, error);
+          if (!stale) throw error;
+          span.setAttribute("kms.cache.stale", true);
+          if (this.#events.active) this.#emitHit(meta, true);
+          return use(stale);
+        }
+        const entry = this.#take(key, meta.bytes);
+        if (entry) return use(entry);
+        // Another waiter exhausted or invalidated the new entry first: load again.
+        coalesced = false;
       }
-      try {
-        await (flight ?? this.#fill(key, meta, load));
-      } catch (error) {
-        const stale = this.#takeStale(key, meta.bytes, error);
-        if (!stale) throw error;
-        if (this.#events.active) this.#emitHit(meta, true);
-        return use(stale);
-      }
-      const entry = this.#take(key, meta.bytes);
-      if (entry) return use(entry);
-      // Another waiter exhausted or invalidated the new entry first: load again.
-      coalesced = false;
-    }
+    });
   }
 
   /** Drops every entry of the tenant (zeroing keys); its loads in flight will not install. Other tenants' are untouched. */
@@ -268,18 +312,20 @@ export class KeyCache<T> {
     }
   }
 
-  async #withOneOff<R>(meta: { tenantId: string; provider: string; bytes: number }, load: () => Promise<Loaded<T>>, use: (entry: CacheEntry<T>) => R): Promise<R> {
+  #withOneOff<R>(meta: { tenantId: string; provider: string; bytes: number }, load: () => Promise<Loaded<T>>, use: (entry: CacheEntry<T>) => R): Promise<R> {
     this.misses++;
     if (this.#events.active) {
       this.#events.emit({ type: "cache.miss", side: this.#side, tenantId: meta.tenantId, provider: meta.provider, coalesced: false });
     }
-    const loaded = await load();
-    const now = this.#clock.now();
-    try {
-      return use({ ...loaded, ...meta, createdAt: now, freshUntil: now, hardExpiry: now, messages: 1 });
-    } finally {
-      zeroMaterial(loaded.material);
-    }
+    return this.#traced(meta.provider, async () => {
+      const loaded = await load();
+      const now = this.#clock.now();
+      try {
+        return use({ ...loaded, ...meta, createdAt: now, freshUntil: now, hardExpiry: now, messages: 1 });
+      } finally {
+        zeroMaterial(loaded.material);
+      }
+    });
   }
 
   #evict(key: string, entry: CacheEntry<T>, reason: EvictionReason): void {
@@ -289,8 +335,15 @@ export class KeyCache<T> {
     if (this.#events.active) this.#events.emit({ type: "cache.evict", side: this.#side, provider: entry.provider, reason });
   }
 
-  #emitHit(meta: { tenantId: string; provider: string }, stale: boolean): void {
-    this.#events.emit({ type: "cache.hit", side: this.#side, tenantId: meta.tenantId, provider: meta.provider, stale });
+  #emitHit(meta: { tenantId: string; provider: string }, stale: boolean, lookupMs?: number): void {
+    this.#events.emit({
+      type: "cache.hit",
+      side: this.#side,
+      tenantId: meta.tenantId,
+      provider: meta.provider,
+      stale,
+      ...(lookupMs === undefined ? {} : { lookupMs }),
+    });
   }
 
   /** Zeroes entries past their hard max age even when nobody asks for them again. */

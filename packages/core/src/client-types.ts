@@ -18,21 +18,45 @@ export interface DecryptItem {
 }
 
 export interface ProviderHealthReport {
+  /** The provider answered its health check and the configured keys are usable. */
   healthy: boolean;
+  /**
+   * `up`: healthy, circuit not open. `degraded`: not, but cached data keys from it still serve.
+   * `down`: not, and nothing from it is cached: its tenants cannot be served.
+   */
+  status: "up" | "degraded" | "down";
+  /** A provider not fit for production (`local`). */
   insecure: boolean;
   circuit: CircuitState;
+  /** How long the health check took, in milliseconds. */
+  latencyMs: number;
+  /** Data keys from this provider held by the caches (both sides). */
+  cachedKeys: number;
+  /** The code of the most recent failed operation on this provider, and when (ms since epoch). */
+  lastError?: { code: string; at: number };
+  /** The provider's short, secret-free explanation (may name key ids: keep it off public answers). */
   detail?: string;
 }
 
 export interface KmsHealth {
-  /** Every provider healthy and no circuit open. */
+  /** No provider is `down`: every tenant can be served, from the KMS or from the cache. */
   ready: boolean;
   providers: Record<string, ProviderHealthReport>;
+  cache: CacheStats;
 }
 
 export interface PermissionReport {
   ok: boolean;
   keys: { provider: string; keyId: string; checks: PermissionCheck[] }[];
+}
+
+/** A provider's resilience state right now (for gauges and health). */
+export interface ProviderStats {
+  circuit: CircuitState;
+  /** Calls holding a bulkhead slot. */
+  inFlight: number;
+  /** Calls waiting for a bulkhead slot. */
+  queued: number;
 }
 
 export interface CacheStats {
@@ -61,6 +85,8 @@ export interface KmsClient {
   /** Subscribes to cache and KMS events; returns the unsubscribe function. */
   onEvent(listener: KmsEventListener): () => void;
   cacheStats(): CacheStats;
+  /** Each configured provider's circuit state and bulkhead load, by provider id. */
+  providerStats(): Record<string, ProviderStats>;
   /** Drops (and zeroes) every cached data key of a tenant. */
   invalidateTenant(tenantId: string): void;
   /** Zeroes cached keys and closes providers; later calls fail with `KMS_CLOSED`. */

@@ -13,6 +13,7 @@ import type {
   KmsHealth,
   PermissionReport,
   ProviderHealthReport,
+  ProviderStats,
 } from "./client-types";
 import { type Clock, systemClock } from "./clock";
 import { type KmsConfigInput, validateConfig } from "./config";
@@ -320,6 +321,11 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     }
   };
 
+  const cacheStats = (): CacheStats => ({
+    encrypt: { entries: encryptCache.size, hits: encryptCache.hits, misses: encryptCache.misses },
+    decrypt: { entries: decryptCache.size, hits: decryptCache.hits, misses: decryptCache.misses },
+  });
+
   /** Runs `fn` over items with bounded concurrency; same-key items coalesce in the caches. */
   const batch = async <I>(items: readonly I[], fn: (item: I) => Promise<Buffer>): Promise<BatchResult<Buffer>[]> => {
     ensureOpen();
@@ -375,17 +381,31 @@ export function createKms(options: CreateKmsOptions): KmsClient {
         [...providers.entries()].map(async ([id, provider]) => {
           const policy = policies.get(id)!;
           const keyIds = keys.filter((k) => k.provider === id).map((k) => k.keyId);
+          const started = clock.now();
+          let health: { healthy: boolean; insecure: boolean; detail?: string };
           try {
-            const health = await policy.execute("checkHealth", (signal) => provider.checkHealth(keyIds, { signal }));
-            reports[id] = { ...health, insecure: health.insecure || provider.capabilities.insecure, circuit: policy.circuitState };
+            health = await policy.execute("checkHealth", (signal) => provider.checkHealth(keyIds, { signal }));
           } catch (error) {
-            const code = toKmsError(error).code;
-            reports[id] = { healthy: false, insecure: provider.capabilities.insecure, circuit: policy.circuitState, detail: code };
+            health = { healthy: false, insecure: false, detail: toKmsError(error).code };
           }
+          const circuit = policy.circuitState;
+          const cachedKeys = encryptCache.countFrom(id) + decryptCache.countFrom(id);
+          const serving = health.healthy && circuit !== "open";
+          const lastError = policy.lastError;
+          reports[id] = {
+            healthy: health.healthy,
+            status: serving ? "up" : cachedKeys > 0 ? "degraded" : "down",
+            insecure: health.insecure || provider.capabilities.insecure,
+            circuit,
+            latencyMs: clock.now() - started,
+            cachedKeys,
+            ...(lastError === undefined ? {} : { lastError: { ...lastError } }),
+            ...(health.detail === undefined ? {} : { detail: health.detail }),
+          };
         }),
       );
-      const ready = Object.values(reports).every((r) => r.healthy && r.circuit !== "open");
-      return { ready, providers: reports };
+      const ready = Object.values(reports).every((r) => r.status !== "down");
+      return { ready, providers: reports, cache: cacheStats() };
     },
 
     async validatePermissions(): Promise<PermissionReport> {
@@ -406,11 +426,12 @@ export function createKms(options: CreateKmsOptions): KmsClient {
 
     onEvent: (listener) => events.on(listener),
 
-    cacheStats(): CacheStats {
-      return {
-        encrypt: { entries: encryptCache.size, hits: encryptCache.hits, misses: encryptCache.misses },
-        decrypt: { entries: decryptCache.size, hits: decryptCache.hits, misses: decryptCache.misses },
-      };
+    cacheStats,
+
+    providerStats(): Record<string, ProviderStats> {
+      const stats: Record<string, ProviderStats> = {};
+      for (const [id, policy] of policies) stats[id] = { circuit: policy.circuitState, ...policy.load };
+      return stats;
     },
 
     invalidateTenant(tenantId) {

@@ -19,10 +19,20 @@ export type EvictionReason = "max-age" | "max-messages" | "max-bytes" | "capacit
 export type CircuitState = "closed" | "open" | "half-open";
 
 export type KmsEvent =
-  | { type: "cache.hit"; side: CacheSide; tenantId: string; provider: string; stale: boolean }
+  | {
+      type: "cache.hit";
+      side: CacheSide;
+      tenantId: string;
+      provider: string;
+      /** Served past its max age because the KMS is unavailable (stale-if-error). */
+      stale: boolean;
+      /** How long the in-process lookup took, in milliseconds (wall clock); absent for stale hits. */
+      lookupMs?: number;
+    }
   | { type: "cache.miss"; side: CacheSide; tenantId: string; provider: string; coalesced: boolean }
   | { type: "cache.evict"; side: CacheSide; provider: string; reason: EvictionReason }
   | { type: "cache.integrity-failure"; side: CacheSide; provider: string }
+  /** One attempt at a provider call (a retried operation emits one per attempt). */
   | {
       type: "kms.call";
       provider: string;
@@ -31,6 +41,19 @@ export type KmsEvent =
       /** The error code on failure. */
       code?: string;
       attempt: number;
+      durationMs: number;
+    }
+  /** One provider operation as its caller saw it: after retries, with the final outcome. */
+  | {
+      type: "kms.operation";
+      provider: string;
+      operation: KmsOperation;
+      outcome: "success" | "error";
+      /** The error code on failure. */
+      code?: string;
+      /** Attempts made (0 when the bulkhead refused it before any). */
+      attempts: number;
+      /** From the call until its outcome, retries and backoff included. */
       durationMs: number;
     }
   | { type: "circuit.state"; provider: string; from: CircuitState; to: CircuitState }

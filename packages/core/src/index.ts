@@ -8,8 +8,11 @@ export type {
   KmsHealth,
   PermissionReport,
   ProviderHealthReport,
+  ProviderStats,
 } from "./client-types";
 export { ManualClock, systemClock, type Clock } from "./clock";
+export { contextBytes } from "./context-bytes";
+export { crc32c } from "./crc32c";
 export {
   isProductionEnv,
   kmsConfigSchema,

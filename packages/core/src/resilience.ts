@@ -82,6 +82,7 @@ export class ProviderPolicy {
   readonly #random: () => number;
   readonly #breaker: CircuitBreaker;
   readonly #bulkhead: Bulkhead;
+  #lastError: { code: string; at: number } | undefined;
 
   constructor(providerId: string, options: ResilienceOptions, deps: ProviderPolicyDeps) {
     validateOptions(providerId, options);
@@ -100,6 +101,16 @@ export class ProviderPolicy {
     return this.#breaker.state;
   }
 
+  /** The most recent failed operation's code and time (clock ms), if any. */
+  get lastError(): { code: string; at: number } | undefined {
+    return this.#lastError;
+  }
+
+  /** Calls holding a bulkhead slot, and calls queued for one. */
+  get load(): { inFlight: number; queued: number } {
+    return { inFlight: this.#bulkhead.inFlight, queued: this.#bulkhead.queued };
+  }
+
   /**
    * Runs `call` under the policy. `call` gets the attempt's AbortSignal (pass it to the SDK) and may
    * be invoked several times (retries), so it must be safe to repeat.
@@ -109,16 +120,31 @@ export class ProviderPolicy {
       attributes: { "kms.provider": this.#providerId, "kms.operation": operation },
     });
     const progress = { attempts: 0 };
+    const started = this.#clock.now();
+    let code: string | undefined;
     try {
       return await this.#bulkheaded(operation, call, span, progress);
     } catch (error) {
-      const code = isKmsError(error) ? error.code : "KMS_PROVIDER_ERROR";
+      code = isKmsError(error) ? error.code : "KMS_PROVIDER_ERROR";
       span.setAttribute("kms.error.code", code);
       span.setStatus({ code: SpanStatusCode.ERROR, message: code });
+      this.#lastError = { code, at: this.#clock.now() };
       throw error;
     } finally {
+      span.setAttribute("kms.outcome", code === undefined ? "success" : "error");
       span.setAttribute("kms.attempts", progress.attempts);
       span.end();
+      if (this.#events.active) {
+        this.#events.emit({
+          type: "kms.operation",
+          provider: this.#providerId,
+          operation,
+          outcome: code === undefined ? "success" : "error",
+          ...(code === undefined ? {} : { code }),
+          attempts: progress.attempts,
+          durationMs: this.#clock.now() - started,
+        });
+      }
     }
   }
 
@@ -388,6 +414,16 @@ class Bulkhead {
   constructor(maxConcurrent: number, maxQueue: number) {
     this.#maxConcurrent = maxConcurrent;
     this.#maxQueue = maxQueue;
+  }
+
+  /** Calls holding a slot. */
+  get inFlight(): number {
+    return this.#active;
+  }
+
+  /** Calls waiting for a slot. */
+  get queued(): number {
+    return this.#waiters.length - this.#head;
   }
 
   /** Resolves with an idempotent release function; rejects at once with KMS_OVERLOADED when full. */

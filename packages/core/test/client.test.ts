@@ -270,7 +270,7 @@ describe("createKms: data-key cache", () => {
   });
 
   it("keeps serving cached keys while the circuit is open", async () => {
-    const { kms, provider } = fakeKms({ resilience: { retry: { maxAttempts: 1 }, circuitBreaker: { failureThreshold: 2 } } });
+    const { kms, provider, clock } = fakeKms({ resilience: { retry: { maxAttempts: 1 }, circuitBreaker: { failureThreshold: 2 } } });
     const envelope = await kms.encrypt("warm", "x");
     await kms.decrypt("warm", envelope); // warms the decrypt side too
     provider.fail("KMS_UNAVAILABLE");
@@ -281,7 +281,23 @@ describe("createKms: data-key cache", () => {
     expect((await kms.decrypt("warm", await kms.encrypt("warm", "y"))).toString()).toBe("y");
     expect((await kms.decrypt("warm", envelope)).toString()).toBe("x");
     expect(provider.kmsCalls).toBe(calls);
-    expect((await kms.checkHealth()).ready).toBe(false);
+    // Degraded, still ready: the cache serves the provider's tenants. With nothing cached it is down.
+    const degraded = await kms.checkHealth();
+    expect(degraded.ready).toBe(true);
+    expect(degraded.providers.fake).toEqual({
+      healthy: false,
+      status: "degraded",
+      insecure: false,
+      circuit: "open",
+      latencyMs: 0,
+      cachedKeys: 2,
+      lastError: { code: "KMS_CIRCUIT_OPEN", at: clock.now() },
+      detail: "KMS_CIRCUIT_OPEN",
+    });
+    kms.invalidateTenant("warm");
+    const down = await kms.checkHealth();
+    expect(down.ready).toBe(false);
+    expect(down.providers.fake).toMatchObject({ status: "down", cachedKeys: 0 });
   });
 
   it("evicts the least recently used entry beyond capacity", async () => {
@@ -382,9 +398,38 @@ describe("createKms: guard, events, lifecycle", () => {
     }
   });
 
+  it("times fresh cache hits for listeners (lookupMs) but not stale ones, which waited on the KMS", async () => {
+    const { kms, provider, clock, events } = fakeKms({
+      cache: { encrypt: { maxAgeMs: 1000 }, decrypt: { maxAgeMs: 1000 }, hardMaxAgeMs: 5000, jitter: 0 },
+    });
+    await kms.encrypt("t", "x");
+    await kms.encrypt("t", "x");
+    provider.fail("KMS_UNAVAILABLE");
+    await clock.advance(1000);
+    await kms.encrypt("t", "x"); // stale-if-error
+    const hits = events.filter((e) => e.type === "cache.hit");
+    expect(hits).toHaveLength(2);
+    expect(hits[0]).toMatchObject({ side: "encrypt", stale: false, lookupMs: expect.any(Number) });
+    expect((hits[0] as { lookupMs: number }).lookupMs).toBeGreaterThanOrEqual(0);
+    expect(hits[1]).toEqual({ type: "cache.hit", side: "encrypt", tenantId: "t", provider: "fake", stale: true });
+  });
+
+  it("reports each provider's circuit state and bulkhead load", async () => {
+    const { kms, provider } = fakeKms({ resilience: { retry: { maxAttempts: 1 }, circuitBreaker: { failureThreshold: 1 } } });
+    expect(kms.providerStats()).toEqual({ fake: { circuit: "closed", inFlight: 0, queued: 0 } });
+    provider.fail("KMS_UNAVAILABLE");
+    expect(await codeOf(kms.encrypt("t", "x"))).toBe("KMS_UNAVAILABLE");
+    expect(kms.providerStats()).toEqual({ fake: { circuit: "open", inFlight: 0, queued: 0 } });
+  });
+
   it("reports health and permissions per provider", async () => {
     const { kms } = fakeKms();
-    expect(await kms.checkHealth()).toEqual({ ready: true, providers: { fake: { healthy: true, insecure: false, circuit: "closed" } } });
+    await kms.encrypt("t", "x");
+    expect(await kms.checkHealth()).toEqual({
+      ready: true,
+      providers: { fake: { healthy: true, status: "up", insecure: false, circuit: "closed", latencyMs: 0, cachedKeys: 1 } },
+      cache: { encrypt: { entries: 1, hits: 0, misses: 1 }, decrypt: { entries: 0, hits: 0, misses: 0 } },
+    });
     expect(await kms.validatePermissions()).toEqual({
       ok: true,
       keys: [{ provider: "fake", keyId: "default", checks: [{ permission: "fake:use", ok: true }] }],

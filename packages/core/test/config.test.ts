@@ -1,4 +1,4 @@
-import { describe, expect, it } from "@jest/globals";
+import { describe, expect, it, jest } from "@jest/globals";
 import { validateConfig } from "../src/config";
 import { KmsConfigError, isKmsError } from "../src/errors";
 import { localKms } from "../src/local-provider";
@@ -42,12 +42,28 @@ describe("validateConfig", () => {
     expect(error.message).toContain("KMS_TROUBLESHOOTING.md#kms_provider_unknown");
   });
 
-  // @kms/gcp does not exist in this workspace (yet), so it is genuinely not installed.
   it("names the package to install when a known provider is not installed (gcp-kms)", () => {
-    const error = configError({ providers: { "gcp-kms": { project: "p" } }, tenants: { defaultKey: { provider: "gcp-kms", keyId: "app" } } });
-    expect(error.code).toBe("KMS_PROVIDER_NOT_INSTALLED");
-    expect(error.issues[0]!.message).toContain("pnpm add @kms/gcp");
-    expect(error.docsUrl).toMatch(/#kms_provider_not_installed$/);
+    // The workspace holds every provider package, so the app without @kms/gcp is simulated: a
+    // config module whose package resolution finds nothing.
+    jest.isolateModules(() => {
+      jest.doMock("node:module", () => ({
+        ...jest.requireActual<typeof import("node:module")>("node:module"),
+        createRequire: () => ({
+          resolve: (id: string) => {
+            throw Object.assign(new Error(`Cannot find module '${id}'`), { code: "MODULE_NOT_FOUND" });
+          },
+        }),
+      }));
+      const isolated = jest.requireActual<typeof import("../src/config")>("../src/config");
+      let error: unknown;
+      try {
+        isolated.validateConfig({ providers: { "gcp-kms": { project: "p" } }, tenants: { defaultKey: { provider: "gcp-kms", keyId: "app" } } }, { registry: [fake], env: {} });
+      } catch (thrown) {
+        error = thrown;
+      }
+      expect(error).toMatchObject({ code: "KMS_PROVIDER_NOT_INSTALLED", docsUrl: expect.stringMatching(/#kms_provider_not_installed$/) });
+      expect((error as KmsConfigError).issues[0]!.message).toContain("install @kms/gcp (pnpm add @kms/gcp)");
+    });
   });
 
   it("never falls back to local when the configured provider is missing", () => {

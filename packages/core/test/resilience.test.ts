@@ -169,6 +169,25 @@ describe("ProviderPolicy: basics", () => {
     expect(policy.circuitState).toBe("closed");
   });
 
+  it("emits one kms.operation event per execute, after retries, with attempts and the whole duration", async () => {
+    const { clock, policy, seen } = setup(options({ retry: { maxAttempts: 3 }, bulkhead: { maxConcurrent: 1, maxQueue: 0 } }));
+    const operations = () => seen.filter((e) => e.type === "kms.operation");
+    const script = scripted([kmsError("KMS_THROTTLED"), kmsError("KMS_THROTTLED")], "ok");
+    const retried = track(policy.execute("generateDataKey", script.fn(clock)));
+    const refused = track(policy.execute("generateDataKey", async () => "x")); // the one slot is taken
+    await clock.advance(75); // backoffs of 25 and 50 ms at random=0.5
+    expect(retried.value).toBe("ok");
+    expect(codeOf(refused.error)).toBe("KMS_OVERLOADED");
+    const failed = track(policy.execute("unwrapDataKey", async () => Promise.reject(kmsError("KMS_ACCESS_DENIED"))));
+    await clock.advance(0);
+    expect(codeOf(failed.error)).toBe("KMS_ACCESS_DENIED");
+    expect(operations()).toEqual([
+      { type: "kms.operation", provider: PROVIDER, operation: "generateDataKey", outcome: "error", code: "KMS_OVERLOADED", attempts: 0, durationMs: 0 },
+      { type: "kms.operation", provider: PROVIDER, operation: "generateDataKey", outcome: "success", attempts: 3, durationMs: 75 },
+      { type: "kms.operation", provider: PROVIDER, operation: "unwrapDataKey", outcome: "error", code: "KMS_ACCESS_DENIED", attempts: 1, durationMs: 0 },
+    ]);
+  });
+
   it("builds no event when nobody listens", async () => {
     const clock = new ManualClock();
     const events = new KmsEvents();
@@ -717,6 +736,7 @@ describe("ProviderPolicy: bulkhead", () => {
     const e = run("e");
     await clock.advance(0);
     expect(started).toEqual(["a", "b"]);
+    expect(policy.load).toEqual({ inFlight: 2, queued: 2 });
     expect(codeOf(e.error)).toBe("KMS_OVERLOADED");
     expect((e.error as KmsError).provider).toBe(PROVIDER);
     expect((e.error as KmsError).retryable).toBe(true);
@@ -729,6 +749,7 @@ describe("ProviderPolicy: bulkhead", () => {
     await clock.advance(0);
     expect(b.value).toBe("B");
     expect(started).toEqual(["a", "b", "c"]);
+    expect(policy.load).toEqual({ inFlight: 2, queued: 1 });
 
     // Queue has room again: a new call waits behind d.
     const f = run("f");
@@ -746,6 +767,7 @@ describe("ProviderPolicy: bulkhead", () => {
     await clock.advance(0);
     expect([a.value, d.value, f.value]).toEqual(["A", "D", "F"]);
 
+    expect(policy.load).toEqual({ inFlight: 0, queued: 0 });
     // Everything released: full capacity is available again.
     const again = [run("g"), run("h"), run("i"), run("j")];
     await clock.advance(0);
@@ -797,7 +819,7 @@ describe("ProviderPolicy: OpenTelemetry spans", () => {
     const span = spans[0]!;
     expect(span.name).toBe("kms.generateDataKey");
     expect(span.instrumentationScope.name).toBe("@kms/core");
-    expect(span.attributes).toEqual({ "kms.provider": PROVIDER, "kms.operation": "generateDataKey", "kms.attempts": 2 });
+    expect(span.attributes).toEqual({ "kms.provider": PROVIDER, "kms.operation": "generateDataKey", "kms.outcome": "success", "kms.attempts": 2 });
     expect(span.status.code).toBe(SpanStatusCode.UNSET);
     expect(activeSpanIds).toEqual([span.spanContext().spanId, span.spanContext().spanId]);
   });
@@ -824,6 +846,7 @@ describe("ProviderPolicy: OpenTelemetry spans", () => {
     expect(span!.attributes).toEqual({
       "kms.provider": PROVIDER,
       "kms.operation": "unwrapDataKey",
+      "kms.outcome": "error",
       "kms.attempts": 1,
       "kms.error.code": code,
     });

@@ -8,8 +8,10 @@ import {
   EmulatorReply,
   type EmulatorRequest,
   type EmulatorResponse,
+  type EmulatorTransport,
   type FaultKind,
   type RoutedRequest,
+  type TransportExchange,
 } from "../src/emulators/framework";
 
 /**
@@ -231,6 +233,96 @@ describe("fault injection", () => {
     expect(() => emulator.inject("echo", { kind: "throttle" }, { times: 1.5 })).toThrow(RangeError);
     expect(() => emulator.inject("echo", { kind: "latency", ms: -1 })).toThrow(RangeError);
     expect(() => emulator.inject("echo", { kind: "latency", ms: Number.NaN })).toThrow(RangeError);
+  });
+});
+
+/**
+ * A transport with no network: `send` hands a request straight to the pipeline and resolves with
+ * what it answered (`"dropped"` for a dropped connection). Proves the pipeline is transport-neutral.
+ */
+class MemoryTransport implements EmulatorTransport {
+  #serve: ((exchange: TransportExchange) => Promise<void>) | undefined;
+  listens = 0;
+
+  async listen(port: number, serve: (exchange: TransportExchange) => Promise<void>): Promise<number> {
+    this.#serve = serve;
+    this.listens += 1;
+    return port === 0 ? 4242 : port;
+  }
+
+  async close(): Promise<void> {
+    this.#serve = undefined;
+  }
+
+  send(path: string, options: { token?: string; refused?: EmulatorResponse } = {}): Promise<EmulatorResponse | "dropped"> {
+    const serve = this.#serve;
+    if (serve === undefined) return Promise.reject(new Error("refused"));
+    return new Promise((resolve) => {
+      let done = false;
+      const exchange: TransportExchange = {
+        request: { method: "POST", url: new URL(path, "http://127.0.0.1"), headers: { "x-token": options.token ?? "ok" }, body: Buffer.from("body") },
+        ...(options.refused === undefined ? {} : { refused: options.refused }),
+        gone: () => done,
+        drop: () => {
+          done = true;
+          resolve("dropped");
+        },
+        reply: (response) => {
+          done = true;
+          resolve(response);
+        },
+      };
+      void serve(exchange);
+    });
+  }
+}
+
+class MemoryToyEmulator extends ToyEmulator {
+  // Set from the base constructor, so declared only: an initialized field would be reset after it.
+  declare transport: MemoryTransport;
+  protected override createTransport(): EmulatorTransport {
+    this.transport = new MemoryTransport();
+    return this.transport;
+  }
+}
+
+describe("a protocol's own transport (createTransport)", () => {
+  it("runs the same pipeline: routing, authentication, faults, log, pending, outage on the same port", async () => {
+    const memory = new MemoryToyEmulator();
+    expect(await memory.start()).toBe("http://127.0.0.1:4242");
+    const { transport } = memory;
+    expect(await transport.send("/echo/k1")).toEqual({
+      status: 200,
+      headers: { "x-request-id": "req-1" },
+      body: { op: "echo", key: "k1", identity: "tester", body: "body" },
+    });
+    expect(await transport.send("/echo/k1", { token: "bad" })).toMatchObject({ status: 401 });
+    memory.inject("echo", { kind: "connectionReset" }, { times: 1 });
+    expect(await transport.send("/echo/k1")).toBe("dropped");
+    memory.inject("echo", { kind: "keyDisabled" }, { times: 1 });
+    expect(await transport.send("/echo/k1")).toMatchObject({ status: 400, body: { fault: "keyDisabled" } });
+    expect(await transport.send("/echo/k1", { refused: { status: 413 } })).toMatchObject({ status: 413, headers: { "x-request-id": "req-1" } });
+    memory.inject("echo", { kind: "latency", ms: 60_000 }, { times: 1 });
+    const held = transport.send("/echo/k1");
+    expect(memory.pending).toBe(1);
+    const restore = await memory.outage();
+    await expect(transport.send("/echo/k1")).rejects.toThrow("refused");
+    await restore();
+    expect(transport.listens).toBe(2);
+    expect(memory.port).toBe(4242);
+    expect(await transport.send("/echo/k1")).toMatchObject({ status: 200 });
+    await memory.stop();
+    void held; // the outage released it: the pipeline logged it and sent nothing
+    expect(memory.requests.map((r) => `${r.operation} ${r.status} ${r.fault ?? "-"}`)).toEqual([
+      "echo 200 -",
+      "echo 401 -",
+      "echo 0 connectionReset",
+      "echo 400 keyDisabled",
+      "unknown 413 -",
+      "echo 0 latency",
+      "echo 200 -",
+    ]);
+    expect(memory.pending).toBe(0);
   });
 });
 

@@ -1,7 +1,9 @@
 /**
  * The emulator framework: what every wire emulator in this package shares. An emulator is a real
- * HTTP (or HTTPS) server on 127.0.0.1 (an ephemeral port unless one is given) that speaks one KMS's wire
- * protocol, so an adapter is tested through its official SDK end to end. This file owns:
+ * server on 127.0.0.1 (an ephemeral port unless one is given) that speaks one KMS's wire protocol, so
+ * an adapter is tested through its official SDK end to end. It is HTTP (or HTTPS) unless a protocol
+ * brings its own transport (`createTransport`: the Cloud KMS emulator serves gRPC); the pipeline
+ * below is the same for every transport. This file owns:
  *
  * - the server's life cycle: `start()` / `stop()`, and `outage()`, which stops listening on the same
  *   port (clients get connection refused) until the returned function restores it;
@@ -14,6 +16,9 @@
  *
  * A protocol subclass implements `route` (which operation a request is, and for which key),
  * `authenticate`, `faultResponse` and `handle`. It never logs request bodies: they hold plaintext.
+ *
+ * Pipeline, per request: transport refusal (a body too large) → `route` → `authenticate` → faults
+ * (latency, then one decisive fault) → `handle` → request log. `pending` counts requests inside it.
  */
 import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from "node:crypto";
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from "node:http";
@@ -111,6 +116,35 @@ export class EmulatorReply extends Error {
   }
 }
 
+/**
+ * One request as a transport hands it to the pipeline, and the ways back to its client. A transport
+ * maps `EmulatorResponse` onto its wire (HTTP: status, headers, body; gRPC: message or status).
+ */
+export interface TransportExchange {
+  readonly request: EmulatorRequest;
+  /** The transport's own refusal, answered without routing (HTTP: a body over the limit → 413). */
+  readonly refused?: EmulatorResponse;
+  /** True once the client can no longer be answered (it hung up or cancelled). */
+  gone(): boolean;
+  /** Drops the connection without an answer (the `connectionReset` fault). */
+  drop(): void;
+  reply(response: EmulatorResponse): void;
+}
+
+/** Where an emulator listens: HTTP(S) by default; a protocol may bring another (`createTransport`). */
+export interface EmulatorTransport {
+  /** Listens on 127.0.0.1:`port` (0: ephemeral), feeding each request to `serve`; resolves with the port. */
+  listen(port: number, serve: (exchange: TransportExchange) => Promise<void>): Promise<number>;
+  /** Stops listening and drops every connection (requests in flight included). */
+  close(): Promise<void>;
+}
+
+/** A certificate and its private key, PEM. */
+export interface TlsMaterial {
+  readonly cert: string | Buffer;
+  readonly key: string | Buffer;
+}
+
 export interface EmulatorOptions {
   /** Port on 127.0.0.1; default 0 (an ephemeral port). */
   readonly port?: number;
@@ -122,7 +156,7 @@ export interface EmulatorOptions {
    * Serve HTTPS with this certificate and private key (PEM) instead of plain HTTP. The client trusts
    * the certificate per client (a `ca` option), never by switching verification off.
    */
-  readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
+  readonly tls?: TlsMaterial | (() => Promise<TlsMaterial>);
 }
 
 const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
@@ -140,7 +174,8 @@ export abstract class Emulator<S = unknown> {
   readonly #options: EmulatorOptions;
   readonly #log: LoggedRequest[] = [];
   #faults: ActiveFault[] = [];
-  #server: Server | undefined;
+  readonly #transport: EmulatorTransport;
+  #listening = false;
   #port = 0;
   #down = false;
   #pending = 0;
@@ -151,6 +186,7 @@ export abstract class Emulator<S = unknown> {
   protected constructor(options: EmulatorOptions = {}) {
     this.#options = options;
     this.now = options.now ?? (() => new Date());
+    this.#transport = this.createTransport(options);
   }
 
   /** Short protocol name, for messages (`aws-kms`, `vault`). */
@@ -176,9 +212,17 @@ export abstract class Emulator<S = unknown> {
     return {};
   }
 
+  /**
+   * The transport requests arrive by; default HTTP, or HTTPS with `options.tls`. Called once, from
+   * the constructor (before a subclass's own fields are set: use only `options`).
+   */
+  protected createTransport(options: EmulatorOptions): EmulatorTransport {
+    return new HttpTransport(options);
+  }
+
   /** Starts listening on 127.0.0.1 and returns the base URL (`http://127.0.0.1:<port>`, `https://` with `tls`). */
   async start(): Promise<string> {
-    if (this.#server !== undefined) return this.url;
+    if (this.#listening) return this.url;
     await this.#listen(this.#options.port ?? 0);
     return this.url;
   }
@@ -205,7 +249,7 @@ export abstract class Emulator<S = unknown> {
    * flight are dropped) until the returned function is called, which listens again on the same port.
    */
   async outage(): Promise<() => Promise<void>> {
-    if (this.#server === undefined) throw new Error(`${this.protocol} emulator: not started`);
+    if (!this.#listening) throw new Error(`${this.protocol} emulator: not started`);
     this.#down = true;
     for (const wake of [...this.#sleeping]) wake();
     await this.#close();
@@ -278,55 +322,36 @@ export abstract class Emulator<S = unknown> {
   // --- internals ------------------------------------------------------------------------------
 
   async #listen(port: number): Promise<void> {
-    const serve = (req: IncomingMessage, res: ServerResponse) => void this.#serve(req, res);
-    const tls = this.#options.tls;
-    const server: Server = tls === undefined ? createServer(serve) : createTlsServer({ cert: tls.cert, key: tls.key }, serve);
-    server.keepAliveTimeout = 1000;
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, "127.0.0.1", () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
-    this.#server = server;
-    this.#port = (server.address() as AddressInfo).port;
+    this.#port = await this.#transport.listen(port, (exchange) => this.#serve(exchange));
+    this.#listening = true;
   }
 
   async #close(): Promise<void> {
-    const server = this.#server;
-    if (server === undefined) return;
-    this.#server = undefined;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
+    if (!this.#listening) return;
+    this.#listening = false;
+    await this.#transport.close();
   }
 
-  async #serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async #serve(exchange: TransportExchange): Promise<void> {
     this.#pending += 1;
     try {
-      await this.#answer(req, res);
+      await this.#answer(exchange);
     } finally {
       this.#pending -= 1;
     }
   }
 
-  async #answer(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    let body: Buffer;
-    try {
-      body = await readBody(req, this.#options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
-    } catch {
-      this.#log.push({ operation: "unknown", status: 413 });
-      send(res, { status: 413, body: { message: "request body too large" } }, this.responseHeaders());
+  /** The pipeline (see the module comment), whatever the transport. */
+  async #answer(exchange: TransportExchange): Promise<void> {
+    const reply = (response: EmulatorResponse) => {
+      if (!exchange.gone()) exchange.reply({ ...response, headers: { ...this.responseHeaders(), ...response.headers } });
+    };
+    if (exchange.refused !== undefined) {
+      this.#log.push({ operation: "unknown", status: exchange.refused.status });
+      reply(exchange.refused);
       return;
     }
-    const request: EmulatorRequest = {
-      method: req.method ?? "GET",
-      url: new URL(req.url ?? "/", "http://127.0.0.1"),
-      headers: req.headers,
-      body,
-    };
+    const request = exchange.request;
     let routed: RoutedRequest<S> = { operation: "unknown" };
     let identity: string | undefined;
     let faultKind: FaultKind | undefined;
@@ -339,20 +364,20 @@ export abstract class Emulator<S = unknown> {
         ...(identity === undefined ? {} : { identity }),
         ...(routed.details === undefined ? {} : { details: routed.details }),
       });
+    const answer = (response: EmulatorResponse) => {
+      record(response.status);
+      reply(response);
+    };
     try {
       routed = this.route(request);
       const auth = this.authenticate(request, routed);
       identity = auth.identity;
-      if (!auth.ok) {
-        record(auth.response.status);
-        send(res, auth.response, this.responseHeaders());
-        return;
-      }
+      if (!auth.ok) return answer(auth.response);
       for (const fault of this.#matchingFaults(routed)) {
         faultKind = fault.kind;
         if (fault.kind === "latency") {
           await this.#sleep(fault.ms);
-          if (res.destroyed || this.#server === undefined) {
+          if (exchange.gone() || !this.#listening) {
             record(0);
             return;
           }
@@ -360,25 +385,15 @@ export abstract class Emulator<S = unknown> {
         }
         if (fault.kind === "connectionReset") {
           record(0);
-          req.socket.destroy();
+          exchange.drop();
           return;
         }
-        const response = this.faultResponse(fault.kind, routed, fault.kind === "serverError" ? (fault.status ?? 500) : 0, identity);
-        record(response.status);
-        send(res, response, this.responseHeaders());
-        return;
+        return answer(this.faultResponse(fault.kind, routed, fault.kind === "serverError" ? (fault.status ?? 500) : 0, identity));
       }
-      const response = await this.handle(request, routed, identity);
-      record(response.status);
-      send(res, response, this.responseHeaders());
+      answer(await this.handle(request, routed, identity));
     } catch (error) {
-      if (error instanceof EmulatorReply) {
-        record(error.response.status);
-        send(res, error.response, this.responseHeaders());
-        return;
-      }
-      record(500);
-      send(res, { status: 500, body: { message: `${this.protocol} emulator: internal error` } }, this.responseHeaders());
+      if (error instanceof EmulatorReply) return answer(error.response);
+      answer({ status: 500, body: { message: `${this.protocol} emulator: internal error` } });
     }
   }
 
@@ -411,6 +426,61 @@ export abstract class Emulator<S = unknown> {
   }
 }
 
+/** The default transport: HTTP/1.1, or HTTPS with `options.tls`. */
+class HttpTransport implements EmulatorTransport {
+  readonly #options: EmulatorOptions;
+  #server: Server | undefined;
+
+  constructor(options: EmulatorOptions) {
+    this.#options = options;
+  }
+
+  async listen(port: number, serve: (exchange: TransportExchange) => Promise<void>): Promise<number> {
+    const onRequest = (req: IncomingMessage, res: ServerResponse) => void this.#exchange(req, res).then(serve);
+    const given = this.#options.tls;
+    // A function is called when listening (a certificate generated asynchronously, on first start).
+    const tls = typeof given === "function" ? await given() : given;
+    const server: Server = tls === undefined ? createServer(onRequest) : createTlsServer({ cert: tls.cert, key: tls.key }, onRequest);
+    server.keepAliveTimeout = 1000;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, "127.0.0.1", () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    this.#server = server;
+    return (server.address() as AddressInfo).port;
+  }
+
+  async close(): Promise<void> {
+    const server = this.#server;
+    if (server === undefined) return;
+    this.#server = undefined;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  }
+
+  async #exchange(req: IncomingMessage, res: ServerResponse): Promise<TransportExchange> {
+    let body: Buffer = Buffer.alloc(0);
+    let refused: EmulatorResponse | undefined;
+    try {
+      body = await readBody(req, this.#options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
+    } catch {
+      refused = { status: 413, body: { message: "request body too large" } };
+    }
+    return {
+      request: { method: req.method ?? "GET", url: new URL(req.url ?? "/", "http://127.0.0.1"), headers: req.headers, body },
+      ...(refused === undefined ? {} : { refused }),
+      gone: () => res.destroyed || this.#server === undefined,
+      drop: () => req.socket.destroy(),
+      reply: (response) => send(res, response),
+    };
+  }
+}
+
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -429,9 +499,9 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
-function send(res: ServerResponse, response: EmulatorResponse, common: Record<string, string>): void {
+function send(res: ServerResponse, response: EmulatorResponse): void {
   if (res.destroyed) return;
-  const headers: Record<string, string> = { ...common, ...response.headers };
+  const headers: Record<string, string> = { ...response.headers };
   let payload: Buffer | undefined;
   if (Buffer.isBuffer(response.body)) payload = response.body;
   else if (typeof response.body === "string") payload = Buffer.from(response.body, "utf8");

@@ -17,6 +17,9 @@ export {
   type KeyVersion,
   type LoggedRequest,
   type RoutedRequest,
+  type TlsMaterial,
 } from "./framework";
 export * from "./aws";
 export * from "./vault";
+export * from "./gcp";
+export * from "./azure";
