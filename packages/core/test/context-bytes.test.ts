@@ -19,7 +19,7 @@ describe("contextBytes", () => {
 
   it("gives the same bytes for any order, and different bytes for contexts that only concatenate alike", () => {
     expect(contextBytes("L", { a: "1", b: "2" }, "p")).toEqual(contextBytes("L", { b: "2", a: "1" }, "p"));
-    const distinct = [{ ab: "c" }, { a: "bc" }, { a: "b", c: "" }, { "": "abc" }, {}];
+    const distinct: Record<string, string>[] = [{ ab: "c" }, { a: "bc" }, { a: "b", c: "" }, { "": "abc" }, {}];
     const encoded = new Set(distinct.map((c) => contextBytes("L", c, "p").toString("hex")));
     expect(encoded.size).toBe(distinct.length);
     expect(contextBytes("L1", {}, "p")).not.toEqual(contextBytes("L2", {}, "p"));
