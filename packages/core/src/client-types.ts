@@ -1,6 +1,6 @@
 import type { KmsError } from "./errors";
 import type { CircuitState, KmsEventListener } from "./events";
-import type { EncryptionContext, PermissionCheck } from "./provider";
+import type { EncryptionContext, KeyDescription, PermissionCheck } from "./provider";
 
 /** One item's outcome in a batch: batches never throw for a single item. */
 export type BatchResult<T> = { ok: true; value: T } | { ok: false; error: KmsError };
@@ -59,6 +59,14 @@ export interface ProviderStats {
   queued: number;
 }
 
+/** A configured key as its provider describes it, or why it could not. */
+export interface KeyReport {
+  provider: string;
+  keyId: string;
+  description?: KeyDescription;
+  error?: KmsError;
+}
+
 export interface CacheStats {
   encrypt: { entries: number; hits: number; misses: number };
   decrypt: { entries: number; hits: number; misses: number };
@@ -80,6 +88,12 @@ export interface KmsClient {
   /** Re-wraps the envelope's data key under the tenant's current key; the payload is unchanged. */
   rewrap(tenantId: string, envelope: Uint8Array, context?: EncryptionContext): Promise<Buffer>;
   checkHealth(): Promise<KmsHealth>;
+  /**
+   * Describes every key configured as a tenant's current key (`tenants.defaultKey` and
+   * `tenants.keys`; not `previous` keys, nor keys only an app resolver knows): one `describeKey` call
+   * each, through the resilience policy. For key-age checks (`@kms/metrics`' rotation gauges).
+   */
+  describeKeys(): Promise<KeyReport[]>;
   /** Checks every configured key's permissions, one permission at a time. */
   validatePermissions(): Promise<PermissionReport>;
   /** Subscribes to cache and KMS events; returns the unsubscribe function. */

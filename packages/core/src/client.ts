@@ -10,6 +10,7 @@ import type {
   DecryptItem,
   EncryptItem,
   KmsClient,
+  KeyReport,
   KmsHealth,
   PermissionReport,
   ProviderHealthReport,
@@ -350,6 +351,14 @@ export function createKms(options: CreateKmsOptions): KmsClient {
   };
 
   /** Every (provider, key id) the configuration names, for health and permission checks. */
+  /** The keys tenants encrypt under now (the default key and each tenant's own, without `previous`). */
+  const currentKeys = (): KeyRef[] => {
+    const seen = new Map<string, KeyRef>();
+    const { defaultKey, keys } = config.tenants;
+    for (const ref of [...(defaultKey ? [defaultKey] : []), ...Object.values(keys)]) seen.set(`${ref.provider}\0${ref.keyId}`, { provider: ref.provider, keyId: ref.keyId });
+    return [...seen.values()];
+  };
+
   const configuredKeys = (): KeyRef[] => {
     const seen = new Map<string, KeyRef>();
     const { defaultKey, keys } = config.tenants;
@@ -406,6 +415,19 @@ export function createKms(options: CreateKmsOptions): KmsClient {
       );
       const ready = Object.values(reports).every((r) => r.status !== "down");
       return { ready, providers: reports, cache: cacheStats() };
+    },
+
+    async describeKeys(): Promise<KeyReport[]> {
+      ensureOpen();
+      return Promise.all(
+        currentKeys().map(async (ref): Promise<KeyReport> => {
+          try {
+            return { ...ref, description: await call(ref, "describeKey", (p, signal) => p.describeKey(ref.keyId, { signal })) };
+          } catch (error) {
+            return { ...ref, error: toKmsError(error) };
+          }
+        }),
+      );
     },
 
     async validatePermissions(): Promise<PermissionReport> {

@@ -4,6 +4,7 @@ export type {
   CacheStats,
   DecryptItem,
   EncryptItem,
+  KeyReport,
   KmsClient,
   KmsHealth,
   PermissionReport,

@@ -422,6 +422,26 @@ describe("createKms: guard, events, lifecycle", () => {
     expect(kms.providerStats()).toEqual({ fake: { circuit: "open", inFlight: 0, queued: 0 } });
   });
 
+  it("describes each current tenant key once (not previous keys), reporting a failure per key", async () => {
+    const { kms, provider } = fakeKms({
+      tenants: {
+        defaultKey: { provider: "fake", keyId: "default" },
+        keys: { a: { provider: "fake", keyId: "key-a", previous: [{ provider: "fake", keyId: "old-a" }] }, b: { provider: "fake", keyId: "default" } },
+      },
+    });
+    expect(await kms.describeKeys()).toEqual([
+      { provider: "fake", keyId: "default", description: { keyId: "default", enabled: true, currentVersion: "1" } },
+      { provider: "fake", keyId: "key-a", description: { keyId: "key-a", enabled: true, currentVersion: "1" } },
+    ]);
+    expect(provider.calls.describeKey).toBe(2);
+    provider.fail("KMS_ACCESS_DENIED");
+    const failed = await kms.describeKeys();
+    expect(failed.map((r) => [r.keyId, r.error?.code, r.description])).toEqual([
+      ["default", "KMS_ACCESS_DENIED", undefined],
+      ["key-a", "KMS_ACCESS_DENIED", undefined],
+    ]);
+  });
+
   it("reports health and permissions per provider", async () => {
     const { kms } = fakeKms();
     await kms.encrypt("t", "x");

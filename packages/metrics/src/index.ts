@@ -13,3 +13,4 @@ export {
   type RotationStatusSource,
 } from "./metrics";
 export { setupTracing, type Tracing, type TracingOptions } from "./tracing";
+export { keyAgesFrom, type KeyAgeOptions } from "./key-ages";
