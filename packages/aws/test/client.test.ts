@@ -8,6 +8,9 @@ import { type CreateKmsOptions, type KmsClient, type KmsConfigInput, type KmsErr
 import { AWS_EMULATOR_IDENTITY, AwsKmsEmulator } from "@kms/testkit/emulators";
 import { awsKms, awsKmsProvider } from "../src";
 
+/** A latency that holds a request past any deadline here; the emulator's stop() releases it (after every test, so it is never logged mid-file). */
+const HELD_MS = 600_000;
+
 const emulator = new AwsKmsEmulator();
 const clients: KmsClient[] = [];
 
@@ -182,12 +185,12 @@ describe("resilience against AWS KMS faults", () => {
 
   it("a call slower than resilience.timeoutMs fails with KMS_TIMEOUT, and the retry gets through", async () => {
     const { kms, calls } = setUp({ timeoutMs: 500, retry: { maxAttempts: 1 } });
-    emulator.inject("GenerateDataKey", { kind: "latency", ms: 60_000 }, { times: 1 });
+    emulator.inject("GenerateDataKey", { kind: "latency", ms: HELD_MS }, { times: 1 });
     expect(await codeOf(kms.encrypt("tenant-a", "x"))).toBe("KMS_TIMEOUT");
     expect(calls()).toEqual(["generateDataKey 1 KMS_TIMEOUT"]);
 
     const retrying = setUp({ timeoutMs: 500, retry: { maxAttempts: 2, baseDelayMs: 0, maxDelayMs: 0 } });
-    emulator.inject("GenerateDataKey", { kind: "latency", ms: 60_000 }, { times: 1 });
+    emulator.inject("GenerateDataKey", { kind: "latency", ms: HELD_MS }, { times: 1 });
     expect((await retrying.kms.decrypt("tenant-a", await retrying.kms.encrypt("tenant-a", "y"))).toString()).toBe("y");
     expect(retrying.calls()).toEqual(["generateDataKey 1 KMS_TIMEOUT", "generateDataKey 2 success", "unwrapDataKey 1 success"]);
   });

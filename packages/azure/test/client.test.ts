@@ -5,6 +5,9 @@ import { type CreateKmsOptions, type KmsClient, type KmsConfigInput, type KmsErr
 import { AZURE_EMULATOR_IDENTITY, AzureKeyVaultEmulator } from "@kms/testkit/emulators";
 import { azureKeyVault, azureKeyVaultProvider } from "../src";
 
+/** A latency that holds a request past any deadline here; the emulator's stop() releases it (after every test, so it is never logged mid-file). */
+const HELD_MS = 600_000;
+
 const emulator = new AzureKeyVaultEmulator();
 const clients: KmsClient[] = [];
 
@@ -180,12 +183,12 @@ describe("resilience against Key Vault faults", () => {
 
   it("a call slower than resilience.timeoutMs fails with KMS_TIMEOUT, and the retry gets through", async () => {
     const { kms, calls } = await setUp({ timeoutMs: 500, retry: { maxAttempts: 1 } });
-    emulator.inject("WrapKey", { kind: "latency", ms: 60_000 }, { times: 1 });
+    emulator.inject("WrapKey", { kind: "latency", ms: HELD_MS }, { times: 1 });
     expect(await codeOf(kms.encrypt("tenant-a", "x"))).toBe("KMS_TIMEOUT");
     expect(calls()).toEqual(["generateDataKey 1 KMS_TIMEOUT"]);
 
     const retrying = await setUp({ timeoutMs: 500, retry: { maxAttempts: 2, baseDelayMs: 0, maxDelayMs: 0 } });
-    emulator.inject("WrapKey", { kind: "latency", ms: 60_000 }, { times: 1 });
+    emulator.inject("WrapKey", { kind: "latency", ms: HELD_MS }, { times: 1 });
     expect((await retrying.kms.decrypt("tenant-a", await retrying.kms.encrypt("tenant-a", "y"))).toString()).toBe("y");
     expect(retrying.calls()).toEqual(["generateDataKey 1 KMS_TIMEOUT", "generateDataKey 2 success", "unwrapDataKey 1 success"]);
   });

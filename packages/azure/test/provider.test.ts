@@ -5,6 +5,9 @@ import { AZURE_EMULATOR_IDENTITY, AzureKeyVaultEmulator, type Fault } from "@kms
 import { AZURE_KEY_ID_RULE, AZURE_PERMISSIONS_DOCS_URL, type AzureKeyVaultProviderOptions, type ThrottledError, azureKeyVault, azureKeyVaultProvider } from "../src";
 import { mapAzureError } from "../src/errors";
 
+/** A latency that holds a request past any deadline here; the emulator's stop() releases it (after every test, so it is never logged mid-file). */
+const HELD_MS = 600_000;
+
 /** A context with a value that must never reach a message. */
 const CONTEXT = { "kms:tenant": "tenant-a", ssn: "078-05-1120" };
 const LIMITED = "limited-app";
@@ -191,13 +194,13 @@ describe("error mapping", () => {
   });
 
   it("the provider's own deadline (timeoutMs) is a retryable KMS_TIMEOUT; core's abort wins with its own reason", async () => {
-    emulator.inject("WrapKey", { kind: "latency", ms: 60_000 }, { times: 1 });
-    const error = await kmsErrorOf(provider({ timeoutMs: 100 }).wrapDataKey({ keyId: name, plaintextKey: randomBytes(32), context: CONTEXT }));
+    emulator.inject("WrapKey", { kind: "latency", ms: HELD_MS }, { times: 1 });
+    const error = await kmsErrorOf(provider({ timeoutMs: 1000 }).wrapDataKey({ keyId: name, plaintextKey: randomBytes(32), context: CONTEXT }));
     expect({ code: error.code, retryable: error.retryable }).toEqual({ code: "KMS_TIMEOUT", retryable: true });
     expect(error.message.startsWith(`azure-key-vault: WrapKey on key ${name} got no answer in time (deadline passed): `)).toBe(true);
 
     const p = provider();
-    emulator.inject("GetKey", { kind: "latency", ms: 60_000 }, { times: 1 });
+    emulator.inject("GetKey", { kind: "latency", ms: HELD_MS }, { times: 1 });
     const controller = new AbortController();
     const pending = kmsErrorOf(p.describeKey(name, { signal: controller.signal }));
     while (emulator.pending === 0) await new Promise((resolve) => setTimeout(resolve, 5));

@@ -7,6 +7,9 @@ import { GCP_EMULATOR_IDENTITY, GCP_KMS_PERMISSIONS, GcpKmsEmulator } from "@kms
 import { gcpKms, gcpKmsProvider } from "../src";
 import { reconnected } from "./support";
 
+/** A latency that holds a request past any deadline here; the emulator's stop() releases it (after every test, so it is never logged mid-file). */
+const HELD_MS = 600_000;
+
 const emulator = new GcpKmsEmulator();
 const kmsClients: KmsClient[] = [];
 const sdkClients: KeyManagementServiceClient[] = [];
@@ -198,12 +201,12 @@ describe("resilience against Cloud KMS faults", () => {
 
   it("a call slower than resilience.timeoutMs fails with KMS_TIMEOUT, and the retry gets through", async () => {
     const { kms, calls } = setUp({ timeoutMs: 500, retry: { maxAttempts: 1 } });
-    emulator.inject("Encrypt", { kind: "latency", ms: 60_000 }, { times: 1 });
+    emulator.inject("Encrypt", { kind: "latency", ms: HELD_MS }, { times: 1 });
     expect(await codeOf(kms.encrypt("tenant-a", "x"))).toBe("KMS_TIMEOUT");
     expect(calls()).toEqual(["generateDataKey 1 KMS_TIMEOUT"]);
 
     const retrying = setUp({ timeoutMs: 500, retry: { maxAttempts: 2, baseDelayMs: 0, maxDelayMs: 0 } });
-    emulator.inject("Encrypt", { kind: "latency", ms: 60_000 }, { times: 1 });
+    emulator.inject("Encrypt", { kind: "latency", ms: HELD_MS }, { times: 1 });
     expect((await retrying.kms.decrypt("tenant-a", await retrying.kms.encrypt("tenant-a", "y"))).toString()).toBe("y");
     expect(retrying.calls()).toEqual(["generateDataKey 1 KMS_TIMEOUT", "generateDataKey 2 success", "unwrapDataKey 1 success"]);
   });
