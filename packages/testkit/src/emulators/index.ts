@@ -10,6 +10,7 @@ export {
   type EmulatorOptions,
   type EmulatorRequest,
   type EmulatorResponse,
+  type EmulatorTransport,
   type Fault,
   type FaultKind,
   type InjectOptions,
@@ -18,6 +19,7 @@ export {
   type LoggedRequest,
   type RoutedRequest,
   type TlsMaterial,
+  type TransportExchange,
 } from "./framework";
 export * from "./aws";
 export * from "./vault";
