@@ -18,7 +18,7 @@ module.exports = {
     ],
   },
   moduleNameMapper: {
-    "^@kms/(core|testkit|aws|vault|gcp|azure|metrics)$": path.join(__dirname, "packages/$1/src/index.ts"),
+    "^@kms/(core|testkit|aws|vault|gcp|azure|metrics|rotation)$": path.join(__dirname, "packages/$1/src/index.ts"),
     "^@kms/testkit/emulators$": path.join(__dirname, "packages/testkit/src/emulators/index.ts"),
   },
 };

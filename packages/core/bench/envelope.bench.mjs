@@ -139,7 +139,7 @@ try {
 const clock = core.systemClock;
 const events = { active: false, emit() {} };
 const cache = new KeyCache("encrypt", { maxAgeMs: 3_600_000, hardMaxAgeMs: 3_600_000, capacity: 20_000, jitter: 0, maxMessages: 2 ** 32, maxBytes: Number.MAX_SAFE_INTEGER }, { clock, events });
-const meta = { tenantId: "tenant-a", provider: "local", bytes: 1024 };
+const meta = { tenantId: "tenant-a", provider: "local", keyId: "bench", bytes: 1024 };
 const keys = Array.from({ length: 10_000 }, (_, i) => `local\0bench\0tenant-${i}`);
 for (const key of keys) await cache.withKey(key, meta, async () => ({ value: undefined, material: envelope.deriveMaterial(crypto.randomBytes(32)) }), () => undefined);
 let k = 0;

@@ -33,11 +33,16 @@ export interface CacheLimits {
   maxBytes?: number;
 }
 
-export interface CacheEntry<T> {
-  readonly value: T;
-  readonly material: DataKeyMaterial;
+/** Whose data key an entry holds: the tenant, and the key (provider and key id) that wraps it. */
+export interface EntryOwner {
   readonly tenantId: string;
   readonly provider: string;
+  readonly keyId: string;
+}
+
+export interface CacheEntry<T> extends EntryOwner {
+  readonly value: T;
+  readonly material: DataKeyMaterial;
   readonly createdAt: number;
   readonly freshUntil: number;
   readonly hardExpiry: number;
@@ -72,7 +77,7 @@ function compactKey(key: string): string {
 /** One load in flight, shared by every concurrent miss for its key. */
 interface Flight {
   done: Promise<void>;
-  readonly tenantId: string;
+  readonly owner: EntryOwner;
   /** Set by invalidation: the loaded key is zeroed instead of installed. */
   discarded: boolean;
 }
@@ -117,7 +122,7 @@ export class KeyCache<T> {
    */
   withKey<R>(
     key: string,
-    meta: { tenantId: string; provider: string; bytes: number },
+    meta: EntryOwner & { bytes: number },
     load: () => Promise<Loaded<T>>,
     use: (entry: CacheEntry<T>) => R,
   ): Promise<R> {
@@ -174,7 +179,7 @@ export class KeyCache<T> {
 
   #withLoaded<R>(
     key: string,
-    meta: { tenantId: string; provider: string; bytes: number },
+    meta: EntryOwner & { bytes: number },
     load: () => Promise<Loaded<T>>,
     use: (entry: CacheEntry<T>) => R,
   ): Promise<R> {
@@ -206,11 +211,20 @@ export class KeyCache<T> {
 
   /** Drops every entry of the tenant (zeroing keys); its loads in flight will not install. Other tenants' are untouched. */
   invalidateTenant(tenantId: string): void {
+    this.#invalidateWhere((owner) => owner.tenantId === tenantId);
+  }
+
+  /** Drops every entry wrapped under the key, whichever tenant's (zeroing keys); its loads in flight will not install. */
+  invalidateKey(provider: string, keyId: string): void {
+    this.#invalidateWhere((owner) => owner.provider === provider && owner.keyId === keyId);
+  }
+
+  #invalidateWhere(matches: (owner: EntryOwner) => boolean): void {
     for (const [key, flight] of this.#inFlight) {
-      if (flight.tenantId === tenantId) this.#discard(key, flight);
+      if (matches(flight.owner)) this.#discard(key, flight);
     }
     for (const [key, entry] of this.#entries) {
-      if (entry.tenantId === tenantId) this.#evict(key, entry, "invalidated");
+      if (matches(entry)) this.#evict(key, entry, "invalidated");
     }
   }
 
@@ -262,8 +276,8 @@ export class KeyCache<T> {
     return entry;
   }
 
-  #fill(key: string, meta: { tenantId: string; provider: string }, load: () => Promise<Loaded<T>>): Promise<void> {
-    const flight: Flight = { done: Promise.resolve(), tenantId: meta.tenantId, discarded: false };
+  #fill(key: string, meta: EntryOwner, load: () => Promise<Loaded<T>>): Promise<void> {
+    const flight: Flight = { done: Promise.resolve(), owner: { tenantId: meta.tenantId, provider: meta.provider, keyId: meta.keyId }, discarded: false };
     const settle = () => {
       if (this.#inFlight.get(key) === flight) this.#inFlight.delete(key);
     };
@@ -288,7 +302,7 @@ export class KeyCache<T> {
     this.#inFlight.delete(key);
   }
 
-  #install(key: string, meta: { tenantId: string; provider: string }, loaded: Loaded<T>): void {
+  #install(key: string, meta: EntryOwner, loaded: Loaded<T>): void {
     const now = this.#clock.now();
     const { maxAgeMs, hardMaxAgeMs, jitter } = this.#limits;
     const previous = this.#entries.get(key);
@@ -298,6 +312,7 @@ export class KeyCache<T> {
       material: loaded.material,
       tenantId: meta.tenantId,
       provider: meta.provider,
+      keyId: meta.keyId,
       createdAt: now,
       freshUntil: now + Math.floor(maxAgeMs * (1 - jitter * this.#random())),
       hardExpiry: now + hardMaxAgeMs,
@@ -312,7 +327,7 @@ export class KeyCache<T> {
     }
   }
 
-  #withOneOff<R>(meta: { tenantId: string; provider: string; bytes: number }, load: () => Promise<Loaded<T>>, use: (entry: CacheEntry<T>) => R): Promise<R> {
+  #withOneOff<R>(meta: EntryOwner & { bytes: number }, load: () => Promise<Loaded<T>>, use: (entry: CacheEntry<T>) => R): Promise<R> {
     this.misses++;
     if (this.#events.active) {
       this.#events.emit({ type: "cache.miss", side: this.#side, tenantId: meta.tenantId, provider: meta.provider, coalesced: false });

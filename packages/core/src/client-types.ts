@@ -103,6 +103,12 @@ export interface KmsClient {
   providerStats(): Record<string, ProviderStats>;
   /** Drops (and zeroes) every cached data key of a tenant. */
   invalidateTenant(tenantId: string): void;
+  /**
+   * Drops (and zeroes) every cached data key wrapped under a key, whichever tenants use it, and
+   * keeps loads in flight from installing theirs: for a key just disabled (crypto-shredding), so that
+   * no cached copy outlives it.
+   */
+  invalidateKey(provider: string, keyId: string): void;
   /** Zeroes cached keys and closes providers; later calls fail with `KMS_CLOSED`. */
   close(): Promise<void>;
 }

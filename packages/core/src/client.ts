@@ -201,7 +201,7 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     const tenantContext = validated ?? canonicalContext(tenantId, context); // validates: INPUT_INVALID
     return encryptCache.withKey(
       cacheKey!, // defined: an input without a key fails validation above
-      { tenantId, provider: current.provider, bytes: data.length },
+      { tenantId, provider: current.provider, keyId: current.keyId, bytes: data.length },
       async () => {
         const { material, keySection } = await generate(current, kmsContextFor(tenantId, context));
         return { value: createEncryptTemplate(material, keySection, tenantContext), material };
@@ -237,7 +237,7 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     if (!keys.decryptable.get(providerId)?.has(keyId)) throw authFailed();
     return decryptCache.withKey(
       cacheKey!, // defined: an input without a key fails validation above
-      { tenantId, provider: providerId, bytes: 0 },
+      { tenantId, provider: providerId, keyId, bytes: 0 },
       async () => {
         verifyKeySectionChecksum(parsed);
         const { material, template } = await unwrapFor(parsed, tenantContext, kmsContextFor(tenantId, context));
@@ -459,6 +459,11 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     invalidateTenant(tenantId) {
       encryptCache.invalidateTenant(tenantId);
       decryptCache.invalidateTenant(tenantId);
+    },
+
+    invalidateKey(provider, keyId) {
+      encryptCache.invalidateKey(provider, keyId);
+      decryptCache.invalidateKey(provider, keyId);
     },
 
     async close() {

@@ -39,6 +39,8 @@ import {
   DATA_KEY_BYTES,
   type Cancellable,
   type DataKey,
+  type DisableKeyOptions,
+  type DisableKeyResult,
   type EncryptionContext,
   type GenerateDataKeyRequest,
   type KeyDescription,
@@ -114,8 +116,11 @@ export interface LocalKmsProvider extends KmsProvider {
   generateDataKey(req: GenerateDataKeyRequest): Promise<DataKey>;
   /** Creates the key (version "1") if it does not exist; either way, describes it. */
   createKey(keyId: string): Promise<KeyDescription>;
-  /** Disables a key: it no longer wraps or unwraps until enabled again. */
-  disableKey(keyId: string): Promise<void>;
+  /**
+   * Disables a key: it no longer wraps or unwraps until enabled again. Mode `disable` only (the
+   * default here): the key store has no waiting period, so `schedule-destruction` is INPUT_INVALID.
+   */
+  disableKey(keyId: string, options?: Partial<DisableKeyOptions>): Promise<DisableKeyResult>;
   enableKey(keyId: string): Promise<void>;
 }
 
@@ -179,6 +184,7 @@ class LocalKms implements LocalKmsProvider {
     rotation: true,
     generatesDataKeys: true,
     insecure: true,
+    keyDisabling: Object.freeze(["disable"] as const),
   });
   readonly path: string;
   readonly #dir: string;
@@ -311,8 +317,14 @@ class LocalKms implements LocalKmsProvider {
     });
   }
 
-  async disableKey(keyId: string): Promise<void> {
+  async disableKey(keyId: string, options?: Partial<DisableKeyOptions>): Promise<DisableKeyResult> {
+    this.#enter(options);
+    const mode = options?.mode ?? "disable";
+    if (mode !== "disable") {
+      throw this.#error("INPUT_INVALID", `mode "${printable(String(mode))}" is not supported: the local key store can only disable a key`);
+    }
     await this.#setEnabled(keyId, false);
+    return {}; // no service, so no request id
   }
 
   async enableKey(keyId: string): Promise<void> {

@@ -21,6 +21,24 @@ export interface ProviderCapabilities {
   readonly generatesDataKeys: boolean;
   /** Not fit for production (the embedded `local` provider). */
   readonly insecure: boolean;
+  /** What `disableKey` can do; absent or empty when the provider has no `disableKey`. */
+  readonly keyDisabling?: readonly KeyDisableMode[];
+}
+
+/**
+ * How `disableKey` takes a key out of use (crypto-shredding): `disable` is reversible (the key can be
+ * enabled again); `schedule-destruction` starts the service's waiting period, after which the key
+ * material is gone for good (AWS `ScheduleKeyDeletion`, GCP `DestroyCryptoKeyVersion`…).
+ */
+export type KeyDisableMode = "disable" | "schedule-destruction";
+
+export interface DisableKeyOptions extends Cancellable {
+  readonly mode: KeyDisableMode;
+}
+
+export interface DisableKeyResult {
+  /** The service's request id, to match the call in its audit log (CloudTrail, Vault's audit device…). */
+  readonly requestId?: string;
 }
 
 /** Options of every provider call: core's cancellation signal. */
@@ -102,6 +120,12 @@ export interface KmsProvider {
   unwrapDataKey(req: UnwrapDataKeyRequest): Promise<Uint8Array>;
   describeKey(keyId: string, options?: Cancellable): Promise<KeyDescription>;
   rotateKey(keyId: string, options?: Cancellable): Promise<RotationResult>;
+  /**
+   * Takes the whole key (every version) out of use: afterwards it neither wraps nor unwraps
+   * (`KMS_KEY_DISABLED`, or `KMS_KEY_NOT_FOUND` once destroyed). Only for the modes listed in
+   * `capabilities.keyDisabling`; other modes fail with `INPUT_INVALID`.
+   */
+  disableKey?(keyId: string, options: DisableKeyOptions): Promise<DisableKeyResult>;
   checkHealth(keyIds: readonly string[], options?: Cancellable): Promise<ProviderHealth>;
   validatePermissions(keyId: string, options?: Cancellable): Promise<PermissionCheck[]>;
   close(): Promise<void>;

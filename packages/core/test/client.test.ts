@@ -331,6 +331,42 @@ describe("createKms: data-key cache", () => {
     expect(provider.calls.generateDataKey).toBe(4);
   });
 
+  it("invalidateKey drops every cached data key of that key, whichever tenant loaded it, and no other key's", async () => {
+    const { kms, provider } = fakeKms({
+      tenants: { defaultKey: { provider: "fake", keyId: "default" }, keys: { own: { provider: "fake", keyId: "own-key" } } },
+    });
+    const envelopes = new Map<string, Buffer>();
+    for (const tenant of ["a", "b", "own"]) {
+      envelopes.set(tenant, await kms.encrypt(tenant, "x"));
+      await kms.decrypt(tenant, envelopes.get(tenant)!);
+    }
+    expect(provider.calls).toMatchObject({ generateDataKey: 3, unwrapDataKey: 3 });
+    kms.invalidateKey("fake", "default");
+    for (const tenant of ["a", "b", "own"]) {
+      await kms.encrypt(tenant, "x");
+      await kms.decrypt(tenant, envelopes.get(tenant)!);
+    }
+    expect(provider.calls).toMatchObject({ generateDataKey: 5, unwrapDataKey: 5 });
+    kms.invalidateKey("fake", "unknown-key");
+    kms.invalidateKey("other-provider", "default");
+    await kms.encrypt("a", "x");
+    expect(provider.calls.generateDataKey).toBe(5);
+  });
+
+  it("invalidateKey keeps a load in flight under that key from installing", async () => {
+    const { kms, provider } = fakeKms();
+    const release = holdGenerate(provider);
+    const inFlight = kms.encrypt("a", "x");
+    await generateCalls(provider, 1);
+    kms.invalidateKey("fake", "default");
+    release();
+    await inFlight;
+    // The key loaded before the invalidation was dropped; the waiting encrypt loaded a new one.
+    expect(provider.calls.generateDataKey).toBe(2);
+    await kms.encrypt("a", "x");
+    expect(provider.calls.generateDataKey).toBe(2);
+  });
+
   it("invalidating one tenant leaves another tenant's load in flight alone", async () => {
     const { kms, provider } = fakeKms();
     const release = holdGenerate(provider);

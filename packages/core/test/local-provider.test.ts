@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from "@jes
 import { ManualClock } from "../src/clock";
 import { KmsConfigError, type KmsError, type KmsErrorCode, isKmsError } from "../src/errors";
 import { type LocalKmsOptions, type LocalKmsProvider, localKms, localKmsProvider, lockWait } from "../src/local-provider";
-import type { EncryptionContext } from "../src/provider";
+import type { EncryptionContext, KmsProvider } from "../src/provider";
 
 /** For the tests that do many fsync'd writes: generous, so a loaded machine (turbo runs packages in parallel) cannot time them out. */
 const MANY_WRITES_TIMEOUT_MS = 60_000;
@@ -100,7 +100,7 @@ describe("localKmsProvider: construction and settings", () => {
   it("is the insecure local provider with every capability", () => {
     const provider = make();
     expect(provider.id).toBe("local");
-    expect(provider.capabilities).toEqual({ encryptionContext: true, rotation: true, generatesDataKeys: true, insecure: true });
+    expect(provider.capabilities).toEqual({ encryptionContext: true, rotation: true, generatesDataKeys: true, insecure: true, keyDisabling: ["disable"] });
   });
 
   it("rejects an empty path with a KmsConfigError", () => {
@@ -799,6 +799,20 @@ describe("localKmsProvider: key lifecycle", () => {
       expect(Buffer.from(key)).toEqual(Buffer.from(dk.plaintextKey));
     }
     await expectCode(provider.unwrapDataKey({ keyId: "k", keyVersion: "2", wrappedKey: v1.wrappedKey, context: ctx }), "ENVELOPE_AUTH_FAILED");
+  });
+
+  it("disableKey through the provider contract: mode disable only, no request id", async () => {
+    const provider: KmsProvider = make();
+    const dk = await (provider as LocalKmsProvider).generateDataKey({ keyId: "k", context: ctx });
+    const before = await fsp.readFile((provider as LocalKmsProvider).path, "utf8");
+    const refused = await expectCode(provider.disableKey!("k", { mode: "schedule-destruction" }), "INPUT_INVALID");
+    expect(refused.message).toContain('mode "schedule-destruction" is not supported');
+    expect(await fsp.readFile((provider as LocalKmsProvider).path, "utf8")).toBe(before);
+    await expect(provider.disableKey!("k", { mode: "disable" })).resolves.toEqual({});
+    await expectCode(provider.unwrapDataKey({ keyId: "k", keyVersion: "1", wrappedKey: dk.wrappedKey, context: ctx }), "KMS_KEY_DISABLED");
+    const controller = new AbortController();
+    controller.abort();
+    await expectCode(provider.disableKey!("k", { mode: "disable", signal: controller.signal }), "KMS_TIMEOUT");
   });
 
   it("disables and enables keys", async () => {
