@@ -56,6 +56,12 @@ export interface KmsMetricsOptions {
 
 export interface KmsMetrics {
   readonly registry: Registry;
+  /**
+   * Counts an event from another source than the client: e.g. `@kms/rotation`'s scheduler, which
+   * rotates through its own (key-administration) providers — `onEvent: (e) => { const op =
+   * kmsEventOf(e); if (op) metrics.observe(op); }`.
+   */
+  observe(event: KmsEvent): void;
   /** Stops listening and removes every metric this registered. */
   unregister(): void;
 }
@@ -244,6 +250,7 @@ export function registerKmsMetrics(kms: MetricsSource, options: KmsMetricsOption
   const unsubscribe = kms.onEvent(onEvent);
   return {
     registry,
+    observe: onEvent,
     unregister() {
       unsubscribe();
       for (const metric of created) registry.removeSingleMetric(metric);

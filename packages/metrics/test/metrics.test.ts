@@ -214,6 +214,13 @@ describe("registerKmsMetrics options", () => {
     expect(await samples(registry, "kms_bulkhead_rejections_total")).toEqual(['kms_bulkhead_rejections_total{provider="vault"} 1']);
   });
 
+  it("observe() counts events from another source (the rotation scheduler's rotations)", async () => {
+    const registry = new Registry();
+    const metrics = registerKmsMetrics(fakeSource(), { registry });
+    metrics.observe({ type: "kms.operation", provider: "aws-kms", operation: "rotateKey", outcome: "success", attempts: 1, durationMs: 40 });
+    expect(await samples(registry, "kms_rotation_runs_total")).toEqual(['kms_rotation_runs_total{provider="aws-kms",outcome="success"} 1']);
+  });
+
   it("reads key ages from a rotation source at scrape time, and registers no key-age gauge without one", async () => {
     const source = fakeSource();
     const without = new Registry();
