@@ -17,8 +17,11 @@ export interface PostgresLocksOptions {
 }
 
 const TABLE_PATTERN = /^[a-z_][a-z0-9_]{0,62}$/;
-/** A concurrent CREATE TABLE IF NOT EXISTS may lose the race on the catalog: the table exists then. */
-const ALREADY_CREATED = new Set(["23505", "42P07"]);
+/**
+ * A concurrent CREATE TABLE IF NOT EXISTS may lose the race on the catalog, with unique_violation
+ * (23505), duplicate_table (42P07) or duplicate_object (42710: the table's row type): it exists then.
+ */
+const ALREADY_CREATED = new Set(["23505", "42P07", "42710"]);
 
 /**
  * Leases in a PostgreSQL table: one row per lock name, taken by a single atomic upsert when free or
