@@ -42,10 +42,16 @@ interface Row {
   readonly fix: (f: Facts) => string;
 }
 
+/** The key-administration actions of crypto-shredding (`disableKey`), which the runtime role must not hold. */
+const SHREDDING_ACTIONS: ReadonlySet<string> = new Set(["kms:DisableKey", "kms:ScheduleKeyDeletion"]);
+
 const accessDenied: Row = {
   code: "KMS_ACCESS_DENIED",
   message: (f) => `access denied: ${f.principal ?? "the caller"} may not perform ${f.action} on ${f.resource}`,
-  fix: () => "allow this action for the caller in its IAM policy and in the key policy",
+  fix: (f) =>
+    SHREDDING_ACTIONS.has(f.action)
+      ? "shred with the key-administration credentials, whose IAM policy and key policy allow this action (the application's runtime role must not)"
+      : "allow this action for the caller in its IAM policy and in the key policy",
 };
 
 const credentials: Row = {
@@ -109,7 +115,9 @@ const BY_NAME: Readonly<Record<string, Row>> = {
     code: "KMS_KEY_DISABLED",
     message: (f) => `key ${f.resource} cannot be used in its current state (${f.state ?? "not Enabled"})`,
     fix: (f) =>
-      f.state === "pending deletion"
+      f.state === "pending deletion" && SHREDDING_ACTIONS.has(`kms:${f.call.operation}`)
+        ? "its deletion is already scheduled: nothing more to do (DescribeKey shows its DeletionDate)"
+        : f.state === "pending deletion"
         ? "cancel its deletion (kms:CancelKeyDeletion) and enable it, or point the tenant at another key"
         : "wait until the key is Enabled, or point the tenant at an enabled key",
   },

@@ -11,15 +11,28 @@
  * return it). Decrypt does not need the version: the ciphertext blob names its key material.
  */
 import { randomBytes, timingSafeEqual } from "node:crypto";
-import { DecryptCommand, DescribeKeyCommand, EncryptCommand, GenerateDataKeyCommand, type KeyMetadata, KMSClient, RotateKeyOnDemandCommand } from "@aws-sdk/client-kms";
+import {
+  DecryptCommand,
+  DescribeKeyCommand,
+  DisableKeyCommand,
+  EncryptCommand,
+  GenerateDataKeyCommand,
+  type KeyMetadata,
+  KMSClient,
+  RotateKeyOnDemandCommand,
+  ScheduleKeyDeletionCommand,
+} from "@aws-sdk/client-kms";
 import {
   type Cancellable,
   DATA_KEY_BYTES,
   DOCS_BASE_URL,
   type DataKey,
+  type DisableKeyOptions,
+  type DisableKeyResult,
   type EncryptionContext,
   type GenerateDataKeyRequest,
   type KeyDescription,
+  type KeyDisableMode,
   KmsConfigError,
   type KmsProvider,
   type PermissionCheck,
@@ -48,6 +61,16 @@ const MAX_CIPHERTEXT_BYTES = 6144;
 const KEY_VERSION = /^[\x21-\x7e]{1,255}$/;
 const KEY_STATE = /^[A-Za-z]{1,32}$/;
 const KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]{1,32}:\d{12}:key\/[A-Za-z0-9-]{1,64}$/;
+/** An alias or alias ARN: DisableKey and ScheduleKeyDeletion take a key id or key ARN only. */
+const ALIAS = /^(?:alias\/|arn:aws[a-z-]*:kms:[a-z0-9-]{1,32}:\d{12}:alias\/)/;
+const REQUEST_ID = /^[A-Za-z0-9-]{1,128}$/;
+/** The modes `disableKey` supports: AWS has both. */
+const KEY_DISABLING: readonly KeyDisableMode[] = Object.freeze(["disable", "schedule-destruction"]);
+/** AWS's own default and bounds of ScheduleKeyDeletion's PendingWindowInDays. */
+const PENDING_WINDOW_DEFAULT_DAYS = 30;
+const PENDING_WINDOW_MIN_DAYS = 7;
+const PENDING_WINDOW_MAX_DAYS = 30;
+const DEADLINE_FIX = "read the key's state (DescribeKey) before trying again: the request may have reached AWS";
 
 export interface AwsKmsProviderOptions extends Partial<AwsKmsSettings> {
   /**
@@ -60,11 +83,24 @@ export interface AwsKmsProviderOptions extends Partial<AwsKmsSettings> {
   readonly rotationPollIntervalMs?: number;
   /** How long `rotateKey` waits for the new key material to appear. Default 60 000 ms. */
   readonly rotationWaitMs?: number;
+  /**
+   * The waiting period of `disableKey(…, { mode: "schedule-destruction" })` (ScheduleKeyDeletion's
+   * PendingWindowInDays): 7 to 30 days. Default 30, AWS's own default. Until it ends, the deletion
+   * can be cancelled (kms:CancelKeyDeletion); after it, the key material is gone for good.
+   */
+  readonly pendingWindowInDays?: number;
+  /**
+   * Deadline of each `disableKey` call (its lookup and the DisableKey / ScheduleKeyDeletion call),
+   * which runs outside core's resilience policy (`@kms/rotation`'s `shredTenantKey` calls it
+   * directly); a caller's signal still ends it earlier. Default 30 000 ms.
+   */
+  readonly disableKeyTimeoutMs?: number;
 }
 
-/** The AWS KMS provider, with `generateDataKey` (always present). */
+/** The AWS KMS provider, with `generateDataKey` and `disableKey` (always present). */
 export interface AwsKmsProvider extends KmsProvider {
   generateDataKey(req: GenerateDataKeyRequest): Promise<DataKey>;
+  disableKey(keyId: string, options: DisableKeyOptions): Promise<DisableKeyResult>;
 }
 
 /** The `aws-kms` provider for configuration-driven set-up: `createKms({ registry: [awsKms], config })`. */
@@ -78,7 +114,14 @@ export const awsKms: ProviderDefinition<AwsKmsSettings> = {
 
 /** Creates the provider; throws a `KmsConfigError` listing every problem with the options. No network. */
 export function awsKmsProvider(options: AwsKmsProviderOptions): AwsKmsProvider {
-  const { client, rotationPollIntervalMs = 1000, rotationWaitMs = 60_000, ...settings } = options ?? {};
+  const {
+    client,
+    rotationPollIntervalMs = 1000,
+    rotationWaitMs = 60_000,
+    pendingWindowInDays = PENDING_WINDOW_DEFAULT_DAYS,
+    disableKeyTimeoutMs = 30_000,
+    ...settings
+  } = options ?? {};
   const issues = [];
   let parsed: AwsKmsSettings | undefined;
   if (client !== undefined) {
@@ -90,11 +133,14 @@ export function awsKmsProvider(options: AwsKmsProviderOptions): AwsKmsProvider {
     if (result.ok) parsed = result.settings;
     else for (const i of result.issues) issues.push(configIssue(i.path, "KMS_CONFIG_INVALID", i.message));
   }
-  for (const [path, value] of [["rotationPollIntervalMs", rotationPollIntervalMs], ["rotationWaitMs", rotationWaitMs]] as const) {
+  for (const [path, value] of [["rotationPollIntervalMs", rotationPollIntervalMs], ["rotationWaitMs", rotationWaitMs], ["disableKeyTimeoutMs", disableKeyTimeoutMs]] as const) {
     if (!Number.isInteger(value) || value < 1) issues.push(configIssue(path, "KMS_CONFIG_INVALID", "must be a whole number of milliseconds > 0"));
   }
+  if (!Number.isInteger(pendingWindowInDays) || pendingWindowInDays < PENDING_WINDOW_MIN_DAYS || pendingWindowInDays > PENDING_WINDOW_MAX_DAYS) {
+    issues.push(configIssue("pendingWindowInDays", "KMS_CONFIG_INVALID", `must be a whole number of days, ${PENDING_WINDOW_MIN_DAYS} to ${PENDING_WINDOW_MAX_DAYS} (AWS's limits)`));
+  }
   if (issues.length > 0) throw new KmsConfigError(issues);
-  return new AwsKms(client ?? clientFor(parsed!), client === undefined, rotationPollIntervalMs, rotationWaitMs);
+  return new AwsKms(client ?? clientFor(parsed!), client === undefined, rotationPollIntervalMs, rotationWaitMs, pendingWindowInDays, disableKeyTimeoutMs);
 }
 
 function clientFor(settings: AwsKmsSettings): KMSClient {
@@ -119,18 +165,28 @@ function clientFor(settings: AwsKmsSettings): KMSClient {
 
 class AwsKms implements AwsKmsProvider {
   readonly id = PROVIDER_ID;
-  readonly capabilities: ProviderCapabilities = Object.freeze({ encryptionContext: true, rotation: true, generatesDataKeys: true, insecure: false });
+  readonly capabilities: ProviderCapabilities = Object.freeze({
+    encryptionContext: true,
+    rotation: true,
+    generatesDataKeys: true,
+    insecure: false,
+    keyDisabling: KEY_DISABLING,
+  });
   readonly #client: KMSClient;
   readonly #ownsClient: boolean;
   readonly #pollMs: number;
   readonly #waitMs: number;
+  readonly #pendingWindowInDays: number;
+  readonly #disableTimeoutMs: number;
   #closed = false;
 
-  constructor(client: KMSClient, ownsClient: boolean, pollMs: number, waitMs: number) {
+  constructor(client: KMSClient, ownsClient: boolean, pollMs: number, waitMs: number, pendingWindowInDays: number, disableTimeoutMs: number) {
     this.#client = client;
     this.#ownsClient = ownsClient;
     this.#pollMs = pollMs;
     this.#waitMs = waitMs;
+    this.#pendingWindowInDays = pendingWindowInDays;
+    this.#disableTimeoutMs = disableTimeoutMs;
   }
 
   // --- data keys ------------------------------------------------------------------------------
@@ -229,6 +285,49 @@ class AwsKms implements AwsKmsProvider {
       }
       await pause(this.#pollMs, call, signal);
     }
+  }
+
+  /**
+   * Crypto-shredding: `disable` is DisableKey (reversible: kms:EnableKey); `schedule-destruction` is
+   * ScheduleKeyDeletion with `pendingWindowInDays` (cancellable until it ends, kms:CancelKeyDeletion).
+   * Afterwards GenerateDataKey, Encrypt and Decrypt fail: KMS_KEY_DISABLED (DisabledException, or
+   * KMSInvalidStateException "pending deletion"), KMS_KEY_NOT_FOUND once AWS has deleted the key.
+   *
+   * Both operations take a key id or key ARN, not an alias: an alias is resolved first by DescribeKey
+   * (kms:DescribeKey), and the key it points at then is the one disabled. Returns the request id of
+   * the DisableKey / ScheduleKeyDeletion call (the CloudTrail event to keep as evidence). Runs outside
+   * core's resilience policy, so it brings its own deadline (`disableKeyTimeoutMs`) and never retries.
+   */
+  async disableKey(keyId: string, options: DisableKeyOptions): Promise<DisableKeyResult> {
+    keyId = this.#enter(options, keyId);
+    const mode: unknown = options?.mode;
+    if (mode !== "disable" && mode !== "schedule-destruction") {
+      throw kmsError(
+        "INPUT_INVALID",
+        `disableKey on ${keyId}: the mode must be "disable" (DisableKey) or "schedule-destruction" (ScheduleKeyDeletion)`,
+        "pass one of the modes in capabilities.keyDisabling",
+      );
+    }
+    const operation = mode === "disable" ? "DisableKey" : "ScheduleKeyDeletion";
+    return this.#withDeadline(operation, keyId, options?.signal, async (signal) => {
+      let target = keyId;
+      let keyArn: string | undefined;
+      if (ALIAS.test(keyId)) {
+        const found = (await this.#describe({ operation: "DescribeKey", keyId }, signal)).Arn;
+        if (typeof found !== "string" || !KEY_ARN.test(found)) {
+          throw kmsError("KMS_PROVIDER_ERROR", `DescribeKey on ${keyId} returned no key ARN to ${operation}`, "report it with the request id", undefined, undefined, false);
+        }
+        target = keyArn = found;
+      }
+      const call: AwsCall = { operation, keyId, ...(keyArn === undefined ? {} : { keyArn }) };
+      const out = await this.#send(call, signal, (o) =>
+        mode === "disable"
+          ? this.#client.send(new DisableKeyCommand({ KeyId: target }), o)
+          : this.#client.send(new ScheduleKeyDeletionCommand({ KeyId: target, PendingWindowInDays: this.#pendingWindowInDays }), o),
+      );
+      const requestId = out.$metadata?.requestId;
+      return typeof requestId === "string" && REQUEST_ID.test(requestId) ? { requestId } : {};
+    });
   }
 
   async checkHealth(keyIds: readonly string[], options?: Cancellable): Promise<ProviderHealth> {
@@ -337,6 +436,35 @@ class AwsKms implements AwsKmsProvider {
     const meta = out.KeyMetadata;
     if (typeof meta !== "object" || meta === null) throw kmsError("KMS_PROVIDER_ERROR", `DescribeKey on ${call.keyId} returned no KeyMetadata`, "report it with the request id");
     return meta;
+  }
+
+  /**
+   * Runs `fn` with a signal that aborts at the caller's signal or after `disableKeyTimeoutMs`, with a
+   * non-retryable KMS_TIMEOUT: the request may have reached AWS, so the key's state must be read
+   * before anything is repeated.
+   */
+  async #withDeadline<T>(operation: string, keyId: string, outer: AbortSignal | undefined, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const controller = new AbortController();
+    const onAbort = () => controller.abort(outer?.reason);
+    outer?.addEventListener("abort", onAbort, { once: true });
+    const timer = setTimeout(() => {
+      controller.abort(
+        kmsError(
+          "KMS_TIMEOUT",
+          `${operation} on ${keyId} did not complete within ${this.#disableTimeoutMs} ms: ${DEADLINE_FIX}`,
+          DEADLINE_FIX,
+          undefined,
+          undefined,
+          false,
+        ),
+      );
+    }, this.#disableTimeoutMs);
+    try {
+      return await fn(controller.signal);
+    } finally {
+      clearTimeout(timer);
+      outer?.removeEventListener("abort", onAbort);
+    }
   }
 
   /** One SDK call with core's signal; every rejection is mapped. */

@@ -395,6 +395,162 @@ describe("key management", () => {
   });
 });
 
+describe("disableKey (crypto-shredding)", () => {
+  const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+  const DAY_MS = 86_400_000;
+
+  /** A fresh key with a data key wrapped under it before the shredding. */
+  async function keyWithDataKey(p: AwsKmsProvider) {
+    const created = emulator.createKey();
+    const dk = await p.generateDataKey({ keyId: created.keyId, context: CONTEXT });
+    emulator.resetLog();
+    return { ...created, dk };
+  }
+
+  /** The key's KeyMetadata as AWS reports it (read past the provider, through the SDK). */
+  async function metadataOf(id: string) {
+    const kms = new KMSClient({ ...emulator.clientConfig(), maxAttempts: 1 });
+    try {
+      return (await kms.send(new DescribeKeyCommand({ KeyId: id }))).KeyMetadata!;
+    } finally {
+      kms.destroy();
+    }
+  }
+
+  it("lists both modes in capabilities.keyDisabling", () => {
+    expect(provider().capabilities.keyDisabling).toEqual(["disable", "schedule-destruction"]);
+  });
+
+  it("disable: one DisableKey call, its request id returned; afterwards the key neither wraps nor unwraps (KMS_KEY_DISABLED)", async () => {
+    const p = provider();
+    const { keyId: id, dk } = await keyWithDataKey(p);
+    const result = await p.disableKey(id, { mode: "disable" });
+    expect(result).toEqual({ requestId: expect.stringMatching(UUID) });
+    expect(emulator.requests.map((r) => [r.operation, r.keyId, r.status])).toEqual([["DisableKey", id, 200]]);
+    expect(emulator.key(id).state).toBe("Disabled");
+    const failures = [
+      await kmsErrorOf(p.generateDataKey({ keyId: id, context: CONTEXT })),
+      await kmsErrorOf(p.wrapDataKey({ keyId: id, plaintextKey: randomBytes(32), context: CONTEXT })),
+      await kmsErrorOf(p.unwrapDataKey({ keyId: id, keyVersion: dk.keyVersion, wrappedKey: dk.wrappedKey, context: CONTEXT })),
+    ];
+    for (const error of failures) {
+      expect({ code: error.code, retryable: error.retryable, cause: (error.cause as Error).name }).toEqual({ code: "KMS_KEY_DISABLED", retryable: false, cause: "DisabledException" });
+      expect(error.message).toBe(`aws-kms: key ${id} is disabled: enable the key (kms:EnableKey) or point the tenant at an enabled key ${docs("KMS_KEY_DISABLED")}`);
+    }
+    // wrapDataKey reads the version first (DescribeKey still answers for a disabled key).
+    expect(emulator.counts()).toEqual({ DisableKey: 1, GenerateDataKey: 1, DescribeKey: 1, Encrypt: 1, Decrypt: 1 });
+    // Disabling is reversible, and disabling again is harmless (AWS answers 200).
+    expect(await p.disableKey(id, { mode: "disable" })).toEqual({ requestId: expect.stringMatching(UUID) });
+    emulator.enableKey(id);
+    expect(await p.unwrapDataKey({ keyId: id, keyVersion: dk.keyVersion, wrappedKey: dk.wrappedKey, context: CONTEXT })).toEqual(dk.plaintextKey);
+  });
+
+  it("schedule-destruction: one ScheduleKeyDeletion with a 30-day window by default; the key is PendingDeletion and refuses cryptography", async () => {
+    const p = provider();
+    const { keyId: id, dk } = await keyWithDataKey(p);
+    const before = Date.now();
+    const result = await p.disableKey(id, { mode: "schedule-destruction" });
+    expect(result).toEqual({ requestId: expect.stringMatching(UUID) });
+    expect(emulator.counts()).toEqual({ ScheduleKeyDeletion: 1 });
+    const meta = await metadataOf(id);
+    expect(meta.KeyState).toBe("PendingDeletion");
+    const window = meta.DeletionDate!.getTime() - before;
+    expect(window >= 30 * DAY_MS - 1000 && window <= 30 * DAY_MS + 60_000).toBe(true);
+    emulator.resetLog();
+    const pending = `aws-kms: key ${id} cannot be used in its current state (pending deletion): cancel its deletion (kms:CancelKeyDeletion) and enable it, or point the tenant at another key ${docs("KMS_KEY_DISABLED")}`;
+    for (const error of [
+      await kmsErrorOf(p.generateDataKey({ keyId: id, context: CONTEXT })),
+      await kmsErrorOf(p.unwrapDataKey({ keyId: id, keyVersion: dk.keyVersion, wrappedKey: dk.wrappedKey, context: CONTEXT })),
+    ]) {
+      expect({ code: error.code, cause: (error.cause as Error).name, message: error.message }).toEqual({ code: "KMS_KEY_DISABLED", cause: "KMSInvalidStateException", message: pending });
+    }
+    expect(emulator.counts()).toEqual({ GenerateDataKey: 1, Decrypt: 1 });
+    // Scheduling again: AWS refuses (already pending), and the fix says there is nothing more to do.
+    const again = await kmsErrorOf(p.disableKey(id, { mode: "schedule-destruction" }));
+    expect({ code: again.code, message: again.message, requestId: typeof again.requestId }).toEqual({
+      code: "KMS_KEY_DISABLED",
+      message: `aws-kms: key ${id} cannot be used in its current state (pending deletion): its deletion is already scheduled: nothing more to do (DescribeKey shows its DeletionDate) ${docs("KMS_KEY_DISABLED")}`,
+      requestId: "string",
+    });
+  });
+
+  it("schedule-destruction uses pendingWindowInDays (7 to 30); other values are a KmsConfigError", async () => {
+    const { keyId: id } = emulator.createKey();
+    const before = Date.now();
+    await provider(undefined, { pendingWindowInDays: 7 }).disableKey(id, { mode: "schedule-destruction" });
+    const window = (await metadataOf(id)).DeletionDate!.getTime() - before;
+    expect(window >= 7 * DAY_MS - 1000 && window <= 7 * DAY_MS + 60_000).toBe(true);
+    for (const pendingWindowInDays of [6, 31, 7.5, Number.NaN]) {
+      let error: unknown;
+      try {
+        awsKmsProvider({ ...emulator.clientConfig(), pendingWindowInDays });
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(KmsConfigError);
+      expect((error as KmsConfigError).issues.map((i) => i.path)).toEqual(["pendingWindowInDays"]);
+    }
+  });
+
+  it("an alias is resolved by DescribeKey first: DisableKey and ScheduleKeyDeletion take a key id or ARN only", async () => {
+    const created = emulator.createKey({ alias: "alias/shred-me" });
+    const result = await provider().disableKey("alias/shred-me", { mode: "disable" });
+    expect(result).toEqual({ requestId: expect.stringMatching(UUID) });
+    expect(emulator.requests.map((r) => [r.operation, r.keyId])).toEqual([
+      ["DescribeKey", "alias/shred-me"],
+      ["DisableKey", created.arn],
+    ]);
+    expect(emulator.key(created.keyId).state).toBe("Disabled");
+  });
+
+  it("an unknown mode or a malformed key id is INPUT_INVALID, without a call", async () => {
+    const p = provider();
+    for (const call of [
+      () => p.disableKey(keyId, { mode: "destroy-now" as never }),
+      () => p.disableKey(keyId, undefined as never),
+      () => p.disableKey("not a key", { mode: "disable" }),
+    ]) {
+      expect((await kmsErrorOf(call())).code).toBe("INPUT_INVALID");
+    }
+    expect(emulator.count()).toBe(0);
+  });
+
+  it("without kms:DisableKey / kms:ScheduleKeyDeletion (the runtime role): KMS_ACCESS_DENIED naming the action; the key stays enabled", async () => {
+    const p = provider(PARTIAL.accessKeyId);
+    const created = emulator.createKey();
+    for (const [mode, action] of [["disable", "kms:DisableKey"], ["schedule-destruction", "kms:ScheduleKeyDeletion"]] as const) {
+      const error = await kmsErrorOf(p.disableKey(created.keyId, { mode }));
+      expect({ code: error.code, retryable: error.retryable, requestId: typeof error.requestId }).toEqual({ code: "KMS_ACCESS_DENIED", retryable: false, requestId: "string" });
+      expect(error.message).toBe(
+        `aws-kms: access denied: ${PARTIAL.principal} may not perform ${action} on ${created.arn}: shred with the key-administration credentials, ` +
+          `whose IAM policy and key policy allow this action (the application's runtime role must not) ${docs("KMS_ACCESS_DENIED")}`,
+      );
+    }
+    expect(emulator.counts()).toEqual({ DisableKey: 1, ScheduleKeyDeletion: 1 });
+    expect(emulator.key(created.keyId).state).toBe("Enabled");
+    expect((await p.generateDataKey({ keyId: created.keyId, context: CONTEXT })).plaintextKey).toHaveLength(32);
+  });
+
+  it("has its own deadline (disableKeyTimeoutMs): a non-retryable KMS_TIMEOUT; a caller's abort ends it earlier with the caller's reason", async () => {
+    const created = emulator.createKey();
+    emulator.inject("DisableKey", { kind: "latency", ms: HELD_MS });
+    const error = await kmsErrorOf(provider(undefined, { disableKeyTimeoutMs: 50 }).disableKey(created.keyId, { mode: "disable" }));
+    expect({ code: error.code, retryable: error.retryable, message: error.message }).toEqual({
+      code: "KMS_TIMEOUT",
+      retryable: false,
+      message: `aws-kms: DisableKey on ${created.keyId} did not complete within 50 ms: read the key's state (DescribeKey) before trying again: the request may have reached AWS ${docs("KMS_TIMEOUT")}`,
+    });
+    const controller = new AbortController();
+    const pending = kmsErrorOf(provider().disableKey(created.keyId, { mode: "disable", signal: controller.signal }));
+    while (emulator.pending < 2) await new Promise((resolve) => setTimeout(resolve, 5));
+    const reason = new KmsError("KMS_TIMEOUT", "the caller gave up");
+    controller.abort(reason);
+    expect(await pending).toBe(reason);
+    expect(emulator.count("DisableKey")).toBe(0); // both still held: logged only once answered (at stop())
+    expect(emulator.key(created.keyId).state).toBe("Enabled");
+  });
+});
+
 describe("close()", () => {
   it("destroys the client it built, once; every later call is KMS_CLOSED", async () => {
     const destroy = jest.spyOn(KMSClient.prototype, "destroy");

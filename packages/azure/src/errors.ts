@@ -11,7 +11,7 @@ import { KmsError, type KmsErrorCode, isKmsError, networkFailureOf } from "@kms/
 export const PROVIDER_ID = "azure-key-vault";
 
 /** Key Vault's own operation names, as the emulator logs them. */
-export type AzureOperation = "GetKey" | "RotateKey" | "WrapKey" | "UnwrapKey";
+export type AzureOperation = "GetKey" | "RotateKey" | "WrapKey" | "UnwrapKey" | "ListKeyVersions" | "UpdateKey" | "DeleteKey";
 
 /** The call that failed: the Key Vault operation and the key's name. */
 export interface AzureCall {
@@ -25,6 +25,10 @@ export const ACCESS: Readonly<Record<AzureOperation, { permission: string; dataA
   WrapKey: { permission: "wrapKey", dataAction: "Microsoft.KeyVault/vaults/keys/wrap/action", role: "Key Vault Crypto Service Encryption User" },
   UnwrapKey: { permission: "unwrapKey", dataAction: "Microsoft.KeyVault/vaults/keys/unwrap/action", role: "Key Vault Crypto Service Encryption User" },
   RotateKey: { permission: "rotate", dataAction: "Microsoft.KeyVault/vaults/keys/rotate/action", role: "Key Vault Crypto Officer" },
+  // disableKey (crypto-shredding): update and delete belong to a key administrator, never to the runtime identity.
+  ListKeyVersions: { permission: "list", dataAction: "Microsoft.KeyVault/vaults/keys/read", role: "Key Vault Crypto Service Encryption User" },
+  UpdateKey: { permission: "update", dataAction: "Microsoft.KeyVault/vaults/keys/update/action", role: "Key Vault Crypto Officer" },
+  DeleteKey: { permission: "delete", dataAction: "Microsoft.KeyVault/vaults/keys/delete", role: "Key Vault Crypto Officer" },
 };
 
 /** What is known about a failure, for the message and the fix. */

@@ -26,6 +26,8 @@ import {
   type Cancellable,
   DATA_KEY_BYTES,
   DOCS_BASE_URL,
+  type DisableKeyOptions,
+  type DisableKeyResult,
   type KeyDescription,
   KmsConfigError,
   type KmsProvider,
@@ -52,6 +54,10 @@ export const MAX_CRYPTOGRAPHY_CLIENTS = 1000;
 /** No Key Vault key wraps 32 bytes into more than this (RSA 4096: 512 bytes). */
 const MAX_WRAPPED_BYTES = 1024;
 const VERSION = /^[0-9A-Za-z]{1,64}$/;
+/** A bound on the pages of versions read (25 a page: far more versions than a key has). */
+const MAX_VERSION_PAGES = 1000;
+/** Key Vault's `x-ms-request-id` (a GUID), as returned by `disableKey`. */
+const REQUEST_ID = /^[A-Za-z0-9-]{1,128}$/;
 
 export interface AzureKeyVaultProviderOptions extends AzureKeyVaultSettings {
   /** Who the provider authenticates as: `DefaultAzureCredential` from `@azure/identity` 4.x, usually. */
@@ -91,7 +97,13 @@ function isCredential(value: unknown): value is TokenCredential {
 
 class AzureKeyVault implements KmsProvider {
   readonly id = PROVIDER_ID;
-  readonly capabilities: ProviderCapabilities = Object.freeze({ encryptionContext: false, rotation: true, generatesDataKeys: false, insecure: false });
+  readonly capabilities: ProviderCapabilities = Object.freeze({
+    encryptionContext: false,
+    rotation: true,
+    generatesDataKeys: false,
+    insecure: false,
+    keyDisabling: Object.freeze(["disable", "schedule-destruction"] as const),
+  });
   readonly #vaultUrl: string;
   readonly #algorithm: AzureWrapAlgorithm;
   readonly #timeoutMs: number;
@@ -181,6 +193,60 @@ class AzureKeyVault implements KmsProvider {
     const call: AzureCall = { operation: "RotateKey", key: key.name };
     const rotated = await this.#send(call, options?.signal, (o) => this.#keyClient.rotateKey(key.name, o));
     return { keyId, previousVersion, currentVersion: versionOfKid(rotated.id, key.name, call) };
+  }
+
+  /**
+   * Takes every version of the key out of use (crypto-shredding); a key id pinned to a version stands
+   * for its whole key.
+   * - `disable`: Key Vault's `enabled` attribute is per version (a PATCH without a version changes
+   *   the current one only), so the versions are listed (`GET /keys/<name>/versions`, paged) and each
+   *   enabled one is updated with `enabled: false` (`PATCH /keys/<name>/<version>`,
+   *   `updateKeyProperties`). Reversible; versions already disabled are skipped, so a call that failed
+   *   half-way is finished by calling again. The request id is the last PATCH's (none when nothing
+   *   was left to disable).
+   * - `schedule-destruction`: `beginDeleteKey` (`DELETE /keys/<name>`, every version): a soft delete,
+   *   recoverable for the vault's retention period (7-90 days), then purged by Key Vault. The SDK's
+   *   poller looks once at `GET /deletedkeys/<name>`; it is not waited on. The request id is the
+   *   DELETE's. A key already deleted is `KMS_KEY_NOT_FOUND`.
+   * Each step is one `#send`: a deadline (`timeoutMs`) and core's signal, errors mapped.
+   */
+  async disableKey(keyId: string, options: DisableKeyOptions): Promise<DisableKeyResult> {
+    const { name } = this.#enter(options, keyId);
+    const mode: unknown = options?.mode;
+    if (mode !== "disable" && mode !== "schedule-destruction") {
+      const shown = typeof mode === "string" && /^[a-z-]{1,32}$/.test(mode) ? `"${mode}"` : "this mode";
+      throw kmsError("INPUT_INVALID", `disableKey: ${shown} is not a mode Key Vault supports (disable, schedule-destruction)`, "use mode disable or schedule-destruction");
+    }
+    const signal = options.signal;
+    let requestId: string | undefined;
+    const onResponse = (response: { headers?: { get?(name: string): string | undefined }; request?: { method?: string } }) => {
+      const id = typeof response.headers?.get === "function" ? response.headers.get("x-ms-request-id") : undefined;
+      if (typeof id === "string" && REQUEST_ID.test(id) && response.request?.method !== "GET") requestId = id;
+    };
+    if (mode === "schedule-destruction") {
+      await this.#send({ operation: "DeleteKey", key: name }, signal, (o) => this.#keyClient.beginDeleteKey(name, { ...o, onResponse }));
+      return requestId === undefined ? {} : { requestId };
+    }
+    const versions = await this.#send({ operation: "ListKeyVersions", key: name }, signal, async (o) => {
+      // The SDK's pager passes the abort signal to the first page only: every page is raced against it.
+      const pages = this.#keyClient.listPropertiesOfKeyVersions(name, o).byPage();
+      const found: { version: string; enabled: boolean }[] = [];
+      for (let page = 0; ; page++) {
+        if (page === MAX_VERSION_PAGES) throw kmsError("KMS_PROVIDER_ERROR", `ListKeyVersions on key ${name} did not end after ${MAX_VERSION_PAGES} pages`, "report it with the request id");
+        const next = await untilAborted(pages.next(), o.abortSignal);
+        if (next.done === true) return found;
+        for (const properties of next.value) {
+          const version = properties.version;
+          if (typeof version !== "string" || !VERSION.test(version)) throw kmsError("KMS_PROVIDER_ERROR", `ListKeyVersions on key ${name} returned a version without a usable id`, "report it with the request id");
+          found.push({ version, enabled: properties.enabled !== false });
+        }
+      }
+    });
+    for (const { version, enabled } of versions) {
+      if (!enabled) continue;
+      await this.#send({ operation: "UpdateKey", key: name }, signal, (o) => this.#keyClient.updateKeyProperties(name, version, { ...o, enabled: false, onResponse }));
+    }
+    return requestId === undefined ? {} : { requestId };
   }
 
   async checkHealth(keyIds: readonly string[], options?: Cancellable): Promise<ProviderHealth> {
@@ -331,6 +397,28 @@ function takeKey(bytes: unknown): Buffer | undefined {
   } finally {
     bytes.fill(0);
   }
+}
+
+/** `promise`, or a rejection with the signal's reason as soon as it aborts (the promise is then left to settle unobserved). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    promise.catch(() => {});
+    return Promise.reject(signal.reason as Error);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error as Error);
+      },
+    );
+  });
 }
 
 /** A key id short enough for a health detail (≤ 200 characters in all). */

@@ -12,7 +12,17 @@ const HELD_MS = 600_000;
 const CONTEXT = { "kms:tenant": "tenant-a", ssn: "078-05-1120" };
 const LIMITED = "limited-app";
 
-const emulator = new AzureKeyVaultEmulator();
+/** The emulator, recording the `x-ms-request-id` of each response it sends, in order. */
+class RecordingEmulator extends AzureKeyVaultEmulator {
+  readonly requestIds: string[] = [];
+  protected override responseHeaders(): Record<string, string> {
+    const headers = super.responseHeaders();
+    this.requestIds.push(headers["x-ms-request-id"]!);
+    return headers;
+  }
+}
+
+const emulator = new RecordingEmulator();
 const providers: KmsProvider[] = [];
 let name: string;
 
@@ -319,6 +329,141 @@ describe("key management", () => {
     expect(await p.checkHealth([name, disabled])).toEqual({ healthy: false, insecure: false, detail: `key ${disabled} is disabled (KMS_KEY_DISABLED)` });
     expect(await p.checkHealth(["missing-key"])).toEqual({ healthy: false, insecure: false, detail: "key missing-key: KMS_KEY_NOT_FOUND" });
     expect(await p.checkHealth(["not a key"])).toEqual({ healthy: false, insecure: false, detail: "invalid key id (INPUT_INVALID)" });
+  });
+});
+
+describe("disableKey (crypto-shredding)", () => {
+  const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+  let shredded: string;
+  const shredder = () => provider() as KmsProvider & Required<Pick<KmsProvider, "disableKey">>;
+
+  beforeEach(async () => {
+    shredded = `shred-${randomUUID()}`;
+    await emulator.createKey(shredded);
+    emulator.resetLog();
+  });
+
+  it("advertises both modes", () => {
+    expect(provider().capabilities.keyDisabling).toEqual(["disable", "schedule-destruction"]);
+  });
+
+  it("disable: one listing, then enabled: false on every enabled version (attributes are per version); afterwards neither wrap nor unwrap", async () => {
+    const p = shredder();
+    const old = await p.wrapDataKey({ keyId: shredded, plaintextKey: randomBytes(32), context: CONTEXT });
+    await emulator.rotateKey(shredded);
+    await emulator.rotateKey(shredded);
+    const [, v2] = emulator.versions(shredded).map((v) => v.version);
+    emulator.disableKey(shredded, v2);
+    const current = await p.wrapDataKey({ keyId: shredded, plaintextKey: randomBytes(32), context: CONTEXT });
+    emulator.resetLog();
+    const result = await p.disableKey(shredded, { mode: "disable" });
+    expect(result).toEqual({ requestId: expect.stringMatching(GUID) });
+    expect(result.requestId).toBe(emulator.requestIds.at(-1)); // the last PATCH's
+    expect(emulator.counts()).toEqual({ Challenge: 1, ListKeyVersions: 1, UpdateKey: 2 });
+    const [v1, , v3] = emulator.versions(shredded).map((v) => v.version);
+    expect(emulator.requests.filter((r) => r.operation === "UpdateKey").map((r) => r.details?.version)).toEqual([v1, v3]);
+    expect(emulator.versions(shredded).map((v) => v.enabled)).toEqual([false, false, false]);
+    emulator.resetLog();
+    const wrap = await kmsErrorOf(p.wrapDataKey({ keyId: shredded, plaintextKey: randomBytes(32), context: CONTEXT }));
+    expect(wrap.code).toBe("KMS_KEY_DISABLED");
+    expect(wrap.message.startsWith(`azure-key-vault: key ${shredded} (this version) is disabled (HTTP 403 Forbidden/KeyDisabled)`)).toBe(true);
+    for (const wrapped of [old, current]) {
+      expect((await kmsErrorOf(p.unwrapDataKey({ keyId: shredded, ...wrapped, context: CONTEXT }))).code).toBe("KMS_KEY_DISABLED");
+    }
+    expect(emulator.counts()).toMatchObject({ WrapKey: 1, UnwrapKey: 2 });
+    expect((await p.describeKey(shredded)).enabled).toBe(false);
+    // Nothing left to disable: only the listing, and no request id (nothing changed).
+    emulator.resetLog();
+    expect(await p.disableKey(shredded, { mode: "disable" })).toEqual({});
+    expect(emulator.counts()).toEqual({ ListKeyVersions: 1 });
+  });
+
+  it("disable reads every page of versions (25 a page)", async () => {
+    for (let i = 0; i < 25; i++) await emulator.rotateKey(shredded); // 26 versions
+    emulator.resetLog();
+    await shredder().disableKey(shredded, { mode: "disable" });
+    expect(emulator.counts()).toEqual({ Challenge: 1, ListKeyVersions: 2, UpdateKey: 26 });
+    expect(emulator.versions(shredded).every((v) => !v.enabled)).toBe(true);
+  });
+
+  it("schedule-destruction: beginDeleteKey (soft delete of every version); afterwards wrap and unwrap are KMS_KEY_NOT_FOUND", async () => {
+    const p = shredder();
+    const wrapped = await p.wrapDataKey({ keyId: shredded, plaintextKey: randomBytes(32), context: CONTEXT });
+    await emulator.rotateKey(shredded);
+    emulator.resetLog();
+    const result = await p.disableKey(`${shredded}/${wrapped.keyVersion}`, { mode: "schedule-destruction" }); // a pinned id stands for its key
+    expect(result).toEqual({ requestId: expect.stringMatching(GUID) });
+    expect(result.requestId).toBe(emulator.requestIds.at(-2)); // the DELETE's, not the poller's look after it
+    expect(emulator.counts()).toEqual({ Challenge: 1, DeleteKey: 1, GetDeletedKey: 1 });
+    expect(emulator.deletedKey(shredded)?.versions).toHaveLength(2);
+    const unwrap = await kmsErrorOf(p.unwrapDataKey({ keyId: shredded, ...wrapped, context: CONTEXT }));
+    expect(unwrap.code).toBe("KMS_KEY_NOT_FOUND");
+    expect(unwrap.message).toContain("a deleted key can be recovered while soft-deleted");
+    expect((await kmsErrorOf(p.wrapDataKey({ keyId: shredded, plaintextKey: randomBytes(32), context: CONTEXT }))).code).toBe("KMS_KEY_NOT_FOUND");
+    expect((await kmsErrorOf(p.disableKey(shredded, { mode: "schedule-destruction" }))).code).toBe("KMS_KEY_NOT_FOUND");
+  });
+
+  it("a mode Key Vault lacks, or a key id it could never use, is INPUT_INVALID without a call", async () => {
+    const p = shredder();
+    for (const mode of ["purge", "", undefined, 1]) {
+      const error = await kmsErrorOf(p.disableKey(shredded, { mode } as never));
+      expect({ mode, code: error.code }).toEqual({ mode, code: "INPUT_INVALID" });
+      expect(error.message.endsWith(docs("INPUT_INVALID"))).toBe(true);
+    }
+    expect((await kmsErrorOf(p.disableKey("not a key", { mode: "disable" }))).code).toBe("INPUT_INVALID");
+    expect(emulator.count()).toBe(0);
+  });
+
+  it.each([
+    ["disable", "UpdateKey", "Microsoft.KeyVault/vaults/keys/update/action", "update"],
+    ["schedule-destruction", "DeleteKey", "Microsoft.KeyVault/vaults/keys/delete", "delete"],
+  ] as const)("%s without the administrator's permission → KMS_ACCESS_DENIED naming %s's data action; the key stays usable", async (mode, operation, dataAction, permission) => {
+    emulator.setPermissions(AZURE_EMULATOR_IDENTITY, ["get", "list", "wrapKey", "unwrapKey"]);
+    const p = shredder();
+    const error = await kmsErrorOf(p.disableKey(shredded, { mode }));
+    expect({ code: error.code, retryable: error.retryable, requestId: error.requestId }).toEqual({ code: "KMS_ACCESS_DENIED", retryable: false, requestId: expect.stringMatching(GUID) });
+    expect(error.message).toBe(
+      `azure-key-vault: access denied: the identity with object id ${emulator.objectId(AZURE_EMULATOR_IDENTITY)} may not perform ${dataAction} on key ${shredded} ` +
+        `(HTTP 403 Forbidden/ForbiddenByRbac): assign the role "Key Vault Crypto Officer" (Managed HSM: "Managed HSM Crypto Officer") to the identity on the key or vault, ` +
+        `or, with access policies, grant the key permission "${permission}" ${docs("KMS_ACCESS_DENIED")}`,
+    );
+    expect(emulator.count(operation)).toBe(1);
+    expect(emulator.versions(shredded).map((v) => v.enabled)).toEqual([true]);
+    await p.wrapDataKey({ keyId: shredded, plaintextKey: randomBytes(32), context: CONTEXT });
+  });
+
+  it("listing needs the list permission (keys/read); a missing key is KMS_KEY_NOT_FOUND", async () => {
+    emulator.setPermissions(AZURE_EMULATOR_IDENTITY, ["get", "wrapKey", "unwrapKey"]);
+    const denied = await kmsErrorOf(shredder().disableKey(shredded, { mode: "disable" }));
+    expect(denied.code).toBe("KMS_ACCESS_DENIED");
+    // The SDK's pager keeps no error body: the data action is the operation's own.
+    expect(denied.message).toContain(`may not perform Microsoft.KeyVault/vaults/keys/read on key ${shredded} (HTTP 403)`);
+    expect(denied.message).toContain(ROLE_FIX("list"));
+    emulator.setPermissions(AZURE_EMULATOR_IDENTITY, "*");
+    const missing = await kmsErrorOf(shredder().disableKey("no-such-key", { mode: "disable" }));
+    expect(missing.code).toBe("KMS_KEY_NOT_FOUND");
+  });
+
+  it("every call has the provider's deadline; core's abort wins with its own reason; a failure half-way is finished by calling again", async () => {
+    await emulator.rotateKey(shredded);
+    emulator.resetLog();
+    emulator.inject("UpdateKey", { kind: "latency", ms: HELD_MS }, { times: 1 }); // held until the emulator stops: pending from here on
+    const late = await kmsErrorOf((provider({ timeoutMs: 1000 }) as ReturnType<typeof shredder>).disableKey(shredded, { mode: "disable" }));
+    expect({ code: late.code, retryable: late.retryable }).toEqual({ code: "KMS_TIMEOUT", retryable: true });
+    expect(late.message.startsWith(`azure-key-vault: UpdateKey on key ${shredded} got no answer in time (deadline passed): `)).toBe(true);
+    const p = shredder();
+    emulator.inject("ListKeyVersions", { kind: "latency", ms: HELD_MS }, { times: 1 });
+    const controller = new AbortController();
+    const held = emulator.pending; // requests held by earlier tests stay pending until the emulator stops
+    const pending = kmsErrorOf(p.disableKey(shredded, { mode: "disable", signal: controller.signal }));
+    while (emulator.pending === held) await new Promise((resolve) => setTimeout(resolve, 5));
+    const reason = new KmsError("KMS_TIMEOUT", "azure-key-vault disableKey timed out after 10 ms");
+    controller.abort(reason);
+    expect(await pending).toBe(reason);
+    emulator.inject("DeleteKey", { kind: "serverError", status: 503 }, { times: 1 });
+    expect((await kmsErrorOf(p.disableKey(shredded, { mode: "schedule-destruction" }))).code).toBe("KMS_UNAVAILABLE");
+    await p.disableKey(shredded, { mode: "disable" });
+    expect(emulator.versions(shredded).map((v) => v.enabled)).toEqual([false, false]);
   });
 });
 

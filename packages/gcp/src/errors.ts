@@ -18,6 +18,12 @@ export const GCP_PERMISSIONS = {
   get: { permission: "cloudkms.cryptoKeys.get", role: "roles/cloudkms.viewer" },
   createVersion: { permission: "cloudkms.cryptoKeyVersions.create", role: "roles/cloudkms.admin" },
   updatePrimary: { permission: "cloudkms.cryptoKeys.update", role: "roles/cloudkms.admin" },
+  /** `disableKey`: finding the versions to disable or destroy. */
+  listVersions: { permission: "cloudkms.cryptoKeyVersions.list", role: "roles/cloudkms.viewer" },
+  /** `disableKey` mode `disable`: an administrator's permission, never the runtime role's. */
+  updateVersion: { permission: "cloudkms.cryptoKeyVersions.update", role: "roles/cloudkms.admin" },
+  /** `disableKey` mode `schedule-destruction`: an administrator's permission, never the runtime role's. */
+  destroyVersion: { permission: "cloudkms.cryptoKeyVersions.destroy", role: "roles/cloudkms.admin" },
 } as const;
 
 /** Each operation's permission. */
@@ -27,6 +33,9 @@ const PERMISSION_OF: Readonly<Record<string, { permission: string; role: string 
   GetCryptoKey: GCP_PERMISSIONS.get,
   CreateCryptoKeyVersion: GCP_PERMISSIONS.createVersion,
   UpdateCryptoKeyPrimaryVersion: GCP_PERMISSIONS.updatePrimary,
+  ListCryptoKeyVersions: GCP_PERMISSIONS.listVersions,
+  UpdateCryptoKeyVersion: GCP_PERMISSIONS.updateVersion,
+  DestroyCryptoKeyVersion: GCP_PERMISSIONS.destroyVersion,
   TestIamPermissions: GCP_PERMISSIONS.get,
 };
 

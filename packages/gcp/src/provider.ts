@@ -22,6 +22,8 @@ import {
   DATA_KEY_BYTES,
   DOCS_BASE_URL,
   type DataKey,
+  type DisableKeyOptions,
+  type DisableKeyResult,
   type EncryptionContext,
   type GenerateDataKeyRequest,
   type KeyDescription,
@@ -59,9 +61,10 @@ export interface GcpKmsProviderOptions extends Partial<GcpKmsSettings> {
   readonly clientOptions?: GcpClientOptions;
 }
 
-/** The Cloud KMS provider, with `generateDataKey` (always present). */
+/** The Cloud KMS provider, with `generateDataKey` and `disableKey` (always present). */
 export interface GcpKmsProvider extends KmsProvider {
   generateDataKey(req: GenerateDataKeyRequest): Promise<DataKey>;
+  disableKey(keyId: string, options: DisableKeyOptions): Promise<DisableKeyResult>;
 }
 
 /** The `gcp-kms` provider for configuration-driven set-up: `createKms({ registry: [gcpKms], config })`. */
@@ -78,6 +81,9 @@ const MAX_DATA_BYTES = 64 * 1024;
 /** Cloud KMS ciphertexts of a 32-byte key are far smaller; anything longer is not worth a call. */
 const MAX_CIPHERTEXT_BYTES = 64 * 1024 + 1024;
 const VERSION_ID = /^[1-9][0-9]{0,9}$/;
+/** ListCryptoKeyVersions' largest page, and a bound on the pages read (a key has far fewer versions). */
+const VERSION_PAGE_SIZE = 1000;
+const MAX_VERSION_PAGES = 100;
 const CONTEXT_LABEL = "kms-gcp-aad-v1";
 
 /** Creates the provider; throws a `KmsConfigError` listing every problem with the options. No network. */
@@ -124,7 +130,13 @@ function insecureChannel(): GcpClientOptions["sslCreds"] {
 
 class GcpKms implements GcpKmsProvider {
   readonly id = PROVIDER_ID;
-  readonly capabilities: ProviderCapabilities = Object.freeze({ encryptionContext: true, rotation: true, generatesDataKeys: true, insecure: false });
+  readonly capabilities: ProviderCapabilities = Object.freeze({
+    encryptionContext: true,
+    rotation: true,
+    generatesDataKeys: true,
+    insecure: false,
+    keyDisabling: Object.freeze(["disable", "schedule-destruction"] as const),
+  });
   readonly #newClient: () => KeyManagementServiceClient;
   readonly #ownsClient: boolean;
   readonly #timeoutMs: number;
@@ -248,6 +260,60 @@ class GcpKms implements GcpKmsProvider {
     return { keyId, previousVersion, currentVersion };
   }
 
+  /**
+   * Takes every version of the key out of use (crypto-shredding). Cloud KMS has no key-level switch:
+   * the versions are listed (`ListCryptoKeyVersions`, paged), then
+   * - `disable`: each ENABLED version → DISABLED (`UpdateCryptoKeyVersion`, `update_mask: state`);
+   *   reversible (enable the versions again).
+   * - `schedule-destruction`: `DestroyCryptoKeyVersion` on each version not already DESTROYED or
+   *   DESTROY_SCHEDULED; Google destroys the material after the key's `destroy_scheduled_duration`
+   *   (30 days by default), until when `RestoreCryptoKeyVersion` can undo it.
+   * One call per version that changes, each with its own deadline; versions already in the wanted
+   * state are skipped, so a call that failed half-way is finished by calling again. gRPC has no
+   * request id (Cloud Audit Logs record the calls, by key version): the result is `{}`.
+   */
+  async disableKey(keyId: string, options: DisableKeyOptions): Promise<DisableKeyResult> {
+    keyId = this.#enter(options, keyId);
+    const mode: unknown = options?.mode;
+    if (mode !== "disable" && mode !== "schedule-destruction") {
+      const shown = typeof mode === "string" && /^[a-z-]{1,32}$/.test(mode) ? `"${mode}"` : "this mode";
+      throw kmsError("INPUT_INVALID", `disableKey: ${shown} is not a mode Cloud KMS supports (disable, schedule-destruction)`, "use mode disable or schedule-destruction");
+    }
+    const signal = options.signal;
+    const versions = await this.#listVersions(keyId, signal);
+    for (const { name, state } of versions) {
+      if (mode === "disable") {
+        if (state !== "ENABLED") continue;
+        const call = { operation: "UpdateCryptoKeyVersion", keyId };
+        await this.#call(call, signal, (client, o) => client.updateCryptoKeyVersion({ cryptoKeyVersion: { name, state: "DISABLED" }, updateMask: { paths: ["state"] } }, o));
+      } else {
+        if (state === "DESTROYED" || state === "DESTROY_SCHEDULED") continue;
+        const call = { operation: "DestroyCryptoKeyVersion", keyId };
+        await this.#call(call, signal, (client, o) => client.destroyCryptoKeyVersion({ name }, o));
+      }
+    }
+    return {};
+  }
+
+  /** Every version of the key (name and state), page by page, each page a call with its deadline. */
+  async #listVersions(keyId: string, signal: AbortSignal | undefined): Promise<{ name: string; state: string }[]> {
+    const call = { operation: "ListCryptoKeyVersions", keyId };
+    const versions: { name: string; state: string }[] = [];
+    let pageToken = "";
+    for (let page = 0; page < MAX_VERSION_PAGES; page++) {
+      const [, , response] = await this.#call(call, signal, (client, o) =>
+        client.listCryptoKeyVersions({ parent: keyId, pageSize: VERSION_PAGE_SIZE, pageToken }, { ...o, autoPaginate: false }),
+      );
+      for (const version of response?.cryptoKeyVersions ?? []) {
+        if (versionOf(version.name, keyId) === undefined) throw kmsError("KMS_PROVIDER_ERROR", `ListCryptoKeyVersions on ${keyId} returned a version of another key`, "report it");
+        versions.push({ name: version.name as string, state: typeof version.state === "string" ? version.state : String(version.state) });
+      }
+      pageToken = typeof response?.nextPageToken === "string" ? response.nextPageToken : "";
+      if (pageToken === "") return versions;
+    }
+    throw kmsError("KMS_PROVIDER_ERROR", `ListCryptoKeyVersions on ${keyId} did not end after ${MAX_VERSION_PAGES} pages`, "report it");
+  }
+
   async checkHealth(keyIds: readonly string[], options?: Cancellable): Promise<ProviderHealth> {
     this.#enter(options);
     const unhealthy = (detail: string): ProviderHealth => ({ healthy: false, insecure: false, detail });
@@ -337,6 +403,7 @@ class GcpKms implements GcpKmsProvider {
 interface CallOptions {
   timeout: number;
   retry: null;
+  autoPaginate?: false;
   otherArgs?: { options: { interceptors: unknown[] } };
 }
 

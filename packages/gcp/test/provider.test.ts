@@ -298,6 +298,137 @@ describe("rotation and permissions", () => {
   });
 });
 
+describe("disableKey (crypto-shredding)", () => {
+  const ADMIN_LIST = GCP_KMS_PERMISSIONS.ListCryptoKeyVersions;
+
+  it("advertises both modes", () => {
+    expect(provider().capabilities.keyDisabling).toEqual(["disable", "schedule-destruction"]);
+  });
+
+  it("disable: every ENABLED version → DISABLED (one List, one Update per enabled version); then neither wrap nor unwrap works", async () => {
+    const p = provider();
+    const old = await p.generateDataKey({ keyId: keyName, context: CONTEXT });
+    emulator.rotate(keyName);
+    emulator.rotate(keyName);
+    emulator.disableVersion(keyName, 2);
+    const current = await p.generateDataKey({ keyId: keyName, context: CONTEXT });
+    emulator.resetLog();
+    expect(await p.disableKey(keyName, { mode: "disable" })).toEqual({}); // gRPC has no request id
+    expect(emulator.counts()).toEqual({ ListCryptoKeyVersions: 1, UpdateCryptoKeyVersion: 2 });
+    expect(emulator.requests.filter((r) => r.operation === "UpdateCryptoKeyVersion").map((r) => r.keyId)).toEqual([`${keyName}/cryptoKeyVersions/1`, `${keyName}/cryptoKeyVersions/3`]);
+    expect(emulator.key(keyName).versions.map((v) => v.state)).toEqual(["DISABLED", "DISABLED", "DISABLED"]);
+    emulator.resetLog();
+    const wrap = await kmsErrorOf(p.wrapDataKey({ keyId: keyName, plaintextKey: randomBytes(32), context: CONTEXT }));
+    expect(wrap.code).toBe("KMS_KEY_DISABLED");
+    expect(wrap.message).toContain(`key ${keyName} cannot be used: the key version is DISABLED`);
+    for (const dk of [old, current]) {
+      const unwrap = await kmsErrorOf(p.unwrapDataKey({ keyId: keyName, keyVersion: dk.keyVersion, wrappedKey: dk.wrappedKey, context: CONTEXT }));
+      expect(unwrap.code).toBe("KMS_KEY_DISABLED");
+    }
+    expect(emulator.counts()).toEqual({ Encrypt: 1, Decrypt: 2 });
+    expect((await p.describeKey(keyName)).enabled).toBe(false);
+    // Idempotent: nothing left to disable, so only the listing.
+    emulator.resetLog();
+    expect(await p.disableKey(keyName, { mode: "disable" })).toEqual({});
+    expect(emulator.counts()).toEqual({ ListCryptoKeyVersions: 1 });
+  });
+
+  it("schedule-destruction: DestroyCryptoKeyVersion on every version not already destroyed; then neither wrap nor unwrap works", async () => {
+    const p = provider();
+    const dk = await p.generateDataKey({ keyId: keyName, context: CONTEXT });
+    emulator.rotate(keyName);
+    emulator.rotate(keyName);
+    emulator.disableVersion(keyName, 2);
+    emulator.destroyVersion(keyName, 3);
+    emulator.resetLog();
+    expect(await p.disableKey(keyName, { mode: "schedule-destruction" })).toEqual({});
+    expect(emulator.counts()).toEqual({ ListCryptoKeyVersions: 1, DestroyCryptoKeyVersion: 2 });
+    expect(emulator.requests.filter((r) => r.operation === "DestroyCryptoKeyVersion").map((r) => r.keyId)).toEqual([`${keyName}/cryptoKeyVersions/1`, `${keyName}/cryptoKeyVersions/2`]);
+    expect(emulator.key(keyName).versions.map((v) => v.state)).toEqual(["DESTROYED", "DESTROYED", "DESTROYED"]);
+    const unwrap = await kmsErrorOf(p.unwrapDataKey({ keyId: keyName, keyVersion: dk.keyVersion, wrappedKey: dk.wrappedKey, context: CONTEXT }));
+    expect(unwrap.code).toBe("KMS_KEY_DISABLED"); // Cloud KMS keeps destroyed versions: FAILED_PRECONDITION, not NOT_FOUND
+    expect(unwrap.message).toContain("the key version is DESTROYED");
+    expect((await kmsErrorOf(p.wrapDataKey({ keyId: keyName, plaintextKey: randomBytes(32), context: CONTEXT }))).code).toBe("KMS_KEY_DISABLED");
+    emulator.resetLog();
+    await p.disableKey(keyName, { mode: "schedule-destruction" });
+    expect(emulator.counts()).toEqual({ ListCryptoKeyVersions: 1 });
+  });
+
+  it("lists every page: versions past the first page are disabled too", async () => {
+    const p = provider();
+    for (let i = 0; i < 1001; i++) emulator.rotate(keyName); // 1002 versions: two pages of 1000
+    emulator.resetLog();
+    await p.disableKey(keyName, { mode: "disable" });
+    expect(emulator.counts()).toEqual({ ListCryptoKeyVersions: 2, UpdateCryptoKeyVersion: 1002 });
+    expect(emulator.key(keyName).versions.every((v) => v.state === "DISABLED")).toBe(true);
+  });
+
+  it("a mode Cloud KMS lacks, or a bad key id, is INPUT_INVALID without a call", async () => {
+    const p = provider();
+    for (const mode of ["purge", "", undefined, 1]) {
+      const error = await kmsErrorOf(p.disableKey(keyName, { mode } as never));
+      expect({ mode, code: error.code }).toEqual({ mode, code: "INPUT_INVALID" });
+      expect(error.message.endsWith(docs("INPUT_INVALID"))).toBe(true);
+    }
+    expect((await kmsErrorOf(p.disableKey(`${keyName}/cryptoKeyVersions/1`, { mode: "disable" }))).code).toBe("INPUT_INVALID");
+    expect(emulator.count()).toBe(0);
+  });
+
+  it.each([
+    ["disable", "UpdateCryptoKeyVersion", "cloudkms.cryptoKeyVersions.update"],
+    ["schedule-destruction", "DestroyCryptoKeyVersion", "cloudkms.cryptoKeyVersions.destroy"],
+  ] as const)("%s without the admin permission → KMS_ACCESS_DENIED naming %s's permission; the key stays usable", async (mode, operation, permission) => {
+    emulator.setPermissions(PARTIAL, [ADMIN_LIST, GCP_KMS_PERMISSIONS.Encrypt]);
+    const p = provider(PARTIAL);
+    const error = await kmsErrorOf(p.disableKey(keyName, { mode }));
+    expect({ code: error.code, retryable: error.retryable }).toEqual({ code: "KMS_ACCESS_DENIED", retryable: false });
+    expect(error.message).toBe(
+      `gcp-kms: permission ${permission} denied on ${keyName} (or the key does not exist): ` +
+        `grant roles/cloudkms.admin on ${keyName} to the provider's service account (or a custom role with ${permission}) ${docs("KMS_ACCESS_DENIED")}`,
+    );
+    expect(emulator.counts()).toEqual({ ListCryptoKeyVersions: 1, [operation]: 1 });
+    expect(emulator.key(keyName).versions.map((v) => v.state)).toEqual(["ENABLED"]);
+    await p.wrapDataKey({ keyId: keyName, plaintextKey: randomBytes(32), context: CONTEXT });
+  });
+
+  it("listing needs cloudkms.cryptoKeyVersions.list; a missing key is KMS_KEY_NOT_FOUND", async () => {
+    const denied = await kmsErrorOf(provider(PARTIAL).disableKey(keyName, { mode: "disable" }));
+    expect(denied.code).toBe("KMS_ACCESS_DENIED");
+    expect(denied.message).toContain("permission cloudkms.cryptoKeyVersions.list denied");
+    expect(denied.message).toContain("grant roles/cloudkms.viewer");
+    const missing = await kmsErrorOf(provider().disableKey(emulator.keyName("missing"), { mode: "schedule-destruction" }));
+    expect(missing.code).toBe("KMS_KEY_NOT_FOUND");
+    expect(emulator.counts()).toEqual({ ListCryptoKeyVersions: 2 });
+  });
+
+  it("every call has the provider's deadline; a failure half-way is finished by calling again", async () => {
+    emulator.rotate(keyName);
+    emulator.resetLog();
+    emulator.inject("UpdateCryptoKeyVersion", { kind: "latency", ms: 300 }, { times: 1 });
+    const p = provider(undefined, 100);
+    const error = await kmsErrorOf(p.disableKey(keyName, { mode: "disable" }));
+    expect({ code: error.code, retryable: error.retryable }).toEqual({ code: "KMS_TIMEOUT", retryable: true });
+    expect(error.message.startsWith(`gcp-kms: UpdateCryptoKeyVersion on ${keyName} passed its deadline: `)).toBe(true);
+    await until(() => emulator.count("UpdateCryptoKeyVersion") === 1);
+    emulator.inject("DestroyCryptoKeyVersion", { kind: "serverError", status: 503 }, { times: 1 });
+    expect((await kmsErrorOf(p.disableKey(keyName, { mode: "schedule-destruction" }))).code).toBe("KMS_UNAVAILABLE");
+    await p.disableKey(keyName, { mode: "schedule-destruction" });
+    expect(emulator.key(keyName).versions.map((v) => v.state)).toEqual(["DESTROYED", "DESTROYED"]);
+  });
+
+  it("core's abort cancels it with the signal's reason", async () => {
+    const p = provider();
+    const controller = new AbortController();
+    const reason = new KmsError("KMS_TIMEOUT", "gcp-kms disableKey timed out");
+    emulator.inject("ListCryptoKeyVersions", { kind: "latency", ms: 300 }, { times: 1 });
+    const pending = kmsErrorOf(p.disableKey(keyName, { mode: "disable", signal: controller.signal }));
+    await until(() => emulator.pending === 1);
+    controller.abort(reason);
+    expect(await pending).toBe(reason);
+    expect(emulator.key(keyName).versions.map((v) => v.state)).toEqual(["ENABLED"]);
+  });
+});
+
 describe("settings and construction", () => {
   it("accepts the documented settings and reports every problem at once, echoing no value", () => {
     expect(parseGcpKmsSettings(undefined)).toEqual({ ok: true, settings: {} });

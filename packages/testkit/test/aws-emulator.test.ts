@@ -229,6 +229,42 @@ describe("operations", () => {
     expect({ state: KeyMetadata?.KeyState, enabled: KeyMetadata?.Enabled, deletion: KeyMetadata?.DeletionDate }).toEqual({ state: "PendingDeletion", enabled: false, deletion: deletionDate });
   });
 
+  it("crypto-shredding: DisableKey and ScheduleKeyDeletion need their own IAM actions, answer with a request id, and stop GenerateDataKey and Decrypt", async () => {
+    const { keyId, arn } = emulator.createKey();
+    const limited = client(emulator.clientConfig(LIMITED.accessKeyId));
+    emulator.setAllowedActions(LIMITED.accessKeyId, ["kms:DescribeKey", "kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"]);
+    const denied = (action: string) => ({
+      name: "AccessDeniedException",
+      status: 400,
+      message: `User: ${LIMITED.principal} is not authorized to perform: ${action} on resource: ${arn} because no identity-based policy allows the ${action} action`,
+    });
+    expect(await failure(limited.send(new DisableKeyCommand({ KeyId: keyId })))).toEqual(denied("kms:DisableKey"));
+    expect(await failure(limited.send(new ScheduleKeyDeletionCommand({ KeyId: keyId })))).toEqual(denied("kms:ScheduleKeyDeletion"));
+    expect(emulator.key(keyId).state).toBe("Enabled");
+    const { CiphertextBlob: blob } = await limited.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: "AES_256" }));
+
+    const disabled = await kms.send(new DisableKeyCommand({ KeyId: arn }));
+    expect(disabled.$metadata.requestId).toMatch(/^[0-9a-f-]{36}$/);
+    const off = { name: "DisabledException", status: 400, message: `${arn} is disabled.` };
+    expect(await failure(limited.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: "AES_256" })))).toEqual(off);
+    expect(await failure(limited.send(new DecryptCommand({ KeyId: keyId, CiphertextBlob: blob })))).toEqual(off);
+
+    // A disabled key can still be scheduled for deletion; the window is 7–30 days, 30 by default.
+    expect((await failure(kms.send(new ScheduleKeyDeletionCommand({ KeyId: keyId, PendingWindowInDays: 6 })))).name).toBe("ValidationException");
+    expect((await failure(kms.send(new ScheduleKeyDeletionCommand({ KeyId: keyId, PendingWindowInDays: 31 })))).name).toBe("ValidationException");
+    const scheduled = await kms.send(new ScheduleKeyDeletionCommand({ KeyId: keyId }));
+    expect({ window: scheduled.PendingWindowInDays, date: scheduled.DeletionDate, id: typeof scheduled.$metadata.requestId }).toEqual({
+      window: 30,
+      date: new Date(START.getTime() + 30 * 86_400_000),
+      id: "string",
+    });
+    const pending = { name: "KMSInvalidStateException", status: 400, message: `${arn} is pending deletion.` };
+    expect(await failure(limited.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: "AES_256" })))).toEqual(pending);
+    expect(await failure(limited.send(new DecryptCommand({ KeyId: keyId, CiphertextBlob: blob })))).toEqual(pending);
+    expect(await failure(kms.send(new DisableKeyCommand({ KeyId: keyId })))).toEqual(pending);
+    expect(emulator.counts()).toEqual({ DisableKey: 3, ScheduleKeyDeletion: 4, GenerateDataKey: 3, Decrypt: 2 });
+  });
+
   it("rotation: status, on-demand rotation to a new KeyMaterialId; old blobs still decrypt", async () => {
     const { keyId, arn } = emulator.createKey();
     const status = async () => {

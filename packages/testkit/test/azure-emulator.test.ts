@@ -232,6 +232,94 @@ describe("WrapKey / UnwrapKey", () => {
   });
 });
 
+describe("ListKeyVersions, UpdateKey and DeleteKey", () => {
+  it("lists every version with its attributes, following nextLink page by page", async () => {
+    await emulator.createKey("listed");
+    for (let i = 0; i < 26; i++) await emulator.rotateKey("listed"); // 27 versions: two pages of 25
+    emulator.resetLog();
+    const listed: { version?: string; enabled?: boolean }[] = [];
+    for await (const properties of keys.listPropertiesOfKeyVersions("listed")) listed.push({ version: properties.version, enabled: properties.enabled });
+    expect(listed).toEqual(emulator.versions("listed").map((v) => ({ version: v.version, enabled: true })));
+    expect(emulator.counts()).toEqual({ ListKeyVersions: 2 });
+    expect(await failure(keys.listPropertiesOfKeyVersions("nothing-here").next())).toMatchObject({ status: 404, code: "KeyNotFound" });
+  }, 180_000); // 27 RSA key generations: seconds each when CI loads both cores
+
+  it("updateKeyProperties sets enabled on one version, or on the current one when none is named", async () => {
+    const v1 = (await emulator.createKey("toggled")).split("/").pop()!;
+    const v2 = (await emulator.rotateKey("toggled")).split("/").pop()!;
+    const updated = await keys.updateKeyProperties("toggled", v1, { enabled: false });
+    expect([updated.properties.version, updated.properties.enabled]).toEqual([v1, false]);
+    expect(emulator.versions("toggled").map((v) => v.enabled)).toEqual([false, true]);
+    expect(await failure(cryptoClient("toggled", v1).wrapKey("RSA-OAEP-256", randomBytes(32)))).toMatchObject({ status: 403, inner: "KeyDisabled" });
+    expect((await keys.updateKeyProperties("toggled", { enabled: false })).properties.version).toBe(v2); // PATCH /keys/toggled/
+    expect(emulator.versions("toggled").map((v) => v.enabled)).toEqual([false, false]);
+    await keys.updateKeyProperties("toggled", v1, { enabled: true });
+    expect(emulator.versions("toggled").map((v) => v.enabled)).toEqual([true, false]);
+    expect(await failure(keys.updateKeyProperties("toggled", "0".repeat(32), { enabled: false }))).toMatchObject({ status: 404, code: "KeyNotFound" });
+    expect(emulator.requests.filter((r) => r.operation === "UpdateKey").map((r) => [r.status, r.details?.version])).toEqual([
+      [200, v1],
+      [200, undefined],
+      [200, v1],
+      [404, "0".repeat(32)],
+    ]);
+  });
+
+  it("beginDeleteKey soft-deletes every version: the name is then 404, GetDeletedKey answers with the purge date", async () => {
+    await emulator.createKey("doomed");
+    await emulator.rotateKey("doomed");
+    emulator.resetLog();
+    const poller = await keys.beginDeleteKey("doomed");
+    const deleted = poller.getResult()!;
+    expect(deleted.properties.recoveryId).toBe(`${emulator.url}/deletedkeys/doomed`);
+    expect(deleted.properties.deletedOn).toEqual(START);
+    expect(deleted.properties.scheduledPurgeDate).toEqual(new Date(START.getTime() + 90 * 86_400_000));
+    expect(emulator.counts()).toEqual({ DeleteKey: 1, GetDeletedKey: 1 }); // the SDK's poller looks at once
+    expect(emulator.deletedKey("doomed")?.versions).toHaveLength(2);
+    expect(() => emulator.versions("doomed")).toThrow(RangeError);
+    expect(await failure(keys.getKey("doomed"))).toMatchObject({ status: 404, code: "KeyNotFound" });
+    expect(await failure(cryptoClient("doomed").unwrapKey("RSA-OAEP-256", randomBytes(256)))).toMatchObject({ status: 404, code: "KeyNotFound" });
+    expect(await failure(keys.beginDeleteKey("doomed"))).toMatchObject({ status: 404, code: "KeyNotFound" });
+    expect(await failure(keys.getDeletedKey("never-there"))).toMatchObject({ status: 404, code: "KeyNotFound" });
+  });
+
+  it("each needs its own permission: list, update, delete (data actions keys/read, keys/update/action, keys/delete)", async () => {
+    await emulator.createKey("guarded");
+    emulator.setPermissions(LIMITED, ["get", "wrapKey", "unwrapKey"]);
+    const limited = keyClient({}, LIMITED);
+    const denied = [
+      await failure(limited.updateKeyProperties("guarded", { enabled: false })),
+      await failure(limited.beginDeleteKey("guarded")),
+    ];
+    expect(denied.map((d) => [d.status, d.inner, /Action: '([^']+)'/.exec(d.message)?.[1]])).toEqual([
+      [403, "ForbiddenByRbac", "Microsoft.KeyVault/vaults/keys/update/action"],
+      [403, "ForbiddenByRbac", "Microsoft.KeyVault/vaults/keys/delete"],
+    ]);
+    // The SDK's pager keeps only the status and code of a failed page; the body is Key Vault's denial all the same.
+    expect(await failure(limited.listPropertiesOfKeyVersions("guarded").next())).toMatchObject({ status: 403, code: "Forbidden" });
+    const listed = await raw("GET", "/keys/guarded/versions?api-version=7.5", { authorization: `Bearer kv-emulator.${LIMITED}` });
+    expect(listed.status).toBe(403);
+    expect(JSON.stringify(listed.body)).toContain("Action: 'Microsoft.KeyVault/vaults/keys/read'");
+    expect(emulator.requests.filter((r) => r.status === 403).map((r) => r.operation)).toEqual(["UpdateKey", "DeleteKey", "ListKeyVersions", "ListKeyVersions"]);
+    expect(emulator.versions("guarded").map((v) => v.enabled)).toEqual([true]);
+  });
+
+  it("a Managed HSM names its own data action for updates", async () => {
+    const hsm = new AzureKeyVaultEmulator({ managedHsm: true, retentionDays: 7 });
+    await hsm.start();
+    try {
+      await hsm.createKey("hsm-key", { kty: "oct-HSM" });
+      hsm.setPermissions(LIMITED, ["get"]);
+      const client = new KeyClient(hsm.url, hsm.credential(LIMITED), hsm.clientOptions());
+      expect((await failure(client.updateKeyProperties("hsm-key", { enabled: false }))).message).toContain("Action: 'Microsoft.KeyVault/managedHsm/keys/write/action'");
+      hsm.setPermissions(LIMITED, "*");
+      expect((await (await client.beginDeleteKey("hsm-key")).getResult()!).properties.recoverableDays).toBe(7);
+    } finally {
+      await hsm.stop();
+    }
+    expect(() => new AzureKeyVaultEmulator({ retentionDays: 3 })).toThrow(RangeError);
+  });
+});
+
 describe("RBAC per identity", () => {
   it("an operation outside the identity's permissions is 403 ForbiddenByRbac naming the caller and the data action", async () => {
     await emulator.createKey("rbac");

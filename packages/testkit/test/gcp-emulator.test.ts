@@ -164,6 +164,63 @@ describe("keys, versions and their states", () => {
   });
 });
 
+describe("ListCryptoKeyVersions and UpdateCryptoKeyVersion (state)", () => {
+  it("lists every version with its state, page by page; the page token is opaque to the client", async () => {
+    const kms = client();
+    emulator.rotate(keyName);
+    emulator.rotate(keyName);
+    emulator.destroyVersion(keyName, 1);
+    const [all, next] = await kms.listCryptoKeyVersions({ parent: keyName }, { ...ONCE, autoPaginate: false });
+    expect(all.map((v) => [v.name, v.state])).toEqual([
+      [`${keyName}/cryptoKeyVersions/1`, "DESTROYED"],
+      [`${keyName}/cryptoKeyVersions/2`, "ENABLED"],
+      [`${keyName}/cryptoKeyVersions/3`, "ENABLED"],
+    ]);
+    expect(next).toBeNull();
+    const [first, , page1] = await kms.listCryptoKeyVersions({ parent: keyName, pageSize: 2 }, { ...ONCE, autoPaginate: false });
+    expect(first.map((v) => v.name)).toEqual([`${keyName}/cryptoKeyVersions/1`, `${keyName}/cryptoKeyVersions/2`]);
+    const [second, , page2] = await kms.listCryptoKeyVersions({ parent: keyName, pageSize: 2, pageToken: page1.nextPageToken! }, { ...ONCE, autoPaginate: false });
+    expect(second.map((v) => v.name)).toEqual([`${keyName}/cryptoKeyVersions/3`]);
+    expect(page2.nextPageToken).toBe("");
+    expect(await statusOf(kms.listCryptoKeyVersions({ parent: keyName, pageToken: "junk" }, { ...ONCE, autoPaginate: false }))).toMatchObject({ code: 3 });
+    expect(await statusOf(kms.listCryptoKeyVersions({ parent: emulator.keyName("missing") }, { ...ONCE, autoPaginate: false }))).toMatchObject({ code: 5 });
+    expect(emulator.counts()).toEqual({ ListCryptoKeyVersions: 5 });
+  });
+
+  it("updates a version's state ENABLED ⇄ DISABLED with update_mask state; DESTROYED is FAILED_PRECONDITION", async () => {
+    const kms = client();
+    const name = `${keyName}/cryptoKeyVersions/1`;
+    const [encrypted] = await kms.encrypt({ name: keyName, plaintext }, ONCE);
+    const [updated] = await kms.updateCryptoKeyVersion({ cryptoKeyVersion: { name, state: "DISABLED" }, updateMask: { paths: ["state"] } }, ONCE);
+    expect([updated.name, updated.state]).toEqual([name, "DISABLED"]);
+    expect(emulator.key(keyName).versions.map((v) => v.state)).toEqual(["DISABLED"]);
+    expect(await statusOf(kms.decrypt({ name: keyName, ciphertext: encrypted.ciphertext }, ONCE))).toMatchObject({ code: 9, details: expect.stringContaining("current state is: DISABLED.") });
+    await kms.updateCryptoKeyVersion({ cryptoKeyVersion: { name, state: "ENABLED" }, updateMask: { paths: ["state"] } }, ONCE);
+    expect((await kms.decrypt({ name: keyName, ciphertext: encrypted.ciphertext }, ONCE))[0].plaintext).toEqual(plaintext);
+    expect(await statusOf(kms.updateCryptoKeyVersion({ cryptoKeyVersion: { name, state: "DISABLED" } }, ONCE))).toMatchObject({ code: 3, details: expect.stringContaining("update_mask") });
+    expect(await statusOf(kms.updateCryptoKeyVersion({ cryptoKeyVersion: { name, state: "DESTROYED" }, updateMask: { paths: ["state"] } }, ONCE))).toMatchObject({ code: 3 });
+    expect(await statusOf(kms.updateCryptoKeyVersion({ cryptoKeyVersion: { name: `${keyName}/cryptoKeyVersions/9`, state: "DISABLED" }, updateMask: { paths: ["state"] } }, ONCE))).toMatchObject({ code: 5 });
+    emulator.destroyVersion(keyName);
+    expect(await statusOf(kms.updateCryptoKeyVersion({ cryptoKeyVersion: { name, state: "ENABLED" }, updateMask: { paths: ["state"] } }, ONCE))).toMatchObject({ code: 9, details: expect.stringContaining("current state is: DESTROYED.") });
+    expect(emulator.count("UpdateCryptoKeyVersion")).toBe(6);
+    expect(emulator.requests.filter((r) => r.operation === "UpdateCryptoKeyVersion")[0]).toMatchObject({ keyId: name, status: 200 });
+  });
+
+  it("each needs its own permission: cloudkms.cryptoKeyVersions.list / .update", async () => {
+    const kms = client(READER);
+    const name = `${keyName}/cryptoKeyVersions/1`;
+    expect(await statusOf(kms.listCryptoKeyVersions({ parent: keyName }, { ...ONCE, autoPaginate: false }))).toEqual({
+      code: 7,
+      details: `Permission 'cloudkms.cryptoKeyVersions.list' denied on resource '${keyName}' (or it may not exist).`,
+    });
+    expect(await statusOf(kms.updateCryptoKeyVersion({ cryptoKeyVersion: { name, state: "DISABLED" }, updateMask: { paths: ["state"] } }, ONCE))).toEqual({
+      code: 7,
+      details: `Permission 'cloudkms.cryptoKeyVersions.update' denied on resource '${name}' (or it may not exist).`,
+    });
+    expect(emulator.key(keyName).versions.map((v) => v.state)).toEqual(["ENABLED"]);
+  });
+});
+
 describe("IAM per identity", () => {
   it("a missing permission is PERMISSION_DENIED with Google's message, also for a key that does not exist", async () => {
     const reader = client(READER);

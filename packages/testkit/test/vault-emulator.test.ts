@@ -170,6 +170,73 @@ describe("transit keys", () => {
   });
 });
 
+describe("key deletion (DELETE <mount>/keys/:name)", () => {
+  it("refuses until deletion_allowed is set, then deletes at once (204): the key, every version, every ciphertext is gone", async () => {
+    const v = client();
+    emulator.createKey("doomed");
+    await v.write("transit/keys/doomed/rotate", {});
+    const old = (await v.write("transit/datakey/plaintext/doomed", { context: CTX })).data.ciphertext;
+    expect(await failure(v.delete("transit/keys/doomed"))).toEqual({
+      status: 400,
+      body: { errors: ["error deleting policy doomed: deletion is not allowed for this policy"] },
+    });
+    const configured = await v.write("transit/keys/doomed/config", { deletion_allowed: true });
+    expect(configured).toMatchObject({ request_id: expect.any(String), data: { deletion_allowed: true, latest_version: 2 } });
+    await v.delete("transit/keys/doomed");
+    expect(await failure(v.read("transit/keys/doomed"))).toEqual({ status: 404, body: { errors: [] } });
+    const gone = { status: 400, body: { errors: ["encryption key not found"] } };
+    expect(await failure(v.write("transit/decrypt/doomed", { ciphertext: old, context: CTX }))).toEqual(gone);
+    expect(await failure(v.write("transit/datakey/plaintext/doomed", { context: CTX }))).toEqual(gone);
+    expect(await failure(v.delete("transit/keys/doomed"))).toEqual({ status: 400, body: { errors: ["error deleting policy doomed: could not delete key; not found"] } });
+    // A key created again under the same name is a new key: the old ciphertexts stay undecryptable.
+    emulator.createKey("doomed");
+    expect((await failure(v.write("transit/decrypt/doomed", { ciphertext: old, context: CTX })) as { status: number }).status).toBe(400);
+    expect(emulator.requests.map((r) => [r.operation, r.status])).toEqual([
+      ["keys.rotate", 200],
+      ["datakey", 200],
+      ["keys.delete", 400],
+      ["keys.config", 200],
+      ["keys.delete", 204],
+      ["keys.read", 404],
+      ["decrypt", 400],
+      ["datakey", 400],
+      ["keys.delete", 400],
+      ["decrypt", 400],
+    ]);
+  });
+
+  it("needs the delete capability on the key's path (config needs update on keys/:name/config): a read-only rule is 403", async () => {
+    await start({
+      tokens: {
+        root: { name: "root", paths: ["*"] },
+        app: { name: "app", paths: [{ path: "transit/keys/+", capabilities: ["read"] }, "transit/datakey/plaintext/+", "transit/decrypt/+"] },
+        admin: { name: "admin", paths: [{ path: "transit/keys/+", capabilities: ["read", "delete"] }, { path: "transit/keys/+/config", capabilities: ["update"] }] },
+      },
+    });
+    emulator.createKey("k");
+    const denied = { status: 403, body: { errors: [DENIED_MULTI] } };
+    const app = client("app");
+    await app.read("transit/keys/k");
+    expect(await failure(app.write("transit/keys/k/config", { deletion_allowed: true }))).toEqual(denied);
+    expect(await failure(app.delete("transit/keys/k"))).toEqual(denied);
+    expect(await failure(app.write("transit/keys/k", { derived: true }))).toEqual(denied);
+    const caps = await app.write("sys/capabilities-self", { paths: ["transit/keys/k", "transit/keys/k/config"] });
+    expect(caps.data).toEqual({ "transit/keys/k": ["read"], "transit/keys/k/config": ["deny"], capabilities: ["deny", "read"] });
+    const admin = client("admin");
+    await admin.write("transit/keys/k/config", { deletion_allowed: true });
+    await admin.delete("transit/keys/k");
+    expect(emulator.requests.map((r) => [r.operation, r.status, r.identity])).toEqual([
+      ["keys.read", 200, "app"],
+      ["keys.config", 403, "app"],
+      ["keys.delete", 403, "app"],
+      ["keys.create", 403, "app"],
+      ["sys/capabilities-self", 200, "app"],
+      ["keys.config", 200, "admin"],
+      ["keys.delete", 204, "admin"],
+    ]);
+  });
+});
+
 describe("transit data", () => {
   it("datakey/plaintext returns the key and its ciphertext; wrapped returns only the ciphertext; bits 128/256/512", async () => {
     const v = client();
@@ -471,6 +538,7 @@ describe("injected faults", () => {
       [{ kind: "keyNotFound" }, "keys.read", () => v.read("transit/keys/k"), 404, []],
       [{ kind: "keyNotFound" }, "keys.rotate", () => v.write("transit/keys/k/rotate", {}), 400, ["key not found"]],
       [{ kind: "keyNotFound" }, "keys.config", () => v.write("transit/keys/k/config", {}), 400, ["no existing key named k could be found"]],
+      [{ kind: "keyNotFound" }, "keys.delete", () => v.delete("transit/keys/k"), 400, ["error deleting policy k: could not delete key; not found"]],
     ];
     for (const [fault, operation, call, status, errors] of cases) {
       emulator.inject(operation, fault, { times: 1 });

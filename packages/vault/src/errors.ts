@@ -7,7 +7,7 @@
  * | Vault says                                                        | code                   |
  * |-------------------------------------------------------------------|------------------------|
  * | 403 (permission denied: policy, expired or revoked token)         | KMS_ACCESS_DENIED      |
- * | 404; 400 `encryption key not found` / `key not found` / `no existing key named` | KMS_KEY_NOT_FOUND |
+ * | 404; 400 `encryption key not found` / `key not found` / `no existing key named` / `could not delete key; not found` | KMS_KEY_NOT_FOUND |
  * | 400 `… disallowed by policy (too old)` (min_*_version)            | KMS_KEY_DISABLED       |
  * | 429 (rate limit quota)                                            | KMS_THROTTLED          |
  * | 500 `cipher: message authentication failed`; 400 `invalid ciphertext…` | ENVELOPE_AUTH_FAILED |
@@ -33,7 +33,7 @@ export interface VaultCall {
   /** The Vault path, as a policy names it. */
   readonly path: string;
   /** The capability the path needs. */
-  readonly capability: "read" | "update";
+  readonly capability: "read" | "update" | "delete";
   /** The transit key, when the call is about one. */
   readonly keyId?: string;
   readonly mount: string;
@@ -69,17 +69,22 @@ const TABLE: readonly Row[] = [
     matches: (f) => f.status === 403,
     message: (_f, c) =>
       `permission denied: ${c.operation}${forKey(c)} needs "${c.capability}" on "${c.path}". ` +
-      `Add to the token's Vault policy: path "${c.path}" { capabilities = ["${c.capability}"] } ` +
+      `Add to the ${c.operation === "disableKey" ? "key-administration token's Vault policy (never the application's)" : "token's Vault policy"}: ` +
+      `path "${c.path}" { capabilities = ["${c.capability}"] } ` +
       "(if the policy already has it, the token has expired or been revoked)",
   },
   {
     code: "KMS_KEY_NOT_FOUND",
-    matches: (f) => f.status === 404 || (f.status === 400 && /encryption key not found|^key not found|no existing key named/.test(f.text)),
+    matches: (f) =>
+      f.status === 404 || (f.status === 400 && /encryption key not found|^key not found|no existing key named|could not delete key; not found/.test(f.text)),
     message: (_f, c) =>
       c.keyId === undefined
         ? `"${c.path}" was not found (${c.operation}); check the mount path "${c.mount}"`
-        : `transit key "${c.keyId}" was not found at mount "${c.mount}" (${c.operation}). ` +
-          `Create it: vault write -f ${c.mount}/keys/${c.keyId} derived=true`,
+        : c.operation === "disableKey"
+          ? `transit key "${c.keyId}" was not found at mount "${c.mount}" (${c.operation}): nothing was destroyed. ` +
+            "Check the key name and the mount (it may have been deleted already)"
+          : `transit key "${c.keyId}" was not found at mount "${c.mount}" (${c.operation}). ` +
+            `Create it: vault write -f ${c.mount}/keys/${c.keyId} derived=true`,
   },
   {
     code: "KMS_KEY_DISABLED",

@@ -13,6 +13,9 @@
  *   exactly one Vault call. A key found not derived (or not found) is read again next time.
  * - Vault has no disabled keys: `describeKey` always says `enabled: true`; refusals for versions
  *   below `min_decryption_version` / `min_encryption_version` are KMS_KEY_DISABLED.
+ * - Crypto-shredding (`disableKey`): only `schedule-destruction`, and it is NOT a schedule: Vault has
+ *   no waiting period, so it sets `deletion_allowed=true` and then DELETEs the key, every version,
+ *   at once and for good. `disable` is INPUT_INVALID: transit has no disabled state.
  * - Auth: a token, or AppRole. An AppRole token is obtained at first use and renewed lazily, before
  *   a call, once two thirds of its lease have passed (renew-self); when renewal is refused (403) or
  *   the lease is about to end, the provider logs in again. No timer: nothing to leak, nothing to
@@ -36,8 +39,11 @@ import {
   DATA_KEY_BYTES,
   DOCS_BASE_URL,
   type DataKey,
+  type DisableKeyOptions,
+  type DisableKeyResult,
   type GenerateDataKeyRequest,
   type KeyDescription,
+  type KeyDisableMode,
   KmsConfigError,
   KmsError,
   type KmsErrorCode,
@@ -79,6 +85,7 @@ export interface VaultKmsProvider extends KmsProvider {
   /** The transit mount. */
   readonly mountPath: string;
   generateDataKey(req: GenerateDataKeyRequest): Promise<DataKey>;
+  disableKey(keyId: string, options: DisableKeyOptions): Promise<DisableKeyResult>;
 }
 
 /** The `vault` provider for configuration-driven set-up: `createKms({ registry: [vaultKms], … })`. */
@@ -113,7 +120,10 @@ interface Session {
   readonly marginMs: number;
 }
 
-type Capability = "read" | "update";
+type Capability = "read" | "update" | "delete";
+
+/** `schedule-destruction` only, and it is immediate: see `disableKey`. */
+const KEY_DISABLING: readonly KeyDisableMode[] = Object.freeze(["schedule-destruction"]);
 
 class VaultKms implements VaultKmsProvider {
   readonly id = PROVIDER_ID;
@@ -122,6 +132,7 @@ class VaultKms implements VaultKmsProvider {
     rotation: true,
     generatesDataKeys: true,
     insecure: false,
+    keyDisabling: KEY_DISABLING,
   });
   readonly endpoint: string;
   readonly mountPath: string;
@@ -261,6 +272,48 @@ class VaultKms implements VaultKmsProvider {
     }
     if (info.latestVersion < 2) throw unexpected(call, "the key still has one version after rotation");
     return { keyId: name, previousVersion: String(info.latestVersion - 1), currentVersion: String(info.latestVersion) };
+  }
+
+  /**
+   * Crypto-shredding, as far as Vault transit allows. Transit keys have no disabled state and no
+   * deletion schedule, so:
+   * - `disable` is INPUT_INVALID (no call): restrict the application's policy, or raise the key's
+   *   `min_decryption_version` above every version, with Vault's own tools instead;
+   * - `schedule-destruction` DESTROYS THE KEY AT ONCE, with no waiting period and no undo:
+   *   `POST <mount>/keys/<name>/config {deletion_allowed: true}` ("update" on that path), then
+   *   `DELETE <mount>/keys/<name>` ("delete"). Every version goes, and every envelope wrapped under
+   *   the key is unreadable for good (KMS_KEY_NOT_FOUND), unless a Vault backup or snapshot holds it.
+   *
+   * Each request has the provider's deadline (`requestTimeoutMs`) and goes through `mapVaultError`.
+   * If the DELETE fails after the config succeeded, the key is left intact with deletion allowed:
+   * call again. Vault answers the DELETE with 204 and no body, so there is no request id to return
+   * (Vault's audit device logs both requests, under the token's accessor).
+   */
+  async disableKey(keyId: string, options: DisableKeyOptions): Promise<DisableKeyResult> {
+    this.#enter(options?.signal);
+    const name = keyName(keyId);
+    const mode: unknown = options?.mode;
+    if (mode !== "schedule-destruction") {
+      throw inputError(
+        mode === "disable"
+          ? `transit key "${name}" cannot be disabled: Vault transit keys have no disabled state. Use "schedule-destruction" ` +
+              "(immediate, irreversible deletion), or restrict the application's policy or raise the key's min_decryption_version with Vault's own tools"
+          : `disableKey on transit key "${name}": the mode must be "schedule-destruction" (the only one Vault transit supports)`,
+      );
+    }
+    const signal = options.signal;
+    const config = this.#call("disableKey", `${this.mountPath}/keys/${name}/config`, "update", name);
+    await this.#send(config, signal, (c) => c.write(config.path, { deletion_allowed: true }));
+    const remove = this.#call("disableKey", `${this.mountPath}/keys/${name}`, "delete", name);
+    this.#derivedKeys.delete(name);
+    try {
+      const body = await this.#send(remove, signal, (c) => c.delete(remove.path));
+      const requestId = isRecord(body) && typeof body.request_id === "string" && /^[\w-]{1,64}$/.test(body.request_id) ? body.request_id : undefined;
+      return requestId === undefined ? {} : { requestId };
+    } finally {
+      // A key of this name created later is a new key: it is checked again before its first use.
+      this.#derivedKeys.delete(name);
+    }
   }
 
   // --- operations -----------------------------------------------------------------------------

@@ -541,6 +541,107 @@ describe("rotateKey and describeKey", () => {
   });
 });
 
+describe("disableKey (crypto-shredding): schedule-destruction only, and it is immediate", () => {
+  const docs = (code: string) => `(${code}; see ${TROUBLESHOOTING_URL}#${code.toLowerCase()})`;
+
+  it("lists only schedule-destruction in capabilities.keyDisabling", () => {
+    expect(provider().capabilities.keyDisabling).toEqual(["schedule-destruction"]);
+  });
+
+  it("sets deletion_allowed, then DELETEs the key: afterwards it neither wraps nor unwraps (KMS_KEY_NOT_FOUND); no request id (Vault answers 204)", async () => {
+    const p = provider();
+    const dk = await p.generateDataKey({ keyId: KEY, context: CONTEXT });
+    await p.rotateKey(KEY);
+    emulator.resetLog();
+    expect(await p.disableKey(KEY, { mode: "schedule-destruction" })).toEqual({});
+    expect(emulator.requests.map((r) => [r.operation, r.status, r.details?.path])).toEqual([
+      ["keys.config", 200, `transit/keys/${KEY}/config`],
+      ["keys.delete", 204, `transit/keys/${KEY}`],
+    ]);
+    emulator.resetLog();
+    const failures = [
+      await kmsError(() => p.unwrapDataKey({ keyId: KEY, ...dk, context: CONTEXT })),
+      await kmsError(() => p.generateDataKey({ keyId: KEY, context: CONTEXT })),
+      await kmsError(() => p.wrapDataKey({ keyId: KEY, plaintextKey: randomBytes(32), context: CONTEXT })),
+      await kmsError(() => p.describeKey(KEY)),
+    ];
+    for (const error of failures) {
+      expect([error.code, error.retryable]).toEqual(["KMS_KEY_NOT_FOUND", false]);
+      expect(error.message).toContain(`transit key "${KEY}" was not found at mount "transit"`);
+    }
+    // The provider forgot the key was derived: each call read it again (and found nothing).
+    expect(emulator.counts()).toEqual({ "keys.read": 4 });
+    // A key created again under the name is a new key: checked again (here: not derived, refused),
+    // and the shredded envelopes stay unreadable under it.
+    emulator.createKey(KEY, { derived: false });
+    expect((await kmsError(() => p.generateDataKey({ keyId: KEY, context: CONTEXT }))).code).toBe("KMS_CONFIG_INVALID");
+    await start();
+    const fresh = provider();
+    expect((await kmsError(() => fresh.unwrapDataKey({ keyId: KEY, ...dk, context: CONTEXT }))).code).toBe("ENVELOPE_AUTH_FAILED");
+    // Destroying a key that is not there destroys nothing, and says so.
+    const missing = await kmsError(() => fresh.disableKey("never-existed", { mode: "schedule-destruction" }));
+    expect({ code: missing.code, message: missing.message }).toEqual({
+      code: "KMS_KEY_NOT_FOUND",
+      message:
+        `vault: transit key "never-existed" was not found at mount "transit" (disableKey): nothing was destroyed. ` +
+        `Check the key name and the mount (it may have been deleted already) ${docs("KMS_KEY_NOT_FOUND")}`,
+    });
+  });
+
+  it("disable (no such state in transit) and unknown modes are INPUT_INVALID, without a call", async () => {
+    const p = provider();
+    const disable = await kmsError(() => p.disableKey(KEY, { mode: "disable" }));
+    expect(disable.code).toBe("INPUT_INVALID");
+    expect(disable.message).toContain(`transit key "${KEY}" cannot be disabled: Vault transit keys have no disabled state`);
+    for (const call of [() => p.disableKey(KEY, { mode: "shred" as never }), () => p.disableKey(KEY, undefined as never), () => p.disableKey("no/slash", { mode: "schedule-destruction" })]) {
+      expect((await kmsError(call)).code).toBe("INPUT_INVALID");
+    }
+    expect(emulator.count()).toBe(0);
+  });
+
+  it("without update on keys/<key>/config or delete on keys/<key> (the application's policy): KMS_ACCESS_DENIED naming the capability and path; the key survives", async () => {
+    const runtime = [`transit/datakey/plaintext/${KEY}`, `transit/encrypt/${KEY}`, `transit/decrypt/${KEY}`, { path: `transit/keys/${KEY}`, capabilities: ["read" as const] }];
+    emulator.setTokenPaths(TOKEN, runtime);
+    const p = provider();
+    const config = await kmsError(() => p.disableKey(KEY, { mode: "schedule-destruction" }));
+    expect({ code: config.code, retryable: config.retryable }).toEqual({ code: "KMS_ACCESS_DENIED", retryable: false });
+    expect(config.message).toBe(
+      `vault: permission denied: disableKey for key "${KEY}" needs "update" on "transit/keys/${KEY}/config". ` +
+        `Add to the key-administration token's Vault policy (never the application's): path "transit/keys/${KEY}/config" { capabilities = ["update"] } ` +
+        `(if the policy already has it, the token has expired or been revoked) ${docs("KMS_ACCESS_DENIED")}`,
+    );
+    expect(emulator.counts()).toEqual({ "keys.config": 1 });
+    // Allowed to configure but not to delete: the DELETE is refused, the key stays (deletable).
+    emulator.setTokenPaths(TOKEN, [...runtime, { path: `transit/keys/${KEY}/config`, capabilities: ["update"] }]);
+    emulator.resetLog();
+    const remove = await kmsError(() => p.disableKey(KEY, { mode: "schedule-destruction" }));
+    expect(remove.code).toBe("KMS_ACCESS_DENIED");
+    expect(remove.message).toContain(`needs "delete" on "transit/keys/${KEY}". Add to the key-administration token's Vault policy (never the application's): path "transit/keys/${KEY}" { capabilities = ["delete"] }`);
+    expectNoSecrets(remove);
+    expect(emulator.requests.map((r) => [r.operation, r.status])).toEqual([
+      ["keys.config", 200],
+      ["keys.delete", 403],
+    ]);
+    expect((await p.generateDataKey({ keyId: KEY, context: CONTEXT })).plaintextKey).toHaveLength(32);
+  });
+
+  it("every request has the provider's deadline (requestTimeoutMs: KMS_TIMEOUT); a caller's abort ends it earlier", async () => {
+    const p = provider({ requestTimeoutMs: 500 });
+    emulator.inject("keys.delete", { kind: "latency", ms: 5_000 }, { times: 1 });
+    const error = await kmsError(() => p.disableKey(KEY, { mode: "schedule-destruction" }));
+    expect([error.code, error.retryable]).toEqual(["KMS_TIMEOUT", true]);
+    expect(error.message).toContain(`no answer from Vault at ${endpoint} within 500 ms (disableKey for key "${KEY}")`);
+    emulator.inject("keys.config", { kind: "latency", ms: 60_000 }, { times: 1 });
+    const controller = new AbortController();
+    const pending = p.disableKey(KEY, { mode: "schedule-destruction", signal: controller.signal });
+    await waitFor(() => emulator.pending >= 1 && emulator.count("keys.config") === 1);
+    const reason = new KmsError("KMS_TIMEOUT", "the caller gave up");
+    controller.abort(reason);
+    expect(await kmsError(() => pending)).toBe(reason);
+    expect(emulator.count("keys.delete")).toBe(0); // the DELETE was never sent
+  });
+});
+
 describe("close()", () => {
   it("is idempotent; every later call fails with KMS_CLOSED and reaches no Vault", async () => {
     const p = provider();

@@ -19,6 +19,13 @@
  *   `<url>/keys/<name>/<version>` (the SDK sends crypto calls to `kid`'s origin). `GetKey` returns
  *   public parts only (`n`, `e`), never `d`… or `k`. A crypto call without a version uses the
  *   current one and its `kid` names it.
+ * - **key management**: `ListKeyVersions` (`GET /keys/<name>/versions`, paged by `nextLink`, 25 a
+ *   page unless `maxresults` says otherwise), `UpdateKey` (`PATCH /keys/<name>/<version>`: the
+ *   `enabled` attribute of that version, or of the current one when the path names none, as Key
+ *   Vault's attributes are per version), `DeleteKey` (`DELETE /keys/<name>`: soft delete, every
+ *   version at once; afterwards the name is `404 KeyNotFound` and `GetDeletedKey`,
+ *   `GET /deletedkeys/<name>`, answers with its `recoveryId` and `scheduledPurgeDate`, the vault's
+ *   `retentionDays` ahead). Deletion completes at once here (Key Vault's is asynchronous).
  * - **errors**: `404 KeyNotFound`; a disabled version refuses crypto with `403 Forbidden` /
  *   innererror `KeyDisabled` (GetKey still answers, `enabled: false`); a ciphertext that does not
  *   unwrap is `400 BadParameter`; `api-version` is required (parsed with URLSearchParams: the SDK
@@ -49,22 +56,26 @@ import {
 } from "./framework";
 
 /** Key Vault's names for the key operations this emulator serves, as logged. */
-export const AZURE_KEY_VAULT_OPERATIONS = ["CreateKey", "GetKey", "RotateKey", "WrapKey", "UnwrapKey"] as const;
+export const AZURE_KEY_VAULT_OPERATIONS = ["CreateKey", "GetKey", "RotateKey", "WrapKey", "UnwrapKey", "ListKeyVersions", "UpdateKey", "DeleteKey", "GetDeletedKey"] as const;
 export type AzureKeyVaultOperation = (typeof AZURE_KEY_VAULT_OPERATIONS)[number];
 
 /** The operation name logged for the token-less request every new client sends first (answered 401). */
 export const AZURE_CHALLENGE_OPERATION = "Challenge";
 
 /** Access-policy key permissions (the names `setPermissions` takes). */
-export type AzureKeyPermission = "get" | "create" | "rotate" | "wrapKey" | "unwrapKey";
+export type AzureKeyPermission = "get" | "list" | "create" | "update" | "delete" | "rotate" | "wrapKey" | "unwrapKey";
 
-/** Each operation's permission and RBAC data action. */
-const ACCESS: Readonly<Record<AzureKeyVaultOperation, { permission: AzureKeyPermission; dataAction: string }>> = {
+/** Each operation's permission and RBAC data action (and a Managed HSM's, where its name is not derived). */
+const ACCESS: Readonly<Record<AzureKeyVaultOperation, { permission: AzureKeyPermission; dataAction: string; hsmDataAction?: string }>> = {
   CreateKey: { permission: "create", dataAction: "Microsoft.KeyVault/vaults/keys/create/action" },
   GetKey: { permission: "get", dataAction: "Microsoft.KeyVault/vaults/keys/read" },
   RotateKey: { permission: "rotate", dataAction: "Microsoft.KeyVault/vaults/keys/rotate/action" },
   WrapKey: { permission: "wrapKey", dataAction: "Microsoft.KeyVault/vaults/keys/wrap/action" },
   UnwrapKey: { permission: "unwrapKey", dataAction: "Microsoft.KeyVault/vaults/keys/unwrap/action" },
+  ListKeyVersions: { permission: "list", dataAction: "Microsoft.KeyVault/vaults/keys/read" },
+  UpdateKey: { permission: "update", dataAction: "Microsoft.KeyVault/vaults/keys/update/action", hsmDataAction: "Microsoft.KeyVault/managedHsm/keys/write/action" },
+  DeleteKey: { permission: "delete", dataAction: "Microsoft.KeyVault/vaults/keys/delete" },
+  GetDeletedKey: { permission: "get", dataAction: "Microsoft.KeyVault/vaults/deletedKeys/read/action", hsmDataAction: "Microsoft.KeyVault/managedHsm/keys/deletedKeys/read/action" },
 };
 
 /** The identity a `credential()` speaks for unless told otherwise. */
@@ -80,6 +91,16 @@ export interface AzureKeyVaultEmulatorOptions extends EmulatorOptions {
   readonly tenantId?: string;
   /** Behave as a Managed HSM (challenge resource `https://managedhsm.azure.net`, `oct-HSM` keys). Default false. */
   readonly managedHsm?: boolean;
+  /** The soft-delete retention in days (7-90): `recoverableDays`, and how far ahead a deleted key's purge is. Default 90. */
+  readonly retentionDays?: number;
+}
+
+/** A soft-deleted key, for assertions. */
+export interface AzureDeletedKeyInfo {
+  readonly recoveryId: string;
+  readonly deletedDate: Date;
+  readonly scheduledPurgeDate: Date;
+  readonly versions: readonly AzureKeyVersionInfo[];
 }
 
 export type AzureKeyType = "RSA" | "RSA-HSM" | "oct-HSM";
@@ -117,6 +138,8 @@ export interface AzureCallState {
   /** The version the path named ("" for the current one). */
   readonly version: string;
   readonly body: Record<string, unknown> | undefined;
+  /** The query string (ListKeyVersions' `maxresults` and page token). */
+  readonly query?: URLSearchParams;
 }
 
 export type AzureKeyVaultRoute = RoutedRequest<AzureCallState>;
@@ -130,6 +153,9 @@ const RSA_SIZES = new Set([2048, 3072, 4096]);
 const DEFAULT_KEY_OPS = ["encrypt", "decrypt", "wrapKey", "unwrapKey"];
 const AES_KW_IV = Buffer.from("A6A6A6A6A6A6A6A6", "hex");
 const SERVICE_VERSION = "1.9.2000.1";
+/** ListKeyVersions' page size when `maxresults` is not given (Key Vault's), and its largest. */
+const DEFAULT_PAGE_SIZE = 25;
+const MAX_PAGE_SIZE = 25;
 
 type Json = Record<string, unknown>;
 
@@ -142,6 +168,8 @@ export class AzureKeyVaultEmulator extends Emulator<AzureCallState> {
   throttleRetryAfterSeconds = 1;
   readonly #tls: { current: { cert: string; key: string } | undefined };
   readonly #keys = new Map<string, KeyVersionRecord[]>();
+  readonly #deleted = new Map<string, { versions: KeyVersionRecord[]; deletedDate: number }>();
+  readonly #retentionDays: number;
   readonly #permissions = new Map<string, ReadonlySet<string> | "*">();
 
   constructor(options: AzureKeyVaultEmulatorOptions = {}) {
@@ -156,6 +184,8 @@ export class AzureKeyVaultEmulator extends Emulator<AzureCallState> {
     this.#tls = tls;
     this.tenantId = options.tenantId ?? "72f988bf-86f1-41af-91ab-2d7cd011db47";
     this.managedHsm = options.managedHsm ?? false;
+    this.#retentionDays = options.retentionDays ?? 90;
+    if (!(Number.isInteger(this.#retentionDays) && this.#retentionDays >= 7 && this.#retentionDays <= 90)) throw new RangeError("retentionDays must be a whole number from 7 to 90");
   }
 
   /** The PEM certificate clients must trust (the generated self-signed one, or the one given); after `start()`. */
@@ -216,6 +246,18 @@ export class AzureKeyVaultEmulator extends Emulator<AzureCallState> {
     this.#helperVersion(name, version).enabled = true;
   }
 
+  /** A soft-deleted key (undefined when `name` is not deleted). */
+  deletedKey(name: string): AzureDeletedKeyInfo | undefined {
+    const deleted = this.#deleted.get(name);
+    if (deleted === undefined) return undefined;
+    return {
+      recoveryId: `${this.url}/deletedkeys/${name}`,
+      deletedDate: new Date(deleted.deletedDate * 1000),
+      scheduledPurgeDate: new Date((deleted.deletedDate + this.#retentionDays * 86_400) * 1000),
+      versions: deleted.versions.map((v) => ({ version: v.version, kid: this.#kid(name, v.version), enabled: v.enabled })),
+    };
+  }
+
   /** A key's versions, oldest first (the last is current). */
   versions(name: string): readonly AzureKeyVersionInfo[] {
     return this.#helperVersions(name).map((v) => ({ version: v.version, kid: this.#kid(name, v.version), enabled: v.enabled }));
@@ -230,7 +272,7 @@ export class AzureKeyVaultEmulator extends Emulator<AzureCallState> {
   protected route(req: EmulatorRequest): AzureKeyVaultRoute {
     const parts = req.url.pathname.split("/").slice(1); // "/keys/a/b" → ["keys","a","b"]
     const name = parts[1] ?? "";
-    if (parts[0] !== "keys" || !KEY_NAME.test(name)) throw new EmulatorReply(badParameter("The request URI is not supported by this emulator."));
+    if ((parts[0] !== "keys" && parts[0] !== "deletedkeys") || !KEY_NAME.test(name)) throw new EmulatorReply(badParameter("The request URI is not supported by this emulator."));
     const keyId = name;
     if (header(req, "authorization") === undefined) return { operation: AZURE_CHALLENGE_OPERATION, keyId };
     const apiVersion = new URLSearchParams(req.url.search).get("api-version");
@@ -239,7 +281,17 @@ export class AzureKeyVaultEmulator extends Emulator<AzureCallState> {
     const method = req.method.toUpperCase();
     let operation: AzureKeyVaultOperation | undefined;
     let version = "";
-    if (method === "GET" && rest.length <= 1) {
+    if (parts[0] === "deletedkeys") {
+      operation = method === "GET" && rest.length === 0 ? "GetDeletedKey" : undefined;
+    } else if (method === "GET" && rest.length === 1 && rest[0] === "versions") {
+      operation = "ListKeyVersions";
+    } else if (method === "PATCH" && rest.length <= 1) {
+      // `/keys/k/` (the SDK's form without a version: the current one) or `/keys/k/<version>`.
+      operation = "UpdateKey";
+      version = rest[0] ?? "";
+    } else if (method === "DELETE" && rest.length === 0) {
+      operation = "DeleteKey";
+    } else if (method === "GET" && rest.length <= 1) {
       operation = "GetKey";
       version = rest[0] ?? "";
     } else if (method === "POST" && rest.length === 1 && (rest[0] === "create" || rest[0] === "rotate")) {
@@ -253,7 +305,7 @@ export class AzureKeyVaultEmulator extends Emulator<AzureCallState> {
     if (operation === undefined) throw new EmulatorReply(badParameter("The request URI is not supported by this emulator."));
     if (version !== "" && !VERSION.test(version)) throw new EmulatorReply(keyNotFound(name));
     const details = { apiVersion, ...(version === "" ? {} : { version }) };
-    return { operation, keyId, details, state: { version, body: parseObject(req.body) } };
+    return { operation, keyId, details, state: { version, body: parseObject(req.body), query: new URLSearchParams(req.url.search) } };
   }
 
   protected authenticate(req: EmulatorRequest, routed: AzureKeyVaultRoute): AuthResult {
@@ -314,6 +366,30 @@ export class AzureKeyVaultEmulator extends Emulator<AzureCallState> {
       case "WrapKey":
       case "UnwrapKey":
         return ok(this.#keyOperation(routed.operation as "WrapKey" | "UnwrapKey", name, this.#version(name, version), body));
+      case "ListKeyVersions":
+        return ok(this.#listVersions(name, routed.state!.query ?? new URLSearchParams()));
+      case "UpdateKey": {
+        if (body === undefined) throw new EmulatorReply(badParameter("The request body is not valid JSON."));
+        const attributes = body.attributes;
+        if (attributes !== undefined && (typeof attributes !== "object" || attributes === null || Array.isArray(attributes))) throw new EmulatorReply(badParameter("attributes must be an object."));
+        const enabled = (attributes as Json | undefined)?.enabled;
+        if (enabled !== undefined && typeof enabled !== "boolean") throw new EmulatorReply(badParameter("attributes.enabled must be true or false."));
+        const record = this.#version(name, version);
+        if (enabled !== undefined) {
+          record.enabled = enabled;
+          record.updated = Math.floor(this.now().getTime() / 1000);
+        }
+        return ok(this.#bundle(name, record));
+      }
+      case "DeleteKey": {
+        const versions = this.#versions(name);
+        this.#keys.delete(name);
+        this.#deleted.set(name, { versions, deletedDate: Math.floor(this.now().getTime() / 1000) });
+        return ok(this.#deletedBundle(name));
+      }
+      case "GetDeletedKey":
+        if (!this.#deleted.has(name)) throw new EmulatorReply(deletedKeyNotFound(name));
+        return ok(this.#deletedBundle(name));
     }
   }
 
@@ -369,10 +445,40 @@ export class AzureKeyVaultEmulator extends Emulator<AzureCallState> {
     }
     return {
       key: jwk,
-      attributes: { enabled: record.enabled, created: record.created, updated: record.updated, recoveryLevel: "Recoverable+Purgeable", recoverableDays: 90, exportable: false },
+      attributes: this.#attributes(record),
       tags: {},
       ...(this.managedHsm ? { managed: false } : {}),
     };
+  }
+
+  /** One page of a key's versions (oldest first): `kid` and attributes only; `nextLink` names the next page. */
+  #listVersions(name: string, query: URLSearchParams): Json {
+    const versions = this.#versions(name);
+    const asked = query.get("maxresults");
+    const size = asked === null ? DEFAULT_PAGE_SIZE : /^[1-9][0-9]{0,2}$/.test(asked) && Number(asked) <= MAX_PAGE_SIZE ? Number(asked) : NaN;
+    if (Number.isNaN(size)) throw new EmulatorReply(badParameter(`maxresults must be a whole number from 1 to ${MAX_PAGE_SIZE}.`));
+    const token = query.get("$skiptoken");
+    const start = token === null ? 0 : /^[0-9]{1,6}$/.test(token) ? Number(token) : NaN;
+    if (!(start >= 0 && start <= versions.length)) throw new EmulatorReply(badParameter("The $skiptoken is not valid."));
+    const end = Math.min(start + size, versions.length);
+    const value = versions.slice(start, end).map((v) => ({ kid: this.#kid(name, v.version), attributes: this.#attributes(v), tags: {} }));
+    const apiVersion = query.get("api-version") ?? "7.5";
+    return { value, nextLink: end < versions.length ? `${this.url}/keys/${name}/versions?api-version=${encodeURIComponent(apiVersion)}&maxresults=${size}&$skiptoken=${end}` : null };
+  }
+
+  /** A DeletedKeyBundle: the current version's bundle, with its recovery id and dates. */
+  #deletedBundle(name: string): Json {
+    const deleted = this.#deleted.get(name)!;
+    return {
+      ...this.#bundle(name, this.#current(deleted.versions)),
+      recoveryId: `${this.url}/deletedkeys/${name}`,
+      deletedDate: deleted.deletedDate,
+      scheduledPurgeDate: deleted.deletedDate + this.#retentionDays * 86_400,
+    };
+  }
+
+  #attributes(record: KeyVersionRecord): Json {
+    return { enabled: record.enabled, created: record.created, updated: record.updated, recoveryLevel: "Recoverable+Purgeable", recoverableDays: this.#retentionDays, exportable: false };
   }
 
   #kid(name: string, version: string): string {
@@ -423,7 +529,7 @@ export class AzureKeyVaultEmulator extends Emulator<AzureCallState> {
     const access = ACCESS[routed.operation as AzureKeyVaultOperation] ?? ACCESS.GetKey;
     const vault = this.managedHsm ? "managedhsms/emulator" : "vaults/emulator";
     // A Managed HSM's local RBAC names its data actions `managedHsm/keys/…/action`.
-    const dataAction = this.managedHsm ? access.dataAction.replace("/vaults/", "/managedHsm/").replace(/\/read$/, "/read/action") : access.dataAction;
+    const dataAction = this.managedHsm ? (access.hsmDataAction ?? access.dataAction.replace("/vaults/", "/managedHsm/").replace(/\/read$/, "/read/action")) : access.dataAction;
     const message = [
       "Caller is not authorized to perform action on resource.",
       "If role assignments, deny assignments or role definitions were changed recently, please observe propagation time.",
@@ -460,6 +566,11 @@ function keyNotFound(name: string): EmulatorResponse {
       `A key with (name/id) ${shown} was not found in this key vault. If you recently deleted this key you may be able to recover it using the correct recovery command. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182`,
     ),
   };
+}
+
+function deletedKeyNotFound(name: string): EmulatorResponse {
+  const shown = KEY_NAME.test(name) ? name : "(invalid)";
+  return { status: 404, body: error("KeyNotFound", `Deleted Key not found: ${shown}`) };
 }
 
 function keyDisabled(operation: string): EmulatorResponse {

@@ -6,6 +6,7 @@
  * optional peer: it is resolved when the emulator starts, with an error naming it when absent.
  *
  * Served: Encrypt, Decrypt, GetCryptoKey, CreateCryptoKeyVersion, UpdateCryptoKeyPrimaryVersion,
+ * ListCryptoKeyVersions, UpdateCryptoKeyVersion (`update_mask` `state` only: ENABLED ⇄ DISABLED),
  * DestroyCryptoKeyVersion and TestIamPermissions (on a CryptoKey); any other method is UNIMPLEMENTED
  * (answered by grpc-js, not logged). What it checks as the service does:
  * - **names**: a CryptoKey is `projects/P/locations/L/keyRings/R/cryptoKeys/K`; Encrypt takes a key or
@@ -73,6 +74,8 @@ export const GCP_KMS_PERMISSIONS = {
   GetCryptoKey: "cloudkms.cryptoKeys.get",
   CreateCryptoKeyVersion: "cloudkms.cryptoKeyVersions.create",
   UpdateCryptoKeyPrimaryVersion: "cloudkms.cryptoKeys.update",
+  ListCryptoKeyVersions: "cloudkms.cryptoKeyVersions.list",
+  UpdateCryptoKeyVersion: "cloudkms.cryptoKeyVersions.update",
   DestroyCryptoKeyVersion: "cloudkms.cryptoKeyVersions.destroy",
 } as const;
 
@@ -151,6 +154,8 @@ const SERVED: Readonly<Record<GcpKmsOperation, string>> = {
   GetCryptoKey: KMS_SERVICE,
   CreateCryptoKeyVersion: KMS_SERVICE,
   UpdateCryptoKeyPrimaryVersion: KMS_SERVICE,
+  ListCryptoKeyVersions: KMS_SERVICE,
+  UpdateCryptoKeyVersion: KMS_SERVICE,
   DestroyCryptoKeyVersion: KMS_SERVICE,
   TestIamPermissions: IAM_SERVICE,
 };
@@ -158,6 +163,8 @@ const SEGMENT = "[A-Za-z0-9_-]{1,63}";
 const KEY_NAME = new RegExp(`^projects/${SEGMENT}/locations/${SEGMENT}/keyRings/${SEGMENT}/cryptoKeys/${SEGMENT}$`);
 const VERSION_NAME = new RegExp(`^(projects/${SEGMENT}/locations/${SEGMENT}/keyRings/${SEGMENT}/cryptoKeys/${SEGMENT})/cryptoKeyVersions/([1-9][0-9]{0,8})$`);
 const MAX_DATA_BYTES = 64 * 1024;
+/** ListCryptoKeyVersions' largest page (Google's), and the page size when none is asked for. */
+const MAX_PAGE_SIZE = 1000;
 /** Ciphertext: format byte ‖ version (u32 BE) ‖ iv ‖ sealed ‖ tag; the AAD binds the key name and header too. */
 const CIPHERTEXT_FORMAT = 1;
 const CIPHERTEXT_HEADER_BYTES = 5;
@@ -297,7 +304,10 @@ export class GcpKmsEmulator extends Emulator<GcpKmsCallState> {
     } catch {
       throw new EmulatorReply(status("INVALID_ARGUMENT", "Request message could not be parsed."));
     }
-    const named = message[operation === "CreateCryptoKeyVersion" ? "parent" : operation === "TestIamPermissions" ? "resource" : "name"];
+    const named =
+      operation === "UpdateCryptoKeyVersion"
+        ? (message.cryptoKeyVersion as Json | undefined)?.name
+        : message[operation === "CreateCryptoKeyVersion" || operation === "ListCryptoKeyVersions" ? "parent" : operation === "TestIamPermissions" ? "resource" : "name"];
     const keyId = typeof named === "string" && named.length > 0 && named.length <= 512 ? named : undefined;
     return { operation, ...(keyId === undefined ? {} : { keyId }), state: { message } };
   }
@@ -357,6 +367,10 @@ export class GcpKmsEmulator extends Emulator<GcpKmsCallState> {
         record.primary = version;
         return reply(this.#cryptoKey(record));
       }
+      case "ListCryptoKeyVersions":
+        return reply(this.#listVersions(message));
+      case "UpdateCryptoKeyVersion":
+        return reply(this.#updateVersion(message));
       case "DestroyCryptoKeyVersion": {
         const { record, version } = this.#resolveVersion(message.name);
         if (record.states[version - 1] === "DESTROYED") fail("FAILED_PRECONDITION", `${record.name}/cryptoKeyVersions/${version} is already destroyed.`);
@@ -414,6 +428,39 @@ export class GcpKmsEmulator extends Emulator<GcpKmsCallState> {
     const plaintext = record.key.open(ciphertext.subarray(CIPHERTEXT_HEADER_BYTES), ciphertextAad(record.name, header, aad), record.key.version(version)!);
     if (plaintext === undefined) fail("INVALID_ARGUMENT", INVALID_CIPHERTEXT);
     return { plaintext, plaintextCrc32c: { value: String(crc32c(plaintext)) }, usedPrimary: version === record.primary, protectionLevel: "SOFTWARE" };
+  }
+
+  /** One page of a key's versions, oldest first; the page token is the offset of the next page. */
+  #listVersions(message: Json): Json {
+    const record = this.#resolveKey(message.parent);
+    const asked = Number(message.pageSize ?? 0);
+    if (!Number.isInteger(asked) || asked < 0) fail("INVALID_ARGUMENT", "page_size must not be negative.");
+    if (message.filter !== undefined && message.filter !== "") fail("INVALID_ARGUMENT", "This emulator does not filter ListCryptoKeyVersions.");
+    const size = asked === 0 ? MAX_PAGE_SIZE : Math.min(asked, MAX_PAGE_SIZE);
+    const token = typeof message.pageToken === "string" ? message.pageToken : "";
+    const start = token === "" ? 0 : /^[0-9]{1,9}$/.test(token) ? Number(token) : NaN;
+    if (!Number.isInteger(start) || start > record.states.length) fail("INVALID_ARGUMENT", "The page token is not valid.");
+    const end = Math.min(start + size, record.states.length);
+    const versions: Json[] = [];
+    for (let n = start + 1; n <= end; n++) versions.push(this.#versionJson(record, n));
+    return { cryptoKeyVersions: versions, nextPageToken: end < record.states.length ? String(end) : "", totalSize: record.states.length };
+  }
+
+  /** UpdateCryptoKeyVersion with `update_mask` `state`: ENABLED ⇄ DISABLED, as Google allows. */
+  #updateVersion(message: Json): Json {
+    const given = (message.cryptoKeyVersion ?? {}) as Json;
+    const paths = ((message.updateMask as Json | undefined)?.paths ?? []) as unknown[];
+    if (paths.length === 0) fail("INVALID_ARGUMENT", "The request must specify an update_mask.");
+    if (paths.some((p) => p !== "state")) fail("INVALID_ARGUMENT", "This emulator updates only the state field (update_mask: state).");
+    const { record, version } = this.#resolveVersion(given.name);
+    const wanted = given.state;
+    if (wanted !== "ENABLED" && wanted !== "DISABLED") fail("INVALID_ARGUMENT", "The state can only be updated to ENABLED or DISABLED.");
+    const current = record.states[version - 1];
+    if (current !== "ENABLED" && current !== "DISABLED") {
+      fail("FAILED_PRECONDITION", `The request cannot be fulfilled. CryptoKeyVersion ${record.name}/cryptoKeyVersions/${version} is not enabled or disabled, current state is: ${current}.`);
+    }
+    record.states[version - 1] = wanted;
+    return this.#versionJson(record, version);
   }
 
   /** Applies the first pending corruption of `operation` to a response about to be sent. */

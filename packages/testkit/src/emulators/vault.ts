@@ -18,6 +18,7 @@
  * | `keys.read`             | GET `<mount>/keys/:name`                                            |
  * | `keys.rotate`           | POST `<mount>/keys/:name/rotate`                                    |
  * | `keys.config`           | POST `<mount>/keys/:name/config` `{min_decryption_version?, min_encryption_version?, deletion_allowed?}` |
+ * | `keys.delete`           | DELETE `<mount>/keys/:name` (only once `deletion_allowed` is set; 204, the key and every version gone) |
  * | `keys.list`             | GET `<mount>/keys?list=1` (Node's HTTP server cannot parse the LIST verb) |
  * | `sys/health`            | GET `sys/health` (unauthenticated; `standbyok`, `*code` query parameters) |
  * | `sys/capabilities-self` | POST `sys/capabilities-self` `{paths: [...]}`                      |
@@ -36,14 +37,18 @@
  * `cipher: message authentication failed`. A non-derived key ignores `context`, as Vault does.
  *
  * Auth: a request carries `X-Vault-Token`. A token has an allow-list of Vault path globs (`*` at the
- * end matches any suffix, `+` one path segment, as in Vault policies); it is compared in constant
- * time. A missing, unknown, revoked or expired token gets 403 `{"errors":["permission denied"]}`; a
+ * end matches any suffix, `+` one path segment, as in Vault policies), each with every capability or,
+ * written `{ path, capabilities }`, with only those; it is compared in constant time. A request needs
+ * the capability of its method: GET `read` (`list` for a list), POST/PUT `update` (or `create`),
+ * DELETE `delete`. Where several rules match a path, their capabilities add up (Vault takes the most
+ * specific rule alone: keep test policies free of overlaps). A missing, unknown, revoked or expired token gets 403 `{"errors":["permission denied"]}`; a
  * path outside the list gets Vault's other form, 403 `{"errors":["1 error occurred:\n\t* permission
  * denied\n\n"]}`. `sys/capabilities-self`, `auth/token/lookup-self` and `auth/token/renew-self` are
  * open to every valid token (Vault's `default` policy). AppRole logins issue tokens with the role's
  * paths and TTL, renewable up to the role's max TTL; expiry uses the emulator's `now`, so tests expire
- * tokens without waiting. Capabilities reported: `["root"]` for a token whose list holds `"*"`, all of
- * `create delete list read update` for a path on the list, `["deny"]` otherwise.
+ * tokens without waiting. Capabilities reported: `["root"]` for a token whose list holds `"*"`, the
+ * capabilities of the rules matching a path on the list (all of `create delete list read update` for
+ * a plain glob), `["deny"]` otherwise.
  *
  * Sealed (`seal()`): every request gets 503 `{"errors":["Vault is sealed"]}`, `sys/health` 503.
  *
@@ -52,8 +57,8 @@
  * - `serverError`: the status (default 500) with `internal error`;
  * - `accessDenied`: 403, the "1 error occurred" form;
  * - `keyNotFound`: `keys.read` 404 `{"errors":[]}`; `keys.rotate` 400 `key not found`;
- *   `keys.config` 400 `no existing key named <name> could be found`; anything else 400
- *   `encryption key not found`;
+ *   `keys.config` 400 `no existing key named <name> could be found`; `keys.delete` 400 `error
+ *   deleting policy <name>: could not delete key; not found`; anything else 400 `encryption key not found`;
  * - `keyDisabled`: Vault has no disabled keys. The closest real state is a key version below the
  *   key's `min_decryption_version` / `min_encryption_version`, so every operation answers 400
  *   `ciphertext or signature version is disallowed by policy (too old)`.
@@ -78,19 +83,25 @@ import {
   newRequestId,
 } from "./framework";
 
-/** A static token: its allow-list of Vault path globs, relative to `/v1/`. */
+/** A capability of a Vault policy rule. */
+export type VaultCapability = "create" | "read" | "update" | "delete" | "list";
+
+/** A Vault path glob relative to `/v1/` with every capability, or with only the ones listed. */
+export type VaultPathRule = string | { readonly path: string; readonly capabilities: readonly VaultCapability[] };
+
+/** A static token: its allow-list of Vault path rules. */
 export interface VaultTokenSpec {
   /** Shown as `identity` in the request log; default `token-<n>`. */
   readonly name?: string;
-  readonly paths: readonly string[];
+  readonly paths: readonly VaultPathRule[];
 }
 
 /** An AppRole role: the credentials that log in, and what the issued tokens may do. */
 export interface VaultAppRoleSpec {
   readonly roleId: string;
   readonly secretId: string;
-  /** Path globs of the issued tokens. */
-  readonly paths: readonly string[];
+  /** Path rules of the issued tokens. */
+  readonly paths: readonly VaultPathRule[];
   /** Lifetime of an issued token, and of each renewal; default 3600. */
   readonly ttlSeconds?: number;
   /** No renewal extends a token past this age; default 32 days (Vault's default max TTL). */
@@ -134,6 +145,7 @@ const DEFAULT_MAX_TTL_SECONDS = 32 * 24 * 3600;
 const DENIED = "permission denied";
 const DENIED_MULTI = "1 error occurred:\n\t* permission denied\n\n";
 const KEY_NOT_FOUND = "encryption key not found";
+const DELETE_NOT_FOUND = "could not delete key; not found";
 const TOO_OLD = "ciphertext or signature version is disallowed by policy (too old)";
 const AUTH_FAILED = "cipher: message authentication failed";
 const MISSING_CONTEXT =
@@ -153,7 +165,7 @@ interface TokenState {
   /** The token itself: only ever returned to its own holder (lookup-self, login). */
   readonly token: string;
   readonly name: string;
-  paths: readonly string[];
+  paths: readonly VaultPathRule[];
   readonly accessor: string;
   readonly issuedAt: number;
   readonly policies: readonly string[];
@@ -179,6 +191,8 @@ interface VaultRoute {
   readonly dataKeyType?: string;
   /** A known path asked with a method it does not serve. */
   readonly badMethod?: boolean;
+  /** The policy capability the request needs (from its method). */
+  readonly capability?: VaultCapability;
 }
 
 /** A Vault server with the transit engine, token and AppRole auth, on 127.0.0.1. */
@@ -224,7 +238,7 @@ export class VaultEmulator extends Emulator<VaultRoute> {
   }
 
   /** Sets a static token's path globs, creating the token if it is new. */
-  setTokenPaths(token: string, paths: readonly string[], name?: string): void {
+  setTokenPaths(token: string, paths: readonly VaultPathRule[], name?: string): void {
     if (typeof token !== "string" || token.length === 0) throw new Error("vault emulator: a token must be a non-empty string");
     const existing = this.#lookup(token);
     if (existing) {
@@ -300,7 +314,7 @@ export class VaultEmulator extends Emulator<VaultRoute> {
     if (route.operation === "approle.login") return { ok: true };
     const state = this.#tokenOf(req);
     if (!state) return { ok: false, response: errors(403, DENIED) };
-    if (!route.badMethod && route.operation !== "unknown" && !DEFAULT_POLICY_PATHS.has(route.path) && !allows(state.paths, route.path)) {
+    if (!route.badMethod && route.operation !== "unknown" && !DEFAULT_POLICY_PATHS.has(route.path) && !allows(state.paths, route.path, route.capability)) {
       return { ok: false, response: errors(403, DENIED_MULTI), identity: state.name };
     }
     return { ok: true, identity: state.name };
@@ -320,6 +334,7 @@ export class VaultEmulator extends Emulator<VaultRoute> {
         if (routed.operation === "keys.read") return { status: 404, body: { errors: [] } };
         if (routed.operation === "keys.rotate") return errors(400, "key not found");
         if (routed.operation === "keys.config") return errors(400, `no existing key named ${routed.keyId ?? ""} could be found`);
+        if (routed.operation === "keys.delete") return errors(400, `error deleting policy ${routed.keyId ?? ""}: ${DELETE_NOT_FOUND}`);
         return errors(400, KEY_NOT_FOUND);
     }
   }
@@ -362,7 +377,15 @@ export class VaultEmulator extends Emulator<VaultRoute> {
     const method = req.method.toUpperCase();
     const write = method === "POST" || method === "PUT";
     const read = method === "GET";
-    const known = (operation: string, ok: boolean, extra: Partial<VaultRoute> = {}): VaultRoute => ({ operation, path, ...extra, ...(ok ? {} : { badMethod: true }) });
+    const remove = method === "DELETE";
+    const capability: VaultCapability | undefined = read ? "read" : write ? "update" : remove ? "delete" : undefined;
+    const known = (operation: string, ok: boolean, extra: Partial<VaultRoute> = {}): VaultRoute => ({
+      operation,
+      path,
+      ...(capability === undefined ? {} : { capability }),
+      ...extra,
+      ...(ok ? {} : { badMethod: true }),
+    });
     if (path === "sys/health") return known("sys/health", read || method === "HEAD");
     if (path === "sys/capabilities-self") return known("sys/capabilities-self", write);
     if (path === `auth/${this.#appRoleMount}/login`) return known("approle.login", write);
@@ -375,9 +398,9 @@ export class VaultEmulator extends Emulator<VaultRoute> {
       const named = (name: string | undefined) => name !== undefined && KEY_NAME.test(name);
       const listing = read && ["1", "true"].includes(req.url.searchParams.get("list") ?? "");
       if (head === "keys" && (rest.length === 1 || (rest.length === 2 && a === "")) && listing) {
-        return { operation: "keys.list", path: `${mount}/keys/`, mount };
+        return { operation: "keys.list", path: `${mount}/keys/`, mount, capability: "list" };
       }
-      if (head === "keys" && rest.length === 2 && named(a)) return known(read ? "keys.read" : "keys.create", read || write, { mount, name: a });
+      if (head === "keys" && rest.length === 2 && named(a)) return known(read ? "keys.read" : remove ? "keys.delete" : "keys.create", read || write || remove, { mount, name: a });
       if (head === "keys" && rest.length === 3 && named(a) && (b === "rotate" || b === "config")) return known(`keys.${b}`, write, { mount, name: a });
       if (head === "datakey" && rest.length === 3 && named(b)) return known("datakey", write, { mount, name: b, dataKeyType: a });
       if ((head === "encrypt" || head === "decrypt" || head === "rewrap") && rest.length === 2 && named(a)) return known(head, write, { mount, name: a });
@@ -415,6 +438,14 @@ export class VaultEmulator extends Emulator<VaultRoute> {
         if (!entry) throw reply(400, `no existing key named ${name} could be found`);
         configure(entry, body);
         return ok(readPayload(name, entry));
+      }
+      case "keys.delete": {
+        // Vault's path_keys.go pathPolicyDelete and keysutil's DeletePolicy: no body on success.
+        const entry = keys.get(name);
+        if (!entry) throw reply(400, `error deleting policy ${name}: ${DELETE_NOT_FOUND}`);
+        if (!entry.deletionAllowed) throw reply(400, `error deleting policy ${name}: deletion is not allowed for this policy`);
+        keys.delete(name);
+        return { status: 204 };
       }
       case "datakey": {
         const type = route.dataKeyType;
@@ -816,14 +847,29 @@ function globMatches(glob: string, path: string): boolean {
   return new RegExp(`^${pattern}${prefix ? "[\\s\\S]*" : ""}$`).test(path);
 }
 
-function allows(globs: readonly string[], path: string): boolean {
-  return globs.some((g) => globMatches(g, path));
+/** The capabilities the rules grant on `path` (the union of every matching rule's). */
+function granted(rules: readonly VaultPathRule[], path: string): Set<string> {
+  const out = new Set<string>();
+  for (const rule of rules) {
+    const glob = typeof rule === "string" ? rule : rule.path;
+    if (!globMatches(glob, path)) continue;
+    for (const c of typeof rule === "string" ? ALL_CAPABILITIES : rule.capabilities) out.add(c);
+  }
+  return out;
 }
 
-function capabilitiesOf(globs: readonly string[], path: string): string[] {
-  if (globs.includes("*")) return ["root"];
-  if (DEFAULT_POLICY_PATHS.has(path) || allows(globs, path)) return [...ALL_CAPABILITIES];
-  return ["deny"];
+/** May a token with these rules use `capability` on `path`? `create` stands in for `update` (Vault's create-or-update writes). */
+function allows(rules: readonly VaultPathRule[], path: string, capability: VaultCapability | undefined): boolean {
+  const caps = granted(rules, path);
+  if (capability === undefined) return caps.size > 0;
+  return caps.has(capability) || (capability === "update" && caps.has("create"));
+}
+
+function capabilitiesOf(rules: readonly VaultPathRule[], path: string): string[] {
+  if (rules.includes("*")) return ["root"];
+  if (DEFAULT_POLICY_PATHS.has(path)) return [...ALL_CAPABILITIES];
+  const caps = granted(rules, path);
+  return caps.size === 0 ? ["deny"] : ALL_CAPABILITIES.filter((c) => caps.has(c));
 }
 
 /** Sets an own property even for names like "__proto__". */
