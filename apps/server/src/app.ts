@@ -12,10 +12,10 @@ import Fastify, {
   type FastifyRequest,
   type FastifyServerOptions,
 } from "fastify";
-import { isKmsError, type KmsClient, type KmsHealth } from "@kms/core";
+import { fromBase64Url, isKmsError, toBase64Url, type KmsClient, type KmsHealth, type PermissionReport } from "@kms/core";
 import type { Authenticator } from "./auth";
 import { DEFAULT_BODY_LIMIT_BYTES } from "./config";
-import { type ErrorBody, HttpError, errorResponse, mapError } from "./errors";
+import { type ErrorBody, HttpError, PUBLIC_MESSAGES, errorResponse, mapError } from "./errors";
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -41,6 +41,18 @@ export interface BuildAppOptions {
   bodyLimitBytes?: number;
   /** How long one KMS health result answers `GET /health/kms`. Default 5 s (`HEALTH_CACHE_MS`). */
   healthCacheMs?: number;
+  /**
+   * Where `GET /metrics` (admin credential) reads its Prometheus exposition from: a prom-client
+   * `Registry` holding this server's metrics (see `src/metrics.ts`). Without it there is no
+   * `/metrics` route.
+   */
+  metrics?: MetricsSource;
+}
+
+/** What `GET /metrics` needs of a prom-client `Registry`. */
+export interface MetricsSource {
+  readonly contentType: string;
+  metrics(): Promise<string>;
 }
 
 /**
@@ -108,6 +120,7 @@ interface TenantRoute<B> {
 }
 type EncryptRoute = TenantRoute<{ plaintext: string; context?: Record<string, string> }>;
 type DecryptRoute = TenantRoute<{ ciphertext: string; context?: Record<string, string> }>;
+type RewrapRoute = DecryptRoute;
 
 function isLogger(value: unknown): value is FastifyBaseLogger {
   return typeof value === "object" && value !== null && typeof (value as FastifyBaseLogger).child === "function";
@@ -338,6 +351,32 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
     },
   );
 
+  app.post<RewrapRoute>(
+    "/v1/tenants/:tenantId/rewrap",
+    {
+      onRequest: authorizeTenant,
+      schema: {
+        params: paramsSchema,
+        body: {
+          type: "object",
+          required: ["ciphertext"],
+          additionalProperties: false,
+          properties: { ciphertext: { type: "string", pattern: BASE64URL }, context: contextSchema },
+        },
+        response: responses({ type: "object", properties: { ciphertext: { type: "string" } } }),
+      },
+    },
+    async (request) => {
+      const { tenantId } = request.params;
+      // Core's strict decoding (ENVELOPE_MALFORMED otherwise). The data key stays inside core: it is
+      // unwrapped, the whole envelope authenticated for this tenant and context, then wrapped again
+      // under the tenant's current key; the payload bytes are not touched.
+      const envelope = fromBase64Url(request.body.ciphertext);
+      const rewrapped = await kms.rewrap(tenantId, envelope, request.body.context);
+      return { ciphertext: toBase64Url(rewrapped) };
+    },
+  );
+
   app.get("/health/live", async () => ({ status: "ok" }));
 
   app.get("/health/kms", async (request, reply) => {
@@ -358,7 +397,108 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
     }
   });
 
+  // --- admin API: the admin token only (a tenant's token is 403 FORBIDDEN, none or unknown 401).
+  // Checked in onRequest, before any body is read. Nothing here returns key material or tenant data.
+
+  const authorizeAdmin = async (request: FastifyRequest) => {
+    auth.authorizeAdmin(request.headers.authorization);
+  };
+
+  app.post("/admin/validate-kms", { onRequest: authorizeAdmin }, async (request) => {
+    const report = await kms.validatePermissions();
+    const body = publicPermissionReport(report);
+    if (!report.ok) {
+      request.outcome = "PERMISSIONS_FAILED";
+      // The full errors (provider messages, request ids) go to the log under this request's id.
+      const failed = report.keys.flatMap((k) =>
+        k.checks
+          .filter((c) => !c.ok)
+          .map((c) => ({ provider: k.provider, keyId: k.keyId, permission: c.permission, code: c.error?.code, error: c.error?.message })),
+      );
+      request.log.warn({ failed }, "KMS permission checks failed");
+    }
+    return body;
+  });
+
+  app.get("/admin/cache", { onRequest: authorizeAdmin }, async () => kms.cacheStats());
+
+  app.delete<{ Params: { tenantId: string } }>(
+    "/admin/tenants/:tenantId/cache",
+    { onRequest: authorizeAdmin, schema: { params: paramsSchema } },
+    async (request, reply) => {
+      const { tenantId } = request.params;
+      request.tenantId = tenantId;
+      kms.invalidateTenant(tenantId);
+      request.log.info({ tenantId }, "tenant cache invalidated");
+      return reply.code(204).send();
+    },
+  );
+
+  app.get("/admin/health", { onRequest: authorizeAdmin }, async (request, reply) => {
+    try {
+      // The same shared, cached check as /health/kms: the KMS still sees at most one health check
+      // per `healthCacheMs`, however the two routes are called.
+      const health = await checkHealth(app.log);
+      if (!health.ready) request.outcome = "NOT_READY";
+      return reply.code(health.ready ? 200 : 503).send(health);
+    } catch (error) {
+      const mapped = mapError(error);
+      request.outcome = mapped.code;
+      return reply.code(503).send({ ready: false, providers: {}, ...mapped.body });
+    }
+  });
+
+  const metrics = options.metrics;
+  if (metrics !== undefined) {
+    app.get("/metrics", { onRequest: authorizeAdmin }, async (_request, reply) => {
+      const text = await metrics.metrics();
+      return reply.type(metrics.contentType).send(text);
+    });
+  }
+
   return app;
+}
+
+/** One permission check as `POST /admin/validate-kms` answers it. */
+export interface PublicPermissionCheck {
+  permission: string;
+  ok: boolean;
+  remediation?: string;
+  docsUrl?: string;
+  /** The failure's code and its fixed public text; the provider's own message is logged only. */
+  error?: { code: string; message: string };
+}
+
+export interface PublicPermissionReport {
+  ok: boolean;
+  keys: { provider: string; keyId: string; checks: PublicPermissionCheck[] }[];
+}
+
+/**
+ * Core's permission report without the errors' own messages (a provider SDK's text can name hosts,
+ * principals and request ids): each failure keeps its code, the code's public text, the provider's
+ * remediation and a docs link (the check's own, else the code's troubleshooting section).
+ */
+function publicPermissionReport(report: PermissionReport): PublicPermissionReport {
+  return {
+    ok: report.ok,
+    keys: report.keys.map(({ provider, keyId, checks }) => ({
+      provider,
+      keyId,
+      checks: checks.map((check): PublicPermissionCheck => {
+        const docsUrl = check.docsUrl ?? check.error?.docsUrl;
+        return {
+          permission: check.permission,
+          ok: check.ok,
+          ...(check.remediation === undefined ? {} : { remediation: check.remediation }),
+          ...(docsUrl === undefined ? {} : { docsUrl }),
+          ...(check.error === undefined
+            ? {}
+            : { error: { code: check.error.code, message: PUBLIC_MESSAGES[check.error.code] ?? "The key service could not complete the request" } }),
+        };
+      }),
+    })),
+  };
 }
 
 function redactPathsOf(options: LoggerOptions | undefined): string[] {

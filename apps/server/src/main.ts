@@ -3,12 +3,19 @@
  * from the environment, fails fast with every problem listed (exit 1), prints generated development
  * tokens once, listens on HOST:PORT, and shuts down gracefully on SIGINT/SIGTERM.
  */
+import { awsKms } from "@kms/aws";
 import { configIssue, createKms, isKmsError, KmsConfigError, localKms, type ConfigIssue, type KmsClient } from "@kms/core";
+import { gcpKms } from "@kms/gcp";
+import { vaultKms } from "@kms/vault";
 import { createTokenAuth, generateToken, type TokenSet } from "./auth";
 import { loadServerConfig } from "./config";
 
-/** The provider definitions this server installed: the only providers its configuration may name. */
-const REGISTRY = [localKms];
+/**
+ * The provider definitions this server installed: the only providers its configuration may name.
+ * Azure Key Vault (`@kms/azure`) is not among them: it needs a credential object (a `TokenCredential`)
+ * that a JSON file cannot express; an application that needs it builds its client in code.
+ */
+const REGISTRY = [localKms, awsKms, vaultKms, gcpKms];
 
 /** How long in-flight requests get to finish on shutdown before the process exits anyway. */
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -68,7 +75,9 @@ async function main(): Promise<void> {
   // Fastify is loaded only once the configuration is known to be valid: a bad configuration fails
   // a few hundred milliseconds sooner.
   const { buildApp } = require("./app") as typeof import("./app");
-  const app = buildApp({ kms, auth, logger: { level: config.logLevel }, bodyLimitBytes: config.bodyLimitBytes });
+  const { createMetrics } = require("./metrics") as typeof import("./metrics");
+  const metrics = createMetrics(kms);
+  const app = buildApp({ kms, auth, logger: { level: config.logLevel }, bodyLimitBytes: config.bodyLimitBytes, metrics: metrics.registry });
   for (const warning of config.warnings) app.log.warn(warning);
 
   let stopping = false;

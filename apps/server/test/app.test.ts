@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { Writable } from "node:stream";
 import type { FastifyInstance } from "fastify";
-import { docsUrlFor, KmsError, type KmsClient, type KmsErrorCode, type KmsHealth } from "@kms/core";
+import { docsUrlFor, KmsError, type KmsClient, type KmsErrorCode, type KmsHealth, type PermissionReport } from "@kms/core";
 import { buildApp, type BuildAppOptions } from "../src/app";
 import { createTokenAuth } from "../src/auth";
 
@@ -68,6 +68,35 @@ class FakeKms {
   async checkHealth(): Promise<KmsHealth> {
     this.maybeFail();
     return this.health;
+  }
+
+  /** One key: a passing check and, with `permissionFails`, a failing one carrying a provider's message. */
+  permissionFails = false;
+
+  async validatePermissions(): Promise<PermissionReport> {
+    this.maybeFail();
+    const fail = this.permissionFails;
+    return {
+      ok: !fail,
+      keys: [
+        {
+          provider: "aws-kms",
+          keyId: "alias/app",
+          checks: [
+            { permission: "kms:DescribeKey", ok: true, docsUrl: "https://docs.example/aws#permissions" },
+            ...(fail
+              ? [{ permission: "kms:Decrypt", ok: false, remediation: "allow kms:Decrypt on alias/app", docsUrl: "https://docs.example/aws#permissions", error: providerError("KMS_ACCESS_DENIED") }]
+              : []),
+          ],
+        },
+      ],
+    };
+  }
+
+  invalidated: string[] = [];
+
+  invalidateTenant(tenantId: string): void {
+    this.invalidated.push(tenantId);
   }
 
   async close(): Promise<void> {}
@@ -195,6 +224,78 @@ describe("credentials", () => {
     expect(log).toContain('"tenantId":"tenant-a"');
     expect(log).toContain('"outcome":"UNAUTHENTICATED"');
     for (const s of [...Object.values(TOKENS), ADMIN, secret, ciphertext]) expect(log).not.toContain(s);
+  });
+});
+
+describe("admin API", () => {
+  const admin = bearer(ADMIN);
+
+  it("POST /admin/validate-kms: 200 ok:false with remediation, docs link and the code's public text; the provider's message is logged only", async () => {
+    fake.permissionFails = true;
+    try {
+      const res = await request("POST", "/admin/validate-kms", undefined, admin);
+      expect(res.statusCode).toBe(200);
+      expect(res.json()).toEqual({
+        ok: false,
+        keys: [
+          {
+            provider: "aws-kms",
+            keyId: "alias/app",
+            checks: [
+              { permission: "kms:DescribeKey", ok: true, docsUrl: "https://docs.example/aws#permissions" },
+              {
+                permission: "kms:Decrypt",
+                ok: false,
+                remediation: "allow kms:Decrypt on alias/app",
+                docsUrl: "https://docs.example/aws#permissions",
+                error: { code: "KMS_ACCESS_DENIED", message: "The key service refused access to the tenant's key" },
+              },
+            ],
+          },
+        ],
+      });
+      expect(res.body).not.toContain("SECRET-MARKER");
+      const id = res.headers["x-request-id"]!;
+      const logged = logLines.find((l) => l.includes(id) && l.includes("KMS permission checks failed"));
+      expect(logged).toContain("SECRET-MARKER");
+      expect(logLines.find((l) => l.includes(id) && l.includes("request completed"))).toContain('"outcome":"PERMISSIONS_FAILED"');
+    } finally {
+      fake.permissionFails = false;
+    }
+  });
+
+  it("POST /admin/validate-kms: a failure of the check itself is the usual error shape", async () => {
+    fake.failWith = "KMS_UNAVAILABLE";
+    try {
+      const res = await request("POST", "/admin/validate-kms", undefined, admin);
+      expectError(res, 503, "KMS_UNAVAILABLE");
+      expect(res.body).not.toContain("SECRET-MARKER");
+    } finally {
+      fake.failWith = undefined;
+    }
+  });
+
+  it("DELETE /admin/tenants/:tenantId/cache → 204, invalidating that tenant only", async () => {
+    fake.invalidated = [];
+    const res = await request("DELETE", "/admin/tenants/tenant-b/cache", undefined, admin);
+    expect(res.statusCode).toBe(204);
+    expect(res.body).toBe("");
+    expect(fake.invalidated).toEqual(["tenant-b"]);
+  });
+
+  it("GET /admin/health → the full report, 503 when not ready", async () => {
+    fake.health = health({ healthy: false, status: "down", circuit: "open", detail: `key ${MARKER}: KMS_UNAVAILABLE` });
+    try {
+      const res = await request("GET", "/admin/health", undefined, admin);
+      expect(res.statusCode).toBe(503);
+      expect(res.json()).toEqual(fake.health);
+    } finally {
+      fake.health = health({ healthy: true, status: "up", circuit: "closed" });
+    }
+  });
+
+  it("no /metrics route without a metrics registry", async () => {
+    expectError(await request("GET", "/metrics", undefined, admin), 404, "NOT_FOUND");
   });
 });
 

@@ -11,6 +11,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { docsUrlFor, type KmsErrorCode } from "@kms/core";
+import { AwsKmsEmulator } from "@kms/testkit/emulators";
 
 const MAIN = resolve(__dirname, "../dist/main.js");
 const TOKENS = { "tenant-a": "test-token-a-0123456789", "tenant-b": "test-token-b-0123456789" };
@@ -206,6 +207,9 @@ describe("running server (local provider)", () => {
   const decrypt = (tenant: string, ciphertext: string, context?: Record<string, string>, token?: string) =>
     call(url, "POST", `/v1/tenants/${tenant}/decrypt`, { ciphertext, ...(context && { context }) }, token);
 
+  const rewrap = (tenant: string, ciphertext: string, context?: Record<string, string>, token?: string) =>
+    call(url, "POST", `/v1/tenants/${tenant}/rewrap`, { ciphertext, ...(context && { context }) }, token);
+
   it("listens on 127.0.0.1", () => {
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
   });
@@ -368,6 +372,121 @@ describe("running server (local provider)", () => {
     expectError(await call(url, "GET", "/v1/nothing"), 404, "NOT_FOUND");
   });
 
+  describe("POST /v1/tenants/:tenantId/rewrap", () => {
+    it("returns a new envelope that decrypts to the same plaintext, under the same context", async () => {
+      const context = { table: "notes", row: "7" };
+      const plaintext = b64("rewrap keeps the payload ✓");
+      const enc = await encrypt("tenant-a", plaintext, context, TOKENS["tenant-a"]);
+      const res = await rewrap("tenant-a", enc.body.ciphertext as string, context, TOKENS["tenant-a"]);
+      expect(res.status).toBe(200);
+      expect(Object.keys(res.body)).toEqual(["ciphertext"]);
+      const rewrapped = res.body.ciphertext as string;
+      expect(rewrapped).toMatch(/^[A-Za-z0-9_-]+$/);
+      // A new key section (the data key wrapped again), the same payload.
+      expect(rewrapped).not.toBe(enc.body.ciphertext);
+      expect(await decrypt("tenant-a", rewrapped, context, TOKENS["tenant-a"])).toMatchObject({ status: 200, body: { plaintext } });
+      // Still bound to the context.
+      expectError(await decrypt("tenant-a", rewrapped, { table: "notes" }, TOKENS["tenant-a"]), 422, "ENVELOPE_AUTH_FAILED");
+    });
+
+    it("403 for another tenant's credential, 403 FORBIDDEN for the admin token, 401 without one", async () => {
+      const enc = await encrypt("tenant-a", b64("mine"), undefined, TOKENS["tenant-a"]);
+      const ciphertext = enc.body.ciphertext as string;
+      expectError(await rewrap("tenant-a", ciphertext, undefined, TOKENS["tenant-b"]), 403, "TENANT_MISMATCH");
+      expectError(await rewrap("tenant-a", ciphertext, undefined, ADMIN_TOKEN), 403, "FORBIDDEN");
+      expectError(await rewrap("tenant-a", ciphertext), 401, "UNAUTHENTICATED");
+    });
+
+    it("422 for another tenant's envelope, another context or a tampered one; 400 for malformed input", async () => {
+      const enc = await encrypt("tenant-a", b64("for a only"), { k: "v" }, TOKENS["tenant-a"]);
+      const ciphertext = enc.body.ciphertext as string;
+      expectError(await rewrap("tenant-b", ciphertext, { k: "v" }, TOKENS["tenant-b"]), 422, "ENVELOPE_AUTH_FAILED");
+      expectError(await rewrap("tenant-a", ciphertext, { k: "w" }, TOKENS["tenant-a"]), 422, "ENVELOPE_AUTH_FAILED");
+      const i = ciphertext.length - 10;
+      const tampered = ciphertext.slice(0, i) + (ciphertext[i] === "A" ? "B" : "A") + ciphertext.slice(i + 1);
+      expectError(await rewrap("tenant-a", tampered, { k: "v" }, TOKENS["tenant-a"]), 422, "ENVELOPE_AUTH_FAILED");
+      expectError(await rewrap("tenant-a", "AAAAAAAAAAAA", undefined, TOKENS["tenant-a"]), 400, "ENVELOPE_MALFORMED");
+      for (const body of [{}, { ciphertext: 1 }, { ciphertext: "a+b/" }, { ciphertext, extra: 1 }, { ciphertext, context: { n: 1 } }]) {
+        expectError(await call(url, "POST", "/v1/tenants/tenant-a/rewrap", body, TOKENS["tenant-a"]), 400, "INPUT_INVALID");
+      }
+    });
+  });
+
+  describe("admin API", () => {
+    const ADMIN_ROUTES: [string, string][] = [
+      ["POST", "/admin/validate-kms"],
+      ["GET", "/admin/cache"],
+      ["DELETE", "/admin/tenants/tenant-a/cache"],
+      ["GET", "/admin/health"],
+      ["GET", "/metrics"],
+    ];
+
+    it.each(ADMIN_ROUTES)("%s %s: 401 without or with an unknown token, 403 FORBIDDEN with a tenant's", async (method, path) => {
+      const none = await call(url, method, path);
+      expectError(none, 401, "UNAUTHENTICATED");
+      expect(none.headers.get("www-authenticate")).toContain("Bearer");
+      expectError(await call(url, method, path, undefined, "not-a-known-token"), 401, "UNAUTHENTICATED");
+      expectError(await call(url, method, path, undefined, TOKENS["tenant-a"]), 403, "FORBIDDEN");
+    });
+
+    it("POST /admin/validate-kms → 200 with every key's permission checks", async () => {
+      const res = await call(url, "POST", "/admin/validate-kms", undefined, ADMIN_TOKEN);
+      expect(res.status).toBe(200);
+      expect(res.body.ok).toBe(true);
+      const keys = res.body.keys as { provider: string; keyId: string; checks: { permission: string; ok: boolean; docsUrl?: string }[] }[];
+      expect(keys.map((k) => [k.provider, k.keyId])).toEqual([["local", "default"]]);
+      expect(keys[0]!.checks.length).toBeGreaterThan(0);
+      for (const check of keys[0]!.checks) expect(check).toEqual({ permission: expect.any(String), ok: true, docsUrl: expect.stringMatching(/^https:\/\//) });
+    });
+
+    it("GET /admin/cache counts, DELETE /admin/tenants/:tenantId/cache → 204 empties that tenant's entries", async () => {
+      await encrypt("tenant-a", b64("warm"), undefined, TOKENS["tenant-a"]);
+      const before = await call(url, "GET", "/admin/cache", undefined, ADMIN_TOKEN);
+      expect(before.status).toBe(200);
+      expect(before.body).toEqual({
+        encrypt: { entries: expect.any(Number), hits: expect.any(Number), misses: expect.any(Number) },
+        decrypt: { entries: expect.any(Number), hits: expect.any(Number), misses: expect.any(Number) },
+      });
+      expect((before.body.encrypt as { entries: number }).entries).toBeGreaterThan(0);
+      const del = await call(url, "DELETE", "/admin/tenants/tenant-a/cache", undefined, ADMIN_TOKEN);
+      expect(del.status).toBe(204);
+      await call(url, "DELETE", "/admin/tenants/tenant-b/cache", undefined, ADMIN_TOKEN);
+      const after = await call(url, "GET", "/admin/cache", undefined, ADMIN_TOKEN);
+      expect(after.body).toMatchObject({ encrypt: { entries: 0 }, decrypt: { entries: 0 } });
+      // The next encrypt loads a fresh data key: one more miss.
+      const misses = (after.body.encrypt as { misses: number }).misses;
+      await encrypt("tenant-a", b64("cold"), undefined, TOKENS["tenant-a"]);
+      const again = await call(url, "GET", "/admin/cache", undefined, ADMIN_TOKEN);
+      expect(again.body).toMatchObject({ encrypt: { entries: 1, misses: misses + 1 } });
+    });
+
+    it("DELETE /admin/tenants/:tenantId/cache validates the tenant id", async () => {
+      expectError(await call(url, "DELETE", `/admin/tenants/${"t".repeat(257)}/cache`, undefined, ADMIN_TOKEN), 400, "INPUT_INVALID");
+    });
+
+    it("GET /admin/health → the full report (detail, cache figures) that /health/kms keeps private", async () => {
+      const res = await call(url, "GET", "/admin/health", undefined, ADMIN_TOKEN);
+      expect(res.status).toBe(200);
+      expect(res.body).toEqual({
+        ready: true,
+        providers: {
+          local: {
+            healthy: true,
+            status: "up",
+            insecure: true,
+            circuit: "closed",
+            latencyMs: expect.any(Number),
+            cachedKeys: expect.any(Number),
+            // The earlier tests' 422s: the provider's most recent failed operation.
+            lastError: { code: expect.any(String), at: expect.any(Number) },
+            detail: expect.any(String),
+          },
+        },
+        cache: { encrypt: expect.any(Object), decrypt: expect.any(Object) },
+      });
+    });
+  });
+
   it("GET /health/live → 200", async () => {
     const res = await call(url, "GET", "/health/live");
     expect(res.status).toBe(200);
@@ -407,6 +526,188 @@ describe("running server (local provider)", () => {
       expect(all).not.toContain(s);
     }
   });
+});
+
+/** Runs `promtool check metrics` on an exposition; resolves with its exit code and output. */
+function promtoolCheck(exposition: string): Promise<{ code: number | null; output: string }> {
+  const child = spawn("promtool", ["check", "metrics"], { stdio: ["pipe", "pipe", "pipe"] });
+  let output = "";
+  child.stdout.setEncoding("utf8").on("data", (d: string) => (output += d));
+  child.stderr.setEncoding("utf8").on("data", (d: string) => (output += d));
+  child.stdin.end(exposition);
+  return new Promise((resolvePromise, reject) => {
+    child.on("error", reject);
+    child.on("close", (code) => resolvePromise({ code, output }));
+  });
+}
+
+/** The value of one sample line (`name{labels} value`) of an exposition. */
+function sample(exposition: string, series: string): number | undefined {
+  const line = exposition.split("\n").find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+describe("GET /metrics (a fresh server: the counts are this test's traffic only)", () => {
+  let server: Started;
+
+  beforeAll(async () => {
+    server = await startServer({
+      KMS_LOCAL_KEY_STORE: join(tmp, "metrics", "keys.json"),
+      KMS_TENANT_TOKENS: JSON.stringify(TOKENS),
+      KMS_ADMIN_TOKEN: ADMIN_TOKEN,
+    });
+  }, 15_000);
+
+  afterAll(async () => {
+    server.child.kill("SIGTERM");
+    await exited(server.child);
+  });
+
+  it("after traffic: passes `promtool check metrics` and counts exactly the cache hits and misses sent", async () => {
+    // 3 encrypts (one data key: 1 miss, 2 hits), then 3 decrypts of one envelope (its wrapped key
+    // unwrapped once: 1 miss, 2 hits).
+    let ciphertext = "";
+    for (let i = 0; i < 3; i++) {
+      const enc = await call(server.url, "POST", "/v1/tenants/tenant-a/encrypt", { plaintext: b64(`m${i}`) }, TOKENS["tenant-a"]);
+      expect(enc.status).toBe(200);
+      ciphertext = enc.body.ciphertext as string;
+    }
+    for (let i = 0; i < 3; i++) {
+      const dec = await call(server.url, "POST", "/v1/tenants/tenant-a/decrypt", { ciphertext }, TOKENS["tenant-a"]);
+      expect(dec.status).toBe(200);
+    }
+
+    const res = await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toMatch(/^text\/plain; version=0\.0\.4/);
+    expect(res.headers.get("cache-control")).toBe("no-store");
+    const text = await res.text();
+
+    const lint = await promtoolCheck(text);
+    expect(lint).toEqual({ code: 0, output: "" });
+
+    expect(sample(text, 'kms_cache_requests_total{cache="encrypt",result="miss"}')).toBe(1);
+    expect(sample(text, 'kms_cache_requests_total{cache="encrypt",result="hit"}')).toBe(2);
+    expect(sample(text, 'kms_cache_requests_total{cache="decrypt",result="miss"}')).toBe(1);
+    expect(sample(text, 'kms_cache_requests_total{cache="decrypt",result="hit"}')).toBe(2);
+    expect(sample(text, 'kms_cache_entries{cache="encrypt"}')).toBe(1);
+    // The key-age gauges (keyAgesFrom): the local key was created moments ago.
+    expect(sample(text, "kms_keys_rotation_overdue")).toBe(0);
+    expect(sample(text, "kms_key_oldest_age_seconds")).toEqual(expect.any(Number));
+    // No tenant id, token or envelope in the exposition.
+    for (const s of ["tenant-a", ADMIN_TOKEN, TOKENS["tenant-a"], ciphertext]) expect(text).not.toContain(s);
+  });
+});
+
+describe("the AWS KMS emulator as the server's provider (configuration file)", () => {
+  let emulator: AwsKmsEmulator;
+  let server: Started;
+  let keyArn: string;
+
+  beforeAll(async () => {
+    emulator = new AwsKmsEmulator();
+    await emulator.start();
+    keyArn = emulator.createKey({ alias: "alias/tenants" }).arn;
+    const { region, endpoint, credentials } = emulator.clientConfig();
+    const configPath = join(tmp, "aws.json");
+    writeFileSync(
+      configPath,
+      JSON.stringify({
+        providers: { "aws-kms": { region, endpoint, credentials } },
+        tenants: { defaultKey: { provider: "aws-kms", keyId: "alias/tenants" } },
+        // Fail fast while the emulator is down; enough failures allowed that the circuit stays closed.
+        resilience: { timeoutMs: 1_000, retry: { maxAttempts: 1 }, circuitBreaker: { failureThreshold: 50 } },
+      }),
+    );
+    server = await startServer({
+      KMS_CONFIG_FILE: configPath,
+      KMS_TENANT_TOKENS: JSON.stringify(TOKENS),
+      KMS_ADMIN_TOKEN: ADMIN_TOKEN,
+    });
+  }, 15_000);
+
+  afterAll(async () => {
+    server.child.kill("SIGTERM");
+    await exited(server.child);
+    await emulator.stop();
+  });
+
+  /** Calls /health/kms until it answers `status` (its result is cached for 5 s after each check). */
+  async function healthBecomes(status: number): Promise<Res> {
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const res = await call(server.url, "GET", "/health/kms");
+      if (res.status === status || Date.now() > deadline) return res;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  it("round-trips and validates its permissions against the emulator", async () => {
+    const plaintext = b64("through AWS KMS");
+    const enc = await call(server.url, "POST", "/v1/tenants/tenant-a/encrypt", { plaintext, context: { t: "1" } }, TOKENS["tenant-a"]);
+    expect(enc.status).toBe(200);
+    const dec = await call(server.url, "POST", "/v1/tenants/tenant-a/decrypt", { ciphertext: enc.body.ciphertext, context: { t: "1" } }, TOKENS["tenant-a"]);
+    expect(dec.body).toEqual({ plaintext });
+    const valid = await call(server.url, "POST", "/admin/validate-kms", undefined, ADMIN_TOKEN);
+    expect(valid.status).toBe(200);
+    expect(valid.body.ok).toBe(true);
+    expect(valid.body.keys).toEqual([{ provider: "aws-kms", keyId: "alias/tenants", checks: expect.any(Array) }]);
+  });
+
+  it("validate-kms reports a missing permission with remediation and docs link, never the provider's message", async () => {
+    const { accessKeyId } = emulator.clientConfig().credentials;
+    emulator.setAllowedActions(accessKeyId, ["kms:DescribeKey", "kms:Decrypt", "kms:Encrypt"]);
+    try {
+      const res = await call(server.url, "POST", "/admin/validate-kms", undefined, ADMIN_TOKEN);
+      expect(res.status).toBe(200);
+      expect(res.body.ok).toBe(false);
+      const checks = (res.body.keys as { checks: { permission: string; ok: boolean }[] }[])[0]!.checks;
+      expect(checks.find((c) => c.permission === "kms:GenerateDataKey")).toEqual({
+        permission: "kms:GenerateDataKey",
+        ok: false,
+        remediation: expect.any(String),
+        docsUrl: expect.stringMatching(/^https:\/\//),
+        error: { code: "KMS_ACCESS_DENIED", message: "The key service refused access to the tenant's key" },
+      });
+      // AWS's access-denied message names the principal; the answer does not repeat it.
+      expect(JSON.stringify(res.body)).not.toContain("is not authorized to perform");
+    } finally {
+      emulator.setAllowedActions(accessKeyId, "*");
+    }
+  });
+
+  it("/health/kms flips to 503 while the provider is down (nothing cached) and back to 200", async () => {
+    // Cached data keys would keep the provider `degraded` (still ready): empty the cache first.
+    const del = await call(server.url, "DELETE", "/admin/tenants/tenant-a/cache", undefined, ADMIN_TOKEN);
+    expect(del.status).toBe(204);
+    expect((await healthBecomes(200)).body).toEqual({
+      ready: true,
+      providers: { "aws-kms": { healthy: true, status: "up", insecure: false, circuit: "closed" } },
+    });
+
+    const restore = await emulator.outage();
+    let restored = false;
+    try {
+      const down = await healthBecomes(503);
+      expect(down.status).toBe(503);
+      expect(down.body).toEqual({
+        ready: false,
+        providers: { "aws-kms": { healthy: false, status: "down", insecure: false, circuit: "closed" } },
+      });
+      // The admin view of the same check has the detail and the cache figures; the public one does not.
+      const admin = await call(server.url, "GET", "/admin/health", undefined, ADMIN_TOKEN);
+      expect(admin.status).toBe(503);
+      expect(admin.body).toMatchObject({ ready: false, providers: { "aws-kms": { status: "down", cachedKeys: 0, detail: expect.any(String) } } });
+      expect(JSON.stringify(down.body)).not.toContain(keyArn);
+      await restore();
+      restored = true;
+      const up = await healthBecomes(200);
+      expect(up.status).toBe(200);
+      expect(up.body).toMatchObject({ ready: true, providers: { "aws-kms": { status: "up" } } });
+    } finally {
+      if (!restored) await restore();
+    }
+  }, 40_000);
 });
 
 describe("development tokens", () => {
@@ -502,19 +803,19 @@ describe("start-up with an invalid configuration exits non-zero, naming the code
       [],
     ],
     [
-      "(b) a provider whose package is not installed (vault)",
+      "(b) a provider the server does not install (azure-key-vault: it needs a credential object)",
       () => ({
         ...tokens,
         KMS_CONFIG_FILE: configFile(
-          "vault.json",
+          "azure.json",
           JSON.stringify({
-            providers: { vault: { address: "http://127.0.0.1:8200" } },
-            tenants: { defaultKey: { provider: "vault", keyId: "tenants" } },
+            providers: { "azure-key-vault": { vaultUrl: "https://example.vault.azure.net" } },
+            tenants: { defaultKey: { provider: "azure-key-vault", keyId: "tenants" } },
           }),
         ),
       }),
       "KMS_PROVIDER_NOT_INSTALLED",
-      ["@kms/vault"],
+      ["@kms/azure"],
     ],
     [
       "(c) an unknown provider name",
