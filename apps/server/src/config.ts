@@ -1,13 +1,21 @@
 /**
- * Server configuration: an optional JSON file (`KMS_CONFIG_FILE`, in @kms/core's configuration
+ * Server configuration: an optional JSON or YAML file (`KMS_CONFIG_FILE`, in @kms/core's configuration
  * format) plus environment overrides and the server's own settings. Every problem is collected and
  * reported at once as a `KmsConfigError`, like core's own validation; the KMS part is validated by
  * `createKms` (see `loadServerConfig` callers).
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
+import { isNode, isScalar, LineCounter, parseDocument, visit, type DocumentOptions, type ParseOptions, type SchemaOptions } from "yaml";
 import { configIssue, isProductionEnv, LOCAL_DEFAULT_PATH, tenantIdProblem, type ConfigIssue } from "@kms/core";
 import { TOKEN_PATTERN, type TokenSet } from "./auth";
+import {
+  MIN_HS256_SECRET_BYTES,
+  publicKeyFromPem,
+  publicKeysFromJwks,
+  type JwtAlgorithm,
+  type JwtSettings,
+} from "./jwt";
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -27,11 +35,13 @@ export interface ServerConfig {
   logLevel: string;
   /**
    * The configuration handed to `createKms` (core validates it); `undefined` when KMS_CONFIG_FILE
-   * could not be read as a JSON object, so there is nothing for core to check.
+   * could not be read as an object (JSON or YAML), so there is nothing for core to check.
    */
   kms: Record<string, unknown> | undefined;
-  /** Tokens from the environment; `undefined` when none is configured. */
+  /** Tokens from the environment; `undefined` when none is configured (or with `KMS_AUTH=jwt`). */
   tokens: TokenSet | undefined;
+  /** JWT verification settings with `KMS_AUTH=jwt`, else `undefined`. */
+  jwt: JwtSettings | undefined;
   /** Tenants that get generated tokens when none is configured (development only). */
   demoTenants: string[];
   /** Non-fatal remarks for the log. */
@@ -117,8 +127,19 @@ export function loadServerConfig(env: Env, baseDir: string): LoadResult {
   const logLevel = env.LOG_LEVEL !== undefined && env.LOG_LEVEL !== "" ? env.LOG_LEVEL : "info";
   if (!LOG_LEVELS.has(logLevel)) invalid("LOG_LEVEL", `must be one of ${[...LOG_LEVELS].join(", ")}, got "${logLevel}"`);
 
-  // --- credentials
-  const tokens = loadTokens(env, production, invalid);
+  // --- credentials: static tokens (the default) or JWTs
+  const authMode = env.KMS_AUTH === undefined || env.KMS_AUTH === "" ? "tokens" : env.KMS_AUTH;
+  if (authMode !== "tokens" && authMode !== "jwt") invalid("KMS_AUTH", `must be "tokens" or "jwt", got "${authMode}"`);
+  let tokens: TokenSet | undefined;
+  let jwt: JwtSettings | undefined;
+  if (authMode === "jwt") {
+    for (const name of ["KMS_TENANT_TOKENS", "KMS_ADMIN_TOKEN"]) {
+      if (env[name] !== undefined && env[name] !== "") invalid(name, "must not be set with KMS_AUTH=jwt: credentials are either static tokens or JWTs");
+    }
+    jwt = loadJwtSettings(env, baseDir, invalid);
+  } else {
+    tokens = loadTokens(env, production, invalid);
+  }
   const demoTenants = (env.KMS_DEMO_TENANTS ?? DEFAULT_DEMO_TENANTS.join(","))
     .split(",")
     .map((t) => t.trim())
@@ -127,11 +148,11 @@ export function loadServerConfig(env: Env, baseDir: string): LoadResult {
     const problem = tenantIdProblem(t);
     if (problem !== undefined) invalid("KMS_DEMO_TENANTS", problem);
   }
-  if (tokens === undefined && production) {
+  if (tokens === undefined && authMode !== "jwt" && production) {
     invalid(
       "KMS_TENANT_TOKENS",
       "no credentials are configured and NODE_ENV=production: set KMS_TENANT_TOKENS (a JSON map tenant id → token) " +
-        "and/or KMS_ADMIN_TOKEN; tokens are generated only outside production",
+        "and/or KMS_ADMIN_TOKEN, or use JWTs (KMS_AUTH=jwt); tokens are generated only outside production",
     );
   }
 
@@ -143,35 +164,131 @@ export function loadServerConfig(env: Env, baseDir: string): LoadResult {
     logLevel: LOG_LEVELS.has(logLevel) ? logLevel : "info",
     kms,
     tokens,
+    jwt,
     demoTenants,
     warnings,
   };
   return issues.length === 0 ? { ok: true, config } : { ok: false, issues, partial: config };
 }
 
-/** The JSON object in the file, or `undefined` (and an issue) when there is none. */
+/** Largest configuration file accepted (JSON or YAML), checked before parsing. */
+export const MAX_CONFIG_FILE_BYTES = 256 * 1024;
+
+/**
+ * The `yaml` options: YAML 1.2 core schema (no `!!binary`, `!!set`, ... of YAML 1.1), no `<<`
+ * merge keys, duplicate keys an error, no custom tags, and aliases expanded zero times (they are
+ * refused below anyway, and `toJS` gets `maxAliasCount: 0`: a billion-laughs document is an error, not a
+ * memory spike).
+ */
+const YAML_OPTIONS: ParseOptions & DocumentOptions & SchemaOptions = {
+  schema: "core",
+  merge: false,
+  uniqueKeys: true,
+  customTags: [],
+  prettyErrors: false,
+  strict: true,
+};
+
+/** The object in the file (`.yaml`/`.yml`: YAML, anything else: JSON), or `undefined` (and an issue). */
 function readConfigFile(path: string, invalid: (path: string, message: string) => void): Record<string, unknown> | undefined {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = readFileSync(path, "utf8");
+    // A size check before reading everything: the file must not be a way to exhaust memory.
+    const size = statSync(path).size;
+    if (size > MAX_CONFIG_FILE_BYTES) {
+      invalid("KMS_CONFIG_FILE", `configuration file ${path} is ${size} bytes, the limit is ${MAX_CONFIG_FILE_BYTES}`);
+      return undefined;
+    }
+    bytes = readFileSync(path);
   } catch (error) {
     const reason = (error as NodeJS.ErrnoException).code ?? "unreadable";
     invalid("KMS_CONFIG_FILE", `cannot read configuration file ${path} (${reason})`);
     return undefined;
   }
-  let parsed: unknown;
+  if (bytes.length > MAX_CONFIG_FILE_BYTES) {
+    invalid("KMS_CONFIG_FILE", `configuration file ${path} is ${bytes.length} bytes, the limit is ${MAX_CONFIG_FILE_BYTES}`);
+    return undefined;
+  }
+  const text = bytes.toString("utf8");
+  const yaml = /\.ya?ml$/i.test(path);
+  const parsed = yaml ? parseYamlConfig(text, path, invalid) : parseJsonConfig(text, path, invalid);
+  if (parsed === undefined) return undefined;
+  if (isPlainObject(parsed)) return parsed;
+  invalid("KMS_CONFIG_FILE", `configuration file ${path} must hold ${yaml ? "a YAML mapping" : "a JSON object"}`);
+  return undefined;
+}
+
+function parseJsonConfig(text: string, path: string, invalid: (path: string, message: string) => void): unknown {
   try {
-    parsed = JSON.parse(text);
+    return JSON.parse(text) as unknown;
   } catch (error) {
     // Only the position: the parser's message may quote the file, which can hold credentials.
     const where = /position \d+(?: \(line \d+ column \d+\))?/.exec((error as Error).message)?.[0];
     invalid("KMS_CONFIG_FILE", `configuration file ${path} is not valid JSON${where ? ` (at ${where})` : ""}`);
     return undefined;
   }
-  if (isPlainObject(parsed)) return parsed;
-  invalid("KMS_CONFIG_FILE", `configuration file ${path} must hold a JSON object`);
-  return undefined;
 }
+
+/**
+ * Strict YAML: one document, no errors or warnings (an unknown tag is only a warning to `yaml`),
+ * no aliases, no explicit tags, string keys only. Messages name the rule and a line/column, never
+ * the file's content (which can hold credentials).
+ */
+function parseYamlConfig(text: string, path: string, invalid: (path: string, message: string) => void): unknown {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { ...YAML_OPTIONS, lineCounter });
+  const at = (pos: readonly number[] | undefined): string => {
+    if (pos === undefined || pos[0] === undefined) return "";
+    const { line, col } = lineCounter.linePos(pos[0]);
+    return ` (at line ${line} column ${col})`;
+  };
+  const problem = [...doc.errors, ...doc.warnings][0];
+  if (problem !== undefined) {
+    const what = YAML_PROBLEMS[problem.code] ?? `a YAML syntax error (${problem.code})`;
+    invalid("KMS_CONFIG_FILE", `configuration file ${path} is not valid YAML: ${what}${at(problem.pos)}`);
+    return undefined;
+  }
+  let refused: string | undefined;
+  visit(doc, {
+    Alias(_key, node) {
+      refused = `aliases (*name) are not allowed${at(node.range ?? undefined)}`;
+      return visit.BREAK;
+    },
+    Node(_key, node) {
+      if (node.tag !== undefined) {
+        refused = `explicit tags (!tag, !!type) are not allowed${at(node.range ?? undefined)}`;
+        return visit.BREAK;
+      }
+      return undefined;
+    },
+    Pair(_key, pair) {
+      if (!isScalar(pair.key) || typeof pair.key.value !== "string") {
+        refused = `keys must be strings${at(isNode(pair.key) ? (pair.key.range ?? undefined) : undefined)}`;
+        return visit.BREAK;
+      }
+      return undefined;
+    },
+  });
+  if (refused !== undefined) {
+    invalid("KMS_CONFIG_FILE", `configuration file ${path} is not accepted: ${refused}`);
+    return undefined;
+  }
+  try {
+    return doc.toJS({ maxAliasCount: 0 }) as unknown;
+  } catch {
+    invalid("KMS_CONFIG_FILE", `configuration file ${path} could not be read as YAML`);
+    return undefined;
+  }
+}
+
+/** Fixed texts for `yaml`'s error codes (its own messages can quote the source). */
+const YAML_PROBLEMS: Readonly<Record<string, string>> = {
+  DUPLICATE_KEY: "a duplicate key",
+  MULTIPLE_DOCS: "more than one document",
+  TAG_RESOLVE_FAILED: "an unknown tag",
+  ALIAS_PROPS: "an alias with properties",
+  BAD_ALIAS: "a bad alias",
+};
 
 function parseInteger(raw: string | undefined, fallback: number): number | undefined {
   if (raw === undefined || raw === "") return fallback;
@@ -239,4 +356,83 @@ function loadTokens(
   const configured =
     (raw !== undefined && raw.trim() !== "") || (adminRaw !== undefined && adminRaw !== "");
   return configured ? { tenants, admin } : undefined;
+}
+
+/** The largest accepted `KMS_JWT_CLOCK_SKEW_SECONDS`. */
+export const MAX_CLOCK_SKEW_SECONDS = 300;
+/** PEM and JWKS files larger than this are refused. */
+const MAX_KEY_FILE_BYTES = 64 * 1024;
+
+/** `KMS_AUTH=jwt`: the JWT settings, or `undefined` with issues. Messages never quote a secret or key. */
+function loadJwtSettings(env: Env, baseDir: string, report: (path: string, message: string) => void): JwtSettings | undefined {
+  let problems = 0;
+  const invalid = (path: string, message: string) => {
+    problems += 1;
+    report(path, message);
+  };
+  const value = (name: string): string | undefined => {
+    const raw = env[name];
+    return raw === undefined || raw === "" ? undefined : raw;
+  };
+  const alg = value("KMS_JWT_ALG");
+  if (alg !== "HS256" && alg !== "RS256") {
+    invalid("KMS_JWT_ALG", `must be "HS256" or "RS256" with KMS_AUTH=jwt, got ${alg === undefined ? "nothing" : `"${alg}"`}`);
+    return undefined;
+  }
+  const algorithm: JwtAlgorithm = alg;
+  const settings: JwtSettings = { algorithm };
+  const secret = value("KMS_JWT_SECRET");
+  const pemFile = value("KMS_JWT_PUBLIC_KEY_FILE");
+  const jwksFile = value("KMS_JWT_JWKS_FILE");
+  if (algorithm === "HS256") {
+    if (pemFile !== undefined || jwksFile !== undefined) {
+      invalid("KMS_JWT_ALG", "HS256 uses KMS_JWT_SECRET only: unset KMS_JWT_PUBLIC_KEY_FILE and KMS_JWT_JWKS_FILE");
+    }
+    const bytes = secret === undefined ? 0 : Buffer.byteLength(secret, "utf8");
+    if (secret === undefined || bytes < MIN_HS256_SECRET_BYTES) {
+      invalid("KMS_JWT_SECRET", `HS256 needs a shared secret of at least ${MIN_HS256_SECRET_BYTES} bytes (e.g. openssl rand -base64 48), got ${bytes}`);
+    } else {
+      settings.secret = Buffer.from(secret, "utf8");
+    }
+  } else {
+    if (secret !== undefined) invalid("KMS_JWT_SECRET", "must not be set with RS256 (it verifies with a public key)");
+    if ((pemFile === undefined) === (jwksFile === undefined)) {
+      invalid("KMS_JWT_PUBLIC_KEY_FILE", "RS256 needs exactly one of KMS_JWT_PUBLIC_KEY_FILE (PEM) and KMS_JWT_JWKS_FILE");
+    } else {
+      const name = pemFile !== undefined ? "KMS_JWT_PUBLIC_KEY_FILE" : "KMS_JWT_JWKS_FILE";
+      const path = resolve(baseDir, (pemFile ?? jwksFile)!);
+      let text: string | undefined;
+      try {
+        if (statSync(path).size > MAX_KEY_FILE_BYTES) invalid(name, `${path} is larger than ${MAX_KEY_FILE_BYTES} bytes`);
+        else text = readFileSync(path, "utf8");
+      } catch (error) {
+        invalid(name, `cannot read ${path} (${(error as NodeJS.ErrnoException).code ?? "unreadable"})`);
+      }
+      if (text !== undefined) {
+        try {
+          settings.publicKeys = pemFile !== undefined ? [{ kid: undefined, key: publicKeyFromPem(text) }] : publicKeysFromJwks(text);
+        } catch (error) {
+          invalid(name, `${path} ${(error as Error).message}`);
+        }
+      }
+    }
+  }
+  settings.issuer = value("KMS_JWT_ISSUER");
+  settings.audience = value("KMS_JWT_AUDIENCE");
+  const claimName = (name: string, fallback: string): string => {
+    const claim = value(name) ?? fallback;
+    if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(claim)) invalid(name, "must be a claim name of 1 to 64 characters A-Z a-z 0-9 _ . : -");
+    return claim;
+  };
+  settings.tenantClaim = claimName("KMS_JWT_TENANT_CLAIM", "tenant");
+  settings.adminClaim = claimName("KMS_JWT_ADMIN_CLAIM", "role");
+  settings.adminValue = value("KMS_JWT_ADMIN_VALUE") ?? "kms-admin";
+  if (settings.adminClaim === settings.tenantClaim) invalid("KMS_JWT_ADMIN_CLAIM", "must differ from KMS_JWT_TENANT_CLAIM");
+  const skew = parseInteger(env.KMS_JWT_CLOCK_SKEW_SECONDS, 60);
+  if (skew === undefined || skew > MAX_CLOCK_SKEW_SECONDS) {
+    invalid("KMS_JWT_CLOCK_SKEW_SECONDS", `must be an integer from 0 to ${MAX_CLOCK_SKEW_SECONDS}, got "${env.KMS_JWT_CLOCK_SKEW_SECONDS}"`);
+  } else {
+    settings.clockSkewSeconds = skew;
+  }
+  return problems === 0 ? settings : undefined;
 }

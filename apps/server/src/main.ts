@@ -8,12 +8,13 @@ import { configIssue, createKms, isKmsError, KmsConfigError, localKms, type Conf
 import { gcpKms } from "@kms/gcp";
 import { vaultKms } from "@kms/vault";
 import { createTokenAuth, generateToken, type TokenSet } from "./auth";
+import { createJwtAuth } from "./jwt";
 import { loadServerConfig } from "./config";
 
 /**
  * The provider definitions this server installed: the only providers its configuration may name.
  * Azure Key Vault (`@kms/azure`) is not among them: it needs a credential object (a `TokenCredential`)
- * that a JSON file cannot express; an application that needs it builds its client in code.
+ * that a configuration file cannot express; an application that needs it builds its client in code.
  */
 const REGISTRY = [localKms, awsKms, vaultKms, gcpKms];
 
@@ -63,14 +64,15 @@ async function main(): Promise<void> {
 
   let generated: TokenSet | undefined;
   let tokens = config.tokens;
-  if (tokens === undefined) {
+  if (tokens === undefined && config.jwt === undefined) {
     // Development only (production without tokens is a configuration error above).
     const tenants: Record<string, string> = {};
     for (const tenantId of config.demoTenants) tenants[tenantId] = generateToken();
     generated = { tenants, admin: generateToken() };
     tokens = generated;
   }
-  const auth = createTokenAuth(tokens);
+  // With KMS_AUTH=jwt a valid configuration always has JWT settings (else it failed above).
+  const auth = config.jwt !== undefined ? createJwtAuth(config.jwt) : createTokenAuth(tokens ?? { tenants: {} });
 
   // Fastify is loaded only once the configuration is known to be valid: a bad configuration fails
   // a few hundred milliseconds sooner.

@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { type ChildProcess, spawn } from "node:child_process";
+import { createHmac, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
 import { once } from "node:events";
 import { request } from "node:http";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -710,6 +711,127 @@ describe("the AWS KMS emulator as the server's provider (configuration file)", (
   }, 40_000);
 });
 
+describe("JWT credentials and a YAML configuration file", () => {
+  const SECRET = "an-hs256-shared-secret-for-the-black-box-tests";
+  const { publicKey, privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString("base64url");
+  /** An HS256 (a secret) or RS256 (a private key) token, expiring in 5 minutes unless `exp` says otherwise. */
+  function jwt(header: Record<string, unknown>, claims: Record<string, unknown>, key: string | Buffer | KeyObject): string {
+    const payload = { exp: Math.floor(Date.now() / 1000) + 300, ...claims };
+    const input = `${part(header)}.${part(payload)}`;
+    const sig =
+      typeof key === "string" || Buffer.isBuffer(key) ? createHmac("sha256", key).update(input).digest() : sign("sha256", Buffer.from(input), key);
+    return `${input}.${sig.toString("base64url")}`;
+  }
+  const yamlConfig = (dirName: string) => {
+    const path = join(tmp, `${dirName}.yaml`);
+    writeFileSync(
+      path,
+      [
+        "providers:",
+        "  local:",
+        `    path: ${dirName}/keys.json`,
+        "tenants:",
+        "  defaultKey: { provider: local, keyId: default }",
+        "",
+      ].join("\n"),
+    );
+    return path;
+  };
+
+  async function roundTrip(server: Started, token: string): Promise<void> {
+    const plaintext = b64("via a JWT");
+    const enc = await call(server.url, "POST", "/v1/tenants/tenant-a/encrypt", { plaintext }, token);
+    expect(enc.status).toBe(200);
+    const dec = await call(server.url, "POST", "/v1/tenants/tenant-a/decrypt", { ciphertext: enc.body.ciphertext }, token);
+    expect(dec.body).toEqual({ plaintext });
+  }
+
+  describe("HS256, issuer and audience, YAML configuration", () => {
+    let server: Started;
+    const claims = { iss: "https://issuer.example", aud: "kms" };
+    const token = (extra: Record<string, unknown>, key: string = SECRET) => jwt({ alg: "HS256", typ: "JWT" }, { ...claims, ...extra }, key);
+
+    beforeAll(async () => {
+      server = await startServer({
+        KMS_CONFIG_FILE: yamlConfig("hs256"),
+        KMS_AUTH: "jwt",
+        KMS_JWT_ALG: "HS256",
+        KMS_JWT_SECRET: SECRET,
+        KMS_JWT_ISSUER: claims.iss,
+        KMS_JWT_AUDIENCE: claims.aud,
+      });
+    }, 15_000);
+
+    afterAll(async () => {
+      server.child.kill("SIGTERM");
+      await exited(server.child);
+    });
+
+    it("a tenant's token round-trips on its routes; an admin token reads the admin API", async () => {
+      await roundTrip(server, token({ tenant: "tenant-a" }));
+      const cache = await call(server.url, "GET", "/admin/cache", undefined, token({ role: "kms-admin" }));
+      expect(cache.status).toBe(200);
+      expect(cache.body).toEqual({ encrypt: expect.any(Object), decrypt: expect.any(Object) });
+    });
+
+    it("rejections keep the server's error shape (and no development tokens are printed)", async () => {
+      const encrypt = (t: string, tenant = "tenant-a") => call(server.url, "POST", `/v1/tenants/${tenant}/encrypt`, { plaintext: b64("x") }, t);
+      expectError(await encrypt(token({ tenant: "tenant-a" }), "tenant-b"), 403, "TENANT_MISMATCH");
+      expectError(await encrypt(token({ tenant: "tenant-a" }, "another-secret-of-at-least-32-bytes!!")), 401, "UNAUTHENTICATED");
+      expectError(await encrypt(token({ tenant: "tenant-a", exp: Math.floor(Date.now() / 1000) - 120 })), 401, "UNAUTHENTICATED");
+      expectError(await encrypt(token({ tenant: "tenant-a", aud: "other" })), 401, "UNAUTHENTICATED");
+      expectError(await encrypt(`${part({ alg: "none" })}.${part({ tenant: "tenant-a", ...claims, exp: 9e9 })}.`), 401, "UNAUTHENTICATED");
+      expectError(await encrypt(token({ role: "kms-admin" })), 403, "FORBIDDEN");
+      expectError(await call(server.url, "GET", "/admin/cache", undefined, token({ tenant: "tenant-a" })), 403, "FORBIDDEN");
+      expect(server.stdout()).not.toContain("Development tokens");
+    });
+
+    it("never logs a token", async () => {
+      const secretToken = token({ tenant: "tenant-b", marker: "JWT-LOG-MARKER" });
+      await call(server.url, "POST", "/v1/tenants/tenant-a/encrypt", { plaintext: b64("x") }, secretToken);
+      // The earlier test's TENANT_MISMATCH line is the first; this request's is the second.
+      const mismatches = (out: string) => out.split('"outcome":"TENANT_MISMATCH"').length - 1;
+      await waitForStdout(server, (out) => (mismatches(out) >= 2 ? true : undefined), "the access log line");
+      expect(server.stdout()).not.toContain(secretToken.split(".")[1]!);
+      expect(server.stdout()).not.toContain(secretToken.split(".")[2]!);
+    });
+  });
+
+  describe("RS256 with a JWKS file", () => {
+    let server: Started;
+
+    beforeAll(async () => {
+      const jwksPath = join(tmp, "jwks.json");
+      writeFileSync(jwksPath, JSON.stringify({ keys: [{ ...publicKey.export({ format: "jwk" }), kid: "k1", use: "sig", alg: "RS256" }] }));
+      server = await startServer({
+        KMS_CONFIG_FILE: yamlConfig("rs256"),
+        KMS_AUTH: "jwt",
+        KMS_JWT_ALG: "RS256",
+        KMS_JWT_JWKS_FILE: jwksPath,
+      });
+    }, 15_000);
+
+    afterAll(async () => {
+      server.child.kill("SIGTERM");
+      await exited(server.child);
+    });
+
+    it("a tenant's token round-trips; an admin token reads /metrics", async () => {
+      await roundTrip(server, jwt({ alg: "RS256", kid: "k1" }, { tenant: "tenant-a" }, privateKey));
+      const metrics = await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${jwt({ alg: "RS256", kid: "k1" }, { role: "kms-admin" }, privateKey)}` } });
+      expect(metrics.status).toBe(200);
+    });
+
+    it("alg confusion: an HS256 token signed with the public key as the secret is 401", async () => {
+      const pem = publicKey.export({ format: "pem", type: "spki" }) as string;
+      const forged = jwt({ alg: "HS256", kid: "k1" }, { tenant: "tenant-a", role: "kms-admin" }, pem);
+      expectError(await call(server.url, "POST", "/v1/tenants/tenant-a/encrypt", { plaintext: b64("x") }, forged), 401, "UNAUTHENTICATED");
+      expectError(await call(server.url, "GET", "/admin/cache", undefined, forged), 401, "UNAUTHENTICATED");
+    });
+  });
+});
+
 describe("development tokens", () => {
   it("generates and prints tokens once when none is configured, and they work", async () => {
     const server = await startServer({ KMS_LOCAL_KEY_STORE: join(tmp, "dev", "keys.json"), KMS_DEMO_TENANTS: "alpha, beta" });
@@ -878,6 +1000,24 @@ describe("start-up with an invalid configuration exits non-zero, naming the code
       () => ({ ...tokens, PORT: "http", KMS_LOCAL_KEY_STORE: join(tmp, "port", "keys.json") }),
       "KMS_CONFIG_INVALID",
       ["PORT"],
+    ],
+    [
+      "(j) a YAML config file with a duplicate key",
+      () => ({ ...tokens, KMS_CONFIG_FILE: configFile("dup.yaml", "providers: {local: {}}\nproviders: {}\n") }),
+      "KMS_CONFIG_INVALID",
+      ["dup.yaml", "a duplicate key (at line 2 column 1)"],
+    ],
+    [
+      "(k) a YAML config file with an alias",
+      () => ({ ...tokens, KMS_CONFIG_FILE: configFile("alias.yml", "a: &a [1]\nproviders: {local: *a}\n") }),
+      "KMS_CONFIG_INVALID",
+      ["alias.yml", "aliases (*name) are not allowed"],
+    ],
+    [
+      "(l) JWT credentials with a short HS256 secret",
+      () => ({ KMS_AUTH: "jwt", KMS_JWT_ALG: "HS256", KMS_JWT_SECRET: "too-short", KMS_LOCAL_KEY_STORE: join(tmp, "jwt", "keys.json") }),
+      "KMS_CONFIG_INVALID",
+      ["KMS_JWT_SECRET", "at least 32 bytes"],
     ],
   ];
 
