@@ -13,9 +13,11 @@ import Fastify, {
   type FastifyServerOptions,
 } from "fastify";
 import { fromBase64Url, isKmsError, toBase64Url, type KmsClient, type KmsHealth, type PermissionReport } from "@kms/core";
+import { exportEvidence, type EvidenceLog } from "@kms/rotation";
 import type { Authenticator } from "./auth";
 import { DEFAULT_BODY_LIMIT_BYTES } from "./config";
 import { type ErrorBody, HttpError, PUBLIC_MESSAGES, errorResponse, mapError } from "./errors";
+import type { RotationService } from "./rotation";
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -47,6 +49,15 @@ export interface BuildAppOptions {
    * `/metrics` route.
    */
   metrics?: MetricsSource;
+  /**
+   * The evidence log: a `permissions.validated` record per `POST /admin/validate-kms`, and
+   * `GET /admin/evidence/export`. Without it neither is there.
+   */
+  evidence?: EvidenceLog;
+  /** Signs evidence exports (the manifest's `signature`). Never logged. */
+  evidenceHmacKey?: Buffer;
+  /** Rotation status and on-demand rotation per tenant. Without it there are no rotation routes. */
+  rotation?: RotationService;
 }
 
 /** What `GET /metrics` needs of a prom-client `Registry`. */
@@ -75,6 +86,17 @@ export const REDACT_PATHS = [
 ];
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** The `actor` of evidence records the admin API writes. */
+export const ADMIN_ACTOR = "admin-api";
+/** ISO 8601 UTC: a date, or a date and time (seconds and fraction optional), `Z` or an offset. */
+const ISO_TIME = "^\\d{4}-\\d{2}-\\d{2}(T\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,9})?)?(Z|[+-]\\d{2}:\\d{2}))?$";
+
+/** A query time the pattern admitted that is also a real date (no month 13). */
+function parseTime(text: string, field: string): Date {
+  const date = new Date(text);
+  if (Number.isNaN(date.getTime())) throw new HttpError(400, "INPUT_INVALID", `Invalid request: querystring/${field} is not a valid time`);
+  return date;
+}
 /** Standard base64 alphabet with optional padding; the full canonical check is in `decodeBase64`. */
 const BASE64 = "^[A-Za-z0-9+/]*={0,2}$";
 /** Unpadded base64url, the envelope text form. */
@@ -404,9 +426,21 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
     auth.authorizeAdmin(request.headers.authorization);
   };
 
+  const evidence = options.evidence;
   app.post("/admin/validate-kms", { onRequest: authorizeAdmin }, async (request) => {
     const report = await kms.validatePermissions();
     const body = publicPermissionReport(report);
+    if (evidence !== undefined) {
+      // Counts only: no provider messages, key ids or request ids in the record.
+      const checks = report.keys.flatMap((k) => k.checks);
+      const failed = checks.filter((c) => !c.ok).length;
+      await evidence.append({
+        type: "permissions.validated",
+        actor: ADMIN_ACTOR,
+        outcome: report.ok ? "success" : "failure",
+        details: { keys: report.keys.length, checks: checks.length, failed, httpRequestId: request.id },
+      });
+    }
     if (!report.ok) {
       request.outcome = "PERMISSIONS_FAILED";
       // The full errors (provider messages, request ids) go to the log under this request's id.
@@ -447,6 +481,74 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
       return reply.code(503).send({ ready: false, providers: {}, ...mapped.body });
     }
   });
+
+  const rotation = options.rotation;
+  if (rotation !== undefined) {
+    app.get<{ Params: { tenantId: string } }>(
+      "/admin/tenants/:tenantId/rotation",
+      { onRequest: authorizeAdmin, schema: { params: paramsSchema } },
+      async (request) => {
+        const { tenantId } = request.params;
+        request.tenantId = tenantId;
+        const status = await rotation.status(tenantId);
+        if (status === undefined) throw new HttpError(404, "NOT_FOUND", "No key is configured for this tenant");
+        return status;
+      },
+    );
+
+    app.post<{ Params: { tenantId: string } }>(
+      "/admin/tenants/:tenantId/rotate",
+      { onRequest: authorizeAdmin, schema: { params: paramsSchema } },
+      async (request) => {
+        const { tenantId } = request.params;
+        request.tenantId = tenantId;
+        const result = await rotation.rotate(tenantId, ADMIN_ACTOR);
+        if (result === undefined) throw new HttpError(404, "NOT_FOUND", "No key is configured for this tenant");
+        request.log.info({ tenantId, provider: result.provider, previousVersion: result.previousVersion, currentVersion: result.currentVersion }, "key rotated on demand");
+        return result;
+      },
+    );
+  }
+
+  if (evidence !== undefined) {
+    app.get<{ Querystring: { format?: "jsonl" | "csv"; tenant?: string; since?: string; until?: string } }>(
+      "/admin/evidence/export",
+      {
+        onRequest: authorizeAdmin,
+        schema: {
+          querystring: {
+            type: "object",
+            additionalProperties: false,
+            properties: {
+              format: { type: "string", enum: ["jsonl", "csv"] },
+              tenant: { type: "string", minLength: 1, maxLength: 256 },
+              since: { type: "string", pattern: ISO_TIME },
+              until: { type: "string", pattern: ISO_TIME },
+            },
+          },
+        },
+      },
+      async (request) => {
+        const { format = "jsonl", tenant, since, until } = request.query;
+        const sinceDate = since === undefined ? undefined : parseTime(since, "since");
+        const untilDate = until === undefined ? undefined : parseTime(until, "until");
+        if (sinceDate !== undefined && untilDate !== undefined && sinceDate.getTime() > untilDate.getTime()) {
+          throw new HttpError(400, "INPUT_INVALID", "Invalid request: querystring/since must not be after until");
+        }
+        const filter = {
+          ...(tenant === undefined ? {} : { tenantId: tenant }),
+          ...(sinceDate === undefined ? {} : { since: sinceDate }),
+          ...(untilDate === undefined ? {} : { until: untilDate }),
+        };
+        const { manifest, content } = await exportEvidence(evidence, {
+          format,
+          filter,
+          ...(options.evidenceHmacKey === undefined ? {} : { hmacKey: options.evidenceHmacKey }),
+        });
+        return { manifest, content };
+      },
+    );
+  }
 
   const metrics = options.metrics;
   if (metrics !== undefined) {

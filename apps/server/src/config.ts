@@ -5,7 +5,7 @@
  * `createKms` (see `loadServerConfig` callers).
  */
 import { readFileSync, statSync } from "node:fs";
-import { dirname, isAbsolute, resolve } from "node:path";
+import { dirname, isAbsolute, join, resolve } from "node:path";
 import { isNode, isScalar, LineCounter, parseDocument, visit, type DocumentOptions, type ParseOptions, type SchemaOptions } from "yaml";
 import { configIssue, isProductionEnv, LOCAL_DEFAULT_PATH, tenantIdProblem, type ConfigIssue } from "@kms/core";
 import { TOKEN_PATTERN, type TokenSet } from "./auth";
@@ -24,6 +24,10 @@ export const DEFAULT_PORT = 8080;
 export const DEFAULT_BODY_LIMIT_BYTES = 1024 * 1024;
 export const DEFAULT_KEY_ID = "default";
 export const DEFAULT_DEMO_TENANTS = ["tenant-a", "tenant-b"];
+/** Where the evidence log goes when neither `KMS_EVIDENCE_FILE` nor a local key store says. */
+export const DEFAULT_EVIDENCE_FILE = ".kms/evidence.jsonl";
+export const MIN_EVIDENCE_HMAC_KEY_BYTES = 32;
+export const DEFAULT_CRYPTOPERIOD_DAYS = 90;
 /** Tokens shorter than this are refused in production. */
 export const MIN_PRODUCTION_TOKEN_LENGTH = 16;
 
@@ -46,6 +50,14 @@ export interface ServerConfig {
   demoTenants: string[];
   /** Non-fatal remarks for the log. */
   warnings: string[];
+  /** The evidence log's JSON Lines file (`KMS_EVIDENCE_FILE`; default `evidence.jsonl` next to the local key store). */
+  evidenceFile: string;
+  /** `KMS_EVIDENCE_HMAC_KEY` (≥ 32 bytes): MACs every evidence record and signs exports. Never logged. */
+  evidenceHmacKey: Buffer | undefined;
+  /** `KMS_ROTATION_CRYPTOPERIOD_DAYS` (default 90), in milliseconds. */
+  cryptoperiodMs: number;
+  /** `KMS_ROTATION_INTERVAL_MS`: the periodic scheduler runs only when set. */
+  rotationIntervalMs: number | undefined;
 }
 
 export type LoadResult = { ok: true; config: ServerConfig } | { ok: false; issues: ConfigIssue[]; partial: ServerConfig };
@@ -156,6 +168,32 @@ export function loadServerConfig(env: Env, baseDir: string): LoadResult {
     );
   }
 
+  // --- evidence and rotation
+  const localPath = isPlainObject(kms?.providers) && isPlainObject(kms.providers.local) ? kms.providers.local.path : undefined;
+  const evidenceDefault =
+    typeof localPath === "string" ? join(dirname(resolve(baseDir, localPath)), "evidence.jsonl") : resolve(baseDir, DEFAULT_EVIDENCE_FILE);
+  const evidenceFile = env.KMS_EVIDENCE_FILE !== undefined && env.KMS_EVIDENCE_FILE !== "" ? resolve(baseDir, env.KMS_EVIDENCE_FILE) : evidenceDefault;
+  let evidenceHmacKey: Buffer | undefined;
+  const hmacRaw = env.KMS_EVIDENCE_HMAC_KEY;
+  if (hmacRaw !== undefined && hmacRaw !== "") {
+    const bytes = Buffer.byteLength(hmacRaw, "utf8");
+    // Its length only: the key itself is never repeated.
+    if (bytes < MIN_EVIDENCE_HMAC_KEY_BYTES) invalid("KMS_EVIDENCE_HMAC_KEY", `must be at least ${MIN_EVIDENCE_HMAC_KEY_BYTES} bytes, got ${bytes}`);
+    else evidenceHmacKey = Buffer.from(hmacRaw, "utf8");
+  }
+  const cryptoperiodDays = parseInteger(env.KMS_ROTATION_CRYPTOPERIOD_DAYS, DEFAULT_CRYPTOPERIOD_DAYS);
+  if (cryptoperiodDays === undefined || cryptoperiodDays < 1 || cryptoperiodDays > 3650) {
+    invalid("KMS_ROTATION_CRYPTOPERIOD_DAYS", `must be an integer from 1 to 3650, got "${env.KMS_ROTATION_CRYPTOPERIOD_DAYS}"`);
+  }
+  let rotationIntervalMs: number | undefined;
+  if (env.KMS_ROTATION_INTERVAL_MS !== undefined && env.KMS_ROTATION_INTERVAL_MS !== "") {
+    rotationIntervalMs = parseInteger(env.KMS_ROTATION_INTERVAL_MS, 0);
+    if (rotationIntervalMs === undefined || rotationIntervalMs < 1_000 || rotationIntervalMs > 7 * 86_400_000) {
+      invalid("KMS_ROTATION_INTERVAL_MS", `must be an integer from 1000 to 604800000, got "${env.KMS_ROTATION_INTERVAL_MS}"`);
+      rotationIntervalMs = undefined;
+    }
+  }
+
   const config: ServerConfig = {
     host,
     port: port ?? DEFAULT_PORT,
@@ -167,6 +205,10 @@ export function loadServerConfig(env: Env, baseDir: string): LoadResult {
     jwt,
     demoTenants,
     warnings,
+    evidenceFile,
+    evidenceHmacKey,
+    cryptoperiodMs: (cryptoperiodDays ?? DEFAULT_CRYPTOPERIOD_DAYS) * 86_400_000,
+    rotationIntervalMs,
   };
   return issues.length === 0 ? { ok: true, config } : { ok: false, issues, partial: config };
 }

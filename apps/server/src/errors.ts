@@ -19,6 +19,7 @@ export type ServerErrorCode =
   | "BODY_TOO_LARGE"
   | "UNSUPPORTED_MEDIA_TYPE"
   | "SHUTTING_DOWN"
+  | "ROTATION_IN_PROGRESS"
   | "INTERNAL_ERROR";
 
 export type ErrorCode = KmsErrorCode | ServerErrorCode;
@@ -37,6 +38,7 @@ const SERVER_CODES: ReadonlySet<string> = new Set<ServerErrorCode>([
   "BODY_TOO_LARGE",
   "UNSUPPORTED_MEDIA_TYPE",
   "SHUTTING_DOWN",
+  "ROTATION_IN_PROGRESS",
   "INTERNAL_ERROR",
 ]);
 
@@ -45,7 +47,7 @@ export function docsUrlOf(code: ErrorCode): string {
 }
 
 /** Only draining is worth retrying (against another instance); the other server codes need a change. */
-const SERVER_RETRYABLE: ReadonlySet<string> = new Set<ServerErrorCode>(["SHUTTING_DOWN"]);
+const SERVER_RETRYABLE: ReadonlySet<string> = new Set<ServerErrorCode>(["SHUTTING_DOWN", "ROTATION_IN_PROGRESS"]);
 
 /**
  * The public text of every core code: the only message a KmsError's body ever carries. A `Record`

@@ -3,13 +3,17 @@
  * from the environment, fails fast with every problem listed (exit 1), prints generated development
  * tokens once, listens on HOST:PORT, and shuts down gracefully on SIGINT/SIGTERM.
  */
+import { mkdir } from "node:fs/promises";
+import { dirname } from "node:path";
 import { awsKms } from "@kms/aws";
-import { configIssue, createKms, isKmsError, KmsConfigError, localKms, type ConfigIssue, type KmsClient } from "@kms/core";
+import { configIssue, createKms, isKmsError, KmsConfigError, localKms, validateConfig, type ConfigIssue, type KmsClient, type KmsProvider } from "@kms/core";
+import { createEvidenceLog, openFileEvidenceStore, type EvidenceLog } from "@kms/rotation";
 import { gcpKms } from "@kms/gcp";
 import { vaultKms } from "@kms/vault";
 import { createTokenAuth, generateToken, type TokenSet } from "./auth";
 import { createJwtAuth } from "./jwt";
-import { loadServerConfig } from "./config";
+import { loadServerConfig, type ServerConfig } from "./config";
+import { createRotationService, tenantKeysOf, type RotationService } from "./rotation";
 
 /**
  * The provider definitions this server installed: the only providers its configuration may name.
@@ -56,6 +60,42 @@ function createKmsClient(kmsConfig: Record<string, unknown> | undefined, serverI
   return kms!;
 }
 
+/** The actor of the server's own evidence records. */
+const SERVER_ACTOR = "kms-server";
+
+/**
+ * The providers rotation uses: built from the same settings as the runtime client's (so, in this
+ * reference server, the same credentials). Production should give them separate key-administration
+ * credentials: rotation rights do not belong in the role that encrypts.
+ */
+function rotationProviders(kmsConfig: Record<string, unknown>): Record<string, KmsProvider> {
+  const { providers } = validateConfig(kmsConfig, { registry: REGISTRY, env: process.env });
+  return Object.fromEntries(providers);
+}
+
+/** Opens the evidence log (its file store takes the single-writer lock) and records the start. */
+async function openEvidence(config: ServerConfig): Promise<EvidenceLog> {
+  // Like the local key store's directory: created on first start, readable by this user only.
+  await mkdir(dirname(config.evidenceFile), { recursive: true, mode: 0o700 });
+  const store = await openFileEvidenceStore({ path: config.evidenceFile });
+  const evidence = createEvidenceLog({ store, ...(config.evidenceHmacKey === undefined ? {} : { hmacKey: config.evidenceHmacKey }) });
+  if (store.recovery !== undefined) console.warn(`kms-server: evidence: cut ${store.recovery.truncatedBytes} bytes of an unfinished last line`);
+  const providerIds = Object.keys((config.kms?.providers ?? {}) as Record<string, unknown>).sort();
+  await evidence.append({
+    type: "config.loaded",
+    actor: SERVER_ACTOR,
+    outcome: "success",
+    details: {
+      providers: providerIds.join(","),
+      production: config.production,
+      auth: config.jwt !== undefined ? "jwt" : "tokens",
+      cryptoperiodMs: config.cryptoperiodMs,
+      hmac: config.evidenceHmacKey !== undefined,
+    },
+  });
+  return evidence;
+}
+
 async function main(): Promise<void> {
   const baseDir = process.env.INIT_CWD || process.cwd();
   const loaded = loadServerConfig(process.env, baseDir);
@@ -79,7 +119,34 @@ async function main(): Promise<void> {
   const { buildApp } = require("./app") as typeof import("./app");
   const { createMetrics } = require("./metrics") as typeof import("./metrics");
   const metrics = createMetrics(kms);
-  const app = buildApp({ kms, auth, logger: { level: config.logLevel }, bodyLimitBytes: config.bodyLimitBytes, metrics: metrics.registry });
+  // A valid configuration always has a KMS part (else createKmsClient failed above).
+  const adminProviders = rotationProviders(config.kms!);
+  let evidence: EvidenceLog;
+  try {
+    evidence = await openEvidence(config);
+  } catch (error) {
+    await Promise.all([kms.close(), ...Object.values(adminProviders).map((p) => p.close())]).catch(() => undefined);
+    throw error;
+  }
+  const credentialTenants = config.jwt !== undefined ? [] : Object.keys(tokens?.tenants ?? {});
+  const rotation: RotationService = createRotationService({
+    providers: adminProviders,
+    tenants: tenantKeysOf(config.kms, credentialTenants),
+    evidence,
+    kms,
+    cryptoperiodMs: config.cryptoperiodMs,
+    intervalMs: config.rotationIntervalMs,
+  });
+  const app = buildApp({
+    kms,
+    auth,
+    logger: { level: config.logLevel },
+    bodyLimitBytes: config.bodyLimitBytes,
+    metrics: metrics.registry,
+    evidence,
+    evidenceHmacKey: config.evidenceHmacKey,
+    rotation,
+  });
   for (const warning of config.warnings) app.log.warn(warning);
 
   let stopping = false;
@@ -95,9 +162,13 @@ async function main(): Promise<void> {
       process.exit(1);
     }, SHUTDOWN_GRACE_MS);
     timer.unref();
+    // In-flight requests finish first (they may append evidence), then the scheduler's pass, then
+    // the evidence log is flushed and closed, then the clients.
     app
       .close()
-      .then(() => kms.close())
+      .then(() => rotation.stop())
+      .then(() => evidence.close())
+      .then(() => Promise.all([kms.close(), ...Object.values(adminProviders).map((p) => p.close())]))
       .then(
         () => {
           app.log.info("stopped");
@@ -120,9 +191,13 @@ async function main(): Promise<void> {
     });
   } catch (error) {
     if (stopping) return; // a signal arrived while starting: shutdown() exits
-    await Promise.race([kms.close(), new Promise((resolve) => setTimeout(resolve, 500).unref())]).catch(() => {});
+    const closing = Promise.all([evidence.close(), kms.close(), ...Object.values(adminProviders).map((p) => p.close())]);
+    await Promise.race([closing, new Promise((resolve) => setTimeout(resolve, 500).unref())]).catch(() => {});
     throw error;
   }
+
+  rotation.start();
+  if (config.rotationIntervalMs !== undefined) app.log.info({ intervalMs: config.rotationIntervalMs }, "rotation scheduler started");
 
   if (generated !== undefined) {
     // Printed once, never logged, and not kept: only their hashes stay in memory.

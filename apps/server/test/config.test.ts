@@ -218,3 +218,43 @@ describe("JWT credentials (KMS_AUTH=jwt)", () => {
     expect(!loaded.ok && JSON.stringify(loaded.issues)).not.toContain(secret);
   });
 });
+
+describe("evidence and rotation settings", () => {
+  it("defaults: evidence.jsonl next to the local key store, no HMAC key, 90 days, no periodic scheduler", () => {
+    const loaded = loadServerConfig({ KMS_LOCAL_KEY_STORE: "store/keys.json" }, dir);
+    expect(loaded.ok && loaded.config).toMatchObject({
+      evidenceFile: join(dir, "store", "evidence.jsonl"),
+      evidenceHmacKey: undefined,
+      cryptoperiodMs: 90 * 86_400_000,
+      rotationIntervalMs: undefined,
+    });
+    expect(loaded.ok && loaded.config.evidenceFile).toBe(join(dir, "store", "evidence.jsonl"));
+    const dev = loadServerConfig({}, dir);
+    expect(dev.ok && dev.config.evidenceFile).toBe(join(dir, ".kms", "evidence.jsonl"));
+  });
+
+  it("KMS_EVIDENCE_FILE, KMS_EVIDENCE_HMAC_KEY, KMS_ROTATION_CRYPTOPERIOD_DAYS and KMS_ROTATION_INTERVAL_MS", () => {
+    const key = "k".repeat(32);
+    const loaded = loadServerConfig(
+      { KMS_EVIDENCE_FILE: "audit/e.jsonl", KMS_EVIDENCE_HMAC_KEY: key, KMS_ROTATION_CRYPTOPERIOD_DAYS: "30", KMS_ROTATION_INTERVAL_MS: "60000" },
+      dir,
+    );
+    expect(loaded.ok && loaded.config).toMatchObject({
+      evidenceFile: join(dir, "audit", "e.jsonl"),
+      evidenceHmacKey: Buffer.from(key),
+      cryptoperiodMs: 30 * 86_400_000,
+      rotationIntervalMs: 60_000,
+    });
+  });
+
+  it("rejects a short HMAC key (without repeating it), a bad cryptoperiod and a bad interval", () => {
+    const loaded = loadServerConfig(
+      { KMS_EVIDENCE_HMAC_KEY: "short-secret-value", KMS_ROTATION_CRYPTOPERIOD_DAYS: "0", KMS_ROTATION_INTERVAL_MS: "10" },
+      dir,
+    );
+    expect(loaded.ok).toBe(false);
+    const issues = loaded.ok ? [] : loaded.issues;
+    expect(issues.map((i) => i.path)).toEqual(["KMS_EVIDENCE_HMAC_KEY", "KMS_ROTATION_CRYPTOPERIOD_DAYS", "KMS_ROTATION_INTERVAL_MS"]);
+    expect(JSON.stringify(issues)).not.toContain("short-secret-value");
+  });
+});

@@ -11,7 +11,8 @@ import { request } from "node:http";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { docsUrlFor, type KmsErrorCode } from "@kms/core";
+import { docsUrlFor, fromBase64Url, parseEnvelope, type KmsErrorCode } from "@kms/core";
+import { fromCsv, readEvidenceFile, verifyEvidence, verifyExport, type EvidenceManifest, type EvidenceRecord } from "@kms/rotation";
 import { AwsKmsEmulator } from "@kms/testkit/emulators";
 
 const MAIN = resolve(__dirname, "../dist/main.js");
@@ -420,6 +421,9 @@ describe("running server (local provider)", () => {
       ["DELETE", "/admin/tenants/tenant-a/cache"],
       ["GET", "/admin/health"],
       ["GET", "/metrics"],
+      ["GET", "/admin/tenants/tenant-a/rotation"],
+      ["POST", "/admin/tenants/tenant-a/rotate"],
+      ["GET", "/admin/evidence/export"],
     ];
 
     it.each(ADMIN_ROUTES)("%s %s: 401 without or with an unknown token, 403 FORBIDDEN with a tenant's", async (method, path) => {
@@ -526,6 +530,115 @@ describe("running server (local provider)", () => {
     for (const s of [...Object.values(TOKENS), ADMIN_TOKEN, secret, enc.body.ciphertext as string]) {
       expect(all).not.toContain(s);
     }
+  });
+});
+
+describe("rotation and evidence (a fresh server, an HMAC-keyed evidence log)", () => {
+  const HMAC_KEY = "evidence-hmac-key-for-tests-0123456789abcdef";
+  let server: Started;
+  let url: string;
+
+  beforeAll(async () => {
+    server = await startServer({
+      KMS_LOCAL_KEY_STORE: join(tmp, "rotation", "keys.json"),
+      KMS_TENANT_TOKENS: JSON.stringify(TOKENS),
+      KMS_ADMIN_TOKEN: ADMIN_TOKEN,
+      KMS_EVIDENCE_HMAC_KEY: HMAC_KEY,
+    });
+    url = server.url;
+  }, 15_000);
+
+  afterAll(async () => {
+    server.child.kill("SIGTERM");
+    await exited(server.child);
+  });
+
+  const keyVersionOf = (ciphertext: string) => parseEnvelope(fromBase64Url(ciphertext)).keySection.keyVersion;
+  const exportOf = async (query: string) => {
+    const res = await call(url, "GET", `/admin/evidence/export${query}`, undefined, ADMIN_TOKEN);
+    expect(res.status).toBe(200);
+    expect(Object.keys(res.body).sort()).toEqual(["content", "manifest"]);
+    return res.body as { manifest: EvidenceManifest; content: string };
+  };
+  const jsonl = (content: string) => content.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as EvidenceRecord);
+
+  it("GET /admin/tenants/:tenantId/rotation → the key's status; 404 for a tenant without a key, 400 for a bad id", async () => {
+    const res = await call(url, "GET", "/admin/tenants/tenant-a/rotation", undefined, ADMIN_TOKEN);
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({
+      tenantId: "tenant-a",
+      provider: "local",
+      keyId: "default",
+      currentVersion: "1",
+      lastRotatedAt: expect.any(String),
+      nextDueAt: expect.any(String),
+      ageMs: expect.any(Number),
+      cryptoperiodMs: 90 * 86_400_000,
+      overdue: false,
+      lastError: null,
+    });
+    expect(Date.parse(res.body.nextDueAt as string) - Date.parse(res.body.lastRotatedAt as string)).toBe(90 * 86_400_000);
+    expectError(await call(url, "GET", "/admin/tenants/nobody/rotation", undefined, ADMIN_TOKEN), 404, "NOT_FOUND");
+    expectError(await call(url, "POST", "/admin/tenants/nobody/rotate", undefined, ADMIN_TOKEN), 404, "NOT_FOUND");
+    expectError(await call(url, "GET", `/admin/tenants/${"t".repeat(257)}/rotation`, undefined, ADMIN_TOKEN), 400, "INPUT_INVALID");
+  });
+
+  it("POST /admin/tenants/:tenantId/rotate → a new version: old envelopes still decrypt, new ones use it", async () => {
+    const token = TOKENS["tenant-a"];
+    const plaintext = b64("written before the rotation");
+    const before = await call(url, "POST", "/v1/tenants/tenant-a/encrypt", { plaintext }, token);
+    expect(keyVersionOf(before.body.ciphertext as string)).toBe("1");
+
+    const rotated = await call(url, "POST", "/admin/tenants/tenant-a/rotate", undefined, ADMIN_TOKEN);
+    expect(rotated.status).toBe(200);
+    expect(rotated.body).toEqual({ tenantId: "tenant-a", provider: "local", keyId: "default", previousVersion: "1", currentVersion: "2" });
+    const status = await call(url, "GET", "/admin/tenants/tenant-a/rotation", undefined, ADMIN_TOKEN);
+    expect(status.body).toMatchObject({ currentVersion: "2", overdue: false, lastError: null });
+
+    const old = await call(url, "POST", "/v1/tenants/tenant-a/decrypt", { ciphertext: before.body.ciphertext }, token);
+    expect(old.body).toEqual({ plaintext });
+    // The data key cached under version 1 was dropped: the next encrypt wraps under version 2.
+    const after = await call(url, "POST", "/v1/tenants/tenant-a/encrypt", { plaintext }, token);
+    expect(keyVersionOf(after.body.ciphertext as string)).toBe("2");
+    const dec = await call(url, "POST", "/v1/tenants/tenant-a/decrypt", { ciphertext: after.body.ciphertext }, token);
+    expect(dec.body).toEqual({ plaintext });
+  });
+
+  it("GET /admin/evidence/export → a signed export that verifies and names the start-up, the validation and the rotation", async () => {
+    expect((await call(url, "POST", "/admin/validate-kms", undefined, ADMIN_TOKEN)).status).toBe(200);
+    const hmacKey = Buffer.from(HMAC_KEY, "utf8");
+    const { manifest, content } = await exportOf("?format=jsonl");
+    expect(manifest.signature).toEqual(expect.any(String));
+    expect(await verifyExport(content, manifest, { hmacKey })).toMatchObject({ ok: true });
+    const records = jsonl(content);
+    expect(records.map((r) => r.type)).toEqual(["config.loaded", "key.rotation-started", "key.rotated", "permissions.validated"]);
+    expect(records[2]).toMatchObject({ tenantId: "tenant-a", provider: "local", keyId: "default", previousVersion: "1", keyVersion: "2", actor: "admin-api", outcome: "success" });
+    expect(records[3]).toMatchObject({ outcome: "success", details: expect.objectContaining({ failed: 0 }) });
+    // A tampered export fails.
+    expect((await verifyExport(content.replace('"keyVersion":"2"', '"keyVersion":"3"'), manifest, { hmacKey })).ok).toBe(false);
+
+    // CSV, one tenant, a time range: only the rotation records.
+    const since = new Date(Date.now() - 3_600_000).toISOString();
+    const until = new Date(Date.now() + 3_600_000).toISOString();
+    const csv = await exportOf(`?format=csv&tenant=tenant-a&since=${since}&until=${until}`);
+    expect(await verifyExport(csv.content, csv.manifest, { hmacKey })).toMatchObject({ ok: true });
+    expect(fromCsv(csv.content).map((r) => r.type)).toEqual(["key.rotation-started", "key.rotated"]);
+    expect((await exportOf("?tenant=tenant-b")).manifest.count).toBe(0);
+  });
+
+  it.each([
+    ["format=xml"],
+    ["since=yesterday"],
+    ["until=2026-13-45T00:00:00Z"],
+    [`since=${encodeURIComponent("2026-02-01T00:00:00Z")}&until=${encodeURIComponent("2026-01-01T00:00:00Z")}`],
+    [`tenant=${"t".repeat(257)}`],
+    ["unknown=1"],
+  ])("GET /admin/evidence/export?%s → 400 INPUT_INVALID", async (query) => {
+    expectError(await call(url, "GET", `/admin/evidence/export?${query}`, undefined, ADMIN_TOKEN), 400, "INPUT_INVALID");
+  });
+
+  it("keeps the HMAC key out of its output", () => {
+    expect(server.stdout() + server.stderr()).not.toContain(HMAC_KEY);
   });
 });
 
@@ -906,6 +1019,13 @@ describe("graceful shutdown", () => {
     expect(JSON.parse(res.body)).toEqual({ ciphertext: expect.stringMatching(/^[A-Za-z0-9_-]+$/) });
     expect(code).toBe(0);
     expect(server.stdout()).toContain('"msg":"stopped"');
+    // The evidence log was closed: its writer lock is gone and every start's record is there, intact.
+    const evidenceFile = join(tmp, "shutdown", "evidence.jsonl");
+    expect(existsSync(`${evidenceFile}.lock`)).toBe(false);
+    const records: unknown[] = [];
+    for await (const record of readEvidenceFile(evidenceFile)) records.push(record);
+    expect(await verifyEvidence(records)).toMatchObject({ ok: true });
+    expect(records.at(-1)).toMatchObject({ type: "config.loaded", outcome: "success" });
   }, 15_000);
 });
 
