@@ -73,13 +73,16 @@ function rotationProviders(kmsConfig: Record<string, unknown>): Record<string, K
   return Object.fromEntries(providers);
 }
 
-/** Opens the evidence log (its file store takes the single-writer lock) and records the start. */
-async function openEvidence(config: ServerConfig): Promise<EvidenceLog> {
+/**
+ * Opens the evidence log (its file store takes the single-writer lock) and records the start.
+ * `recoveredBytes`: an unfinished last line (a crash mid-write, never acknowledged) cut on opening,
+ * for the server's log.
+ */
+async function openEvidence(config: ServerConfig): Promise<{ evidence: EvidenceLog; recoveredBytes?: number }> {
   // Like the local key store's directory: created on first start, readable by this user only.
   await mkdir(dirname(config.evidenceFile), { recursive: true, mode: 0o700 });
   const store = await openFileEvidenceStore({ path: config.evidenceFile });
   const evidence = createEvidenceLog({ store, ...(config.evidenceHmacKey === undefined ? {} : { hmacKey: config.evidenceHmacKey }) });
-  if (store.recovery !== undefined) console.warn(`kms-server: evidence: cut ${store.recovery.truncatedBytes} bytes of an unfinished last line`);
   const providerIds = Object.keys((config.kms?.providers ?? {}) as Record<string, unknown>).sort();
   await evidence.append({
     type: "config.loaded",
@@ -93,7 +96,7 @@ async function openEvidence(config: ServerConfig): Promise<EvidenceLog> {
       hmac: config.evidenceHmacKey !== undefined,
     },
   });
-  return evidence;
+  return { evidence, ...(store.recovery === undefined ? {} : { recoveredBytes: store.recovery.truncatedBytes }) };
 }
 
 async function main(): Promise<void> {
@@ -122,8 +125,9 @@ async function main(): Promise<void> {
   // A valid configuration always has a KMS part (else createKmsClient failed above).
   const adminProviders = rotationProviders(config.kms!);
   let evidence: EvidenceLog;
+  let recoveredBytes: number | undefined;
   try {
-    evidence = await openEvidence(config);
+    ({ evidence, recoveredBytes } = await openEvidence(config));
   } catch (error) {
     await Promise.all([kms.close(), ...Object.values(adminProviders).map((p) => p.close())]).catch(() => undefined);
     throw error;
@@ -148,6 +152,7 @@ async function main(): Promise<void> {
     rotation,
   });
   for (const warning of config.warnings) app.log.warn(warning);
+  if (recoveredBytes !== undefined) app.log.warn({ truncatedBytes: recoveredBytes }, "evidence: cut an unfinished last line (a crash mid-write; never acknowledged)");
 
   let stopping = false;
   const shutdown = (signal: string) => {

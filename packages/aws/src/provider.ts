@@ -45,6 +45,8 @@ import {
   type WrappedDataKey,
   configIssue,
   isKmsError,
+  takeDataKey,
+  shortKeyId,
 } from "@kms/core";
 import { type AwsCall, PROVIDER_ID, detailsOf, kmsError, mapAwsError, unwrapFailed } from "./errors";
 import { AWS_KEY_ID_RULE, type AwsKmsSettings, awsKeyIdProblem, parseAwsKmsSettings } from "./settings";
@@ -225,7 +227,7 @@ class AwsKms implements AwsKmsProvider {
     const out = await this.#send({ operation: "Decrypt", keyId }, req.signal, (o) =>
       this.#client.send(new DecryptCommand({ KeyId: keyId, CiphertextBlob: wrapped, EncryptionContext: context }), o),
     );
-    const key = takeKey(out.Plaintext);
+    const key = takeDataKey(out.Plaintext);
     if (key === undefined) throw unwrapFailed(); // it decrypted, but to something that is not a data key
     return key;
   }
@@ -234,7 +236,7 @@ class AwsKms implements AwsKmsProvider {
     const out = await this.#send(call, signal, (o) =>
       this.#client.send(new GenerateDataKeyCommand({ KeyId: call.keyId, KeySpec: "AES_256", EncryptionContext: context }), o),
     );
-    const plaintextKey = takeKey(out.Plaintext);
+    const plaintextKey = takeDataKey(out.Plaintext);
     if (plaintextKey === undefined) {
       throw kmsError("KMS_PROVIDER_ERROR", `GenerateDataKey on ${call.keyId} returned no ${DATA_KEY_BYTES}-byte data key`, "report it with the request id");
     }
@@ -339,9 +341,9 @@ class AwsKms implements AwsKmsProvider {
       if (awsKeyIdProblem(keyId) !== undefined) return unhealthy("invalid key id (INPUT_INVALID)");
       try {
         const state = (await this.#describe({ operation: "DescribeKey", keyId }, options?.signal)).KeyState;
-        if (state !== "Enabled") return unhealthy(`key ${short(keyId)} is ${typeof state === "string" && KEY_STATE.test(state) ? state : "not Enabled"} (KMS_KEY_DISABLED)`);
+        if (state !== "Enabled") return unhealthy(`key ${shortKeyId(keyId)} is ${typeof state === "string" && KEY_STATE.test(state) ? state : "not Enabled"} (KMS_KEY_DISABLED)`);
       } catch (error) {
-        return unhealthy(`key ${short(keyId)}: ${isKmsError(error) ? error.code : "KMS_PROVIDER_ERROR"}`);
+        return unhealthy(`key ${shortKeyId(keyId)}: ${isKmsError(error) ? error.code : "KMS_PROVIDER_ERROR"}`);
       }
     }
     return { healthy: true, insecure: false, detail: unique.length === 0 ? "no keys to check" : `${unique.length} key(s) enabled` };
@@ -401,7 +403,7 @@ class AwsKms implements AwsKmsProvider {
           const { ciphertext, plaintext } = sample;
           const call = { operation: "Decrypt", keyId, keyArn: arn };
           const out = await this.#send(call, signal, (o) => this.#client.send(new DecryptCommand({ KeyId: keyId, CiphertextBlob: ciphertext, EncryptionContext: context }), o));
-          const back = takeKey(out.Plaintext);
+          const back = takeDataKey(out.Plaintext);
           const same = back !== undefined && timingSafeEqual(back, plaintext);
           back?.fill(0);
           if (!same) throw kmsError("KMS_PROVIDER_ERROR", "Decrypt returned other bytes than were encrypted", "report it with the request id");
@@ -490,23 +492,6 @@ function checkContext(context: unknown): Record<string, string> | undefined {
   return Object.keys(out).length === 0 ? undefined : out;
 }
 
-/**
- * A 32-byte key from an SDK response, copied into memory of its own (the SDK's bytes may sit in
- * Node's shared Buffer pool, where zeroing would be partial), the SDK's copy zeroed; undefined when
- * the response holds no 32-byte key.
- */
-function takeKey(bytes: unknown): Buffer | undefined {
-  if (!(bytes instanceof Uint8Array)) return undefined;
-  try {
-    if (bytes.length !== DATA_KEY_BYTES) return undefined;
-    const key = Buffer.alloc(DATA_KEY_BYTES);
-    key.set(bytes);
-    return key;
-  } finally {
-    bytes.fill(0);
-  }
-}
-
 function ciphertextOf(blob: unknown, call: AwsCall): Uint8Array {
   if (blob instanceof Uint8Array && blob.length > 0 && blob.length <= MAX_CIPHERTEXT_BYTES) return blob;
   throw kmsError("KMS_PROVIDER_ERROR", `${call.operation} on ${call.keyId} returned no usable CiphertextBlob`, "report it with the request id");
@@ -516,11 +501,6 @@ function versionOf(materialId: unknown): string {
   if (materialId === undefined || materialId === null) return "";
   if (typeof materialId === "string" && KEY_VERSION.test(materialId)) return materialId;
   throw kmsError("KMS_PROVIDER_ERROR", "AWS KMS returned a KeyMaterialId this provider cannot record", "report it with the request id");
-}
-
-/** A key id short enough for a health detail (≤ 200 characters in all). */
-function short(keyId: string): string {
-  return keyId.length <= 120 ? keyId : `${keyId.slice(0, 117)}...`;
 }
 
 /** Waits `ms`, or rejects (mapped) when the signal aborts. */

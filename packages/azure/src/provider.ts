@@ -41,6 +41,8 @@ import {
   type WrappedDataKey,
   configIssue,
   isKmsError,
+  takeDataKey,
+  shortKeyId,
 } from "@kms/core";
 import { ACCESS, type AzureCall, type AzureOperation, PROVIDER_ID, fixOf, kmsError, mapAzureError, unwrapFailed } from "./errors";
 import { AZURE_KEY_ID_RULE, type AzureKeyVaultSettings, type AzureWrapAlgorithm, DEFAULT_TIMEOUT_MS, azureKeyIdProblem, parseAzureKeyId, parseAzureKeyVaultSettings } from "./settings";
@@ -149,7 +151,7 @@ class AzureKeyVault implements KmsProvider {
     if (typeof req.keyVersion !== "string" || !VERSION.test(req.keyVersion) || wrapped.length === 0 || wrapped.length > MAX_WRAPPED_BYTES) throw unwrapFailed();
     const client = this.#cryptographyClient(name, req.keyVersion);
     const result = await this.#send({ operation: "UnwrapKey", key: name }, req.signal, (o) => client.unwrapKey(this.#algorithm, wrapped, o));
-    const key = takeKey(result.result);
+    const key = takeDataKey(result.result);
     if (key === undefined) throw unwrapFailed(); // it unwrapped, but to something that is not a data key
     return key;
   }
@@ -258,9 +260,9 @@ class AzureKeyVault implements KmsProvider {
       const key = parseAzureKeyId(keyId);
       if (key === undefined) return unhealthy("invalid key id (INPUT_INVALID)");
       try {
-        if ((await this.#getKey(key, options?.signal)).properties.enabled === false) return unhealthy(`key ${short(keyId)} is disabled (KMS_KEY_DISABLED)`);
+        if ((await this.#getKey(key, options?.signal)).properties.enabled === false) return unhealthy(`key ${shortKeyId(keyId)} is disabled (KMS_KEY_DISABLED)`);
       } catch (error) {
-        return unhealthy(`key ${short(keyId)}: ${isKmsError(error) ? error.code : "KMS_PROVIDER_ERROR"}`);
+        return unhealthy(`key ${shortKeyId(keyId)}: ${isKmsError(error) ? error.code : "KMS_PROVIDER_ERROR"}`);
       }
     }
     return { healthy: true, insecure: false, detail: unique.length === 0 ? "no keys to check" : `${unique.length} key(s) enabled` };
@@ -382,23 +384,6 @@ function versionOfKid(kid: unknown, name: string, call: AzureCall): string {
   throw kmsError("KMS_PROVIDER_ERROR", `${call.operation} on key ${name} answered without a key id naming its version`, "report it with the request id");
 }
 
-/**
- * A 32-byte key from an SDK response, copied into memory of its own (the SDK's bytes may sit in
- * Node's shared Buffer pool, where zeroing would be partial), the SDK's copy zeroed; undefined when
- * the response holds no 32-byte key.
- */
-function takeKey(bytes: unknown): Buffer | undefined {
-  if (!(bytes instanceof Uint8Array)) return undefined;
-  try {
-    if (bytes.length !== DATA_KEY_BYTES) return undefined;
-    const key = Buffer.alloc(DATA_KEY_BYTES);
-    key.set(bytes);
-    return key;
-  } finally {
-    bytes.fill(0);
-  }
-}
-
 /** `promise`, or a rejection with the signal's reason as soon as it aborts (the promise is then left to settle unobserved). */
 function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   if (signal.aborted) {
@@ -421,7 +406,3 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
-/** A key id short enough for a health detail (≤ 200 characters in all). */
-function short(keyId: string): string {
-  return keyId.length <= 120 ? keyId : `${keyId.slice(0, 117)}...`;
-}

@@ -57,6 +57,8 @@ export {
   definitionOf,
   KNOWN_PROVIDERS,
   PROVIDER_ID_PATTERN,
+  shortKeyId,
+  takeDataKey,
   type Cancellable,
   type DataKey,
   type DisableKeyOptions,

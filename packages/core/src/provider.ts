@@ -12,6 +12,28 @@ export type EncryptionContext = Readonly<Record<string, string>>;
 /** Length in bytes of every data key (AES-256). */
 export const DATA_KEY_BYTES = 32;
 
+/**
+ * A provider's own copy of a data key an SDK returned: exactly `DATA_KEY_BYTES`, in memory of its own
+ * (the SDK's bytes may sit in Node's shared Buffer pool, where zeroing would be partial), the SDK's
+ * copy zeroed either way. Undefined when `bytes` holds no data key.
+ */
+export function takeDataKey(bytes: unknown): Buffer | undefined {
+  if (!(bytes instanceof Uint8Array)) return undefined;
+  try {
+    if (bytes.length !== DATA_KEY_BYTES) return undefined;
+    const key = Buffer.alloc(DATA_KEY_BYTES);
+    key.set(bytes);
+    return key;
+  } finally {
+    bytes.fill(0);
+  }
+}
+
+/** A key id short enough for a health detail (at most 120 characters). */
+export function shortKeyId(keyId: string): string {
+  return keyId.length <= 120 ? keyId : `${keyId.slice(0, 117)}...`;
+}
+
 export interface ProviderCapabilities {
   /** The service binds the encryption context to the wrapped key (AAD / EncryptionContext). */
   readonly encryptionContext: boolean;

@@ -41,6 +41,8 @@ import {
   contextBytes,
   crc32c,
   isKmsError,
+  shortKeyId,
+  takeDataKey,
 } from "@kms/core";
 import { GCP_PERMISSIONS, type GcpCall, PROVIDER_ID, fixOf, grantFix, integrityFailed, kmsError, mapGcpError, unwrapFailed } from "./errors";
 import { DEFAULT_TIMEOUT_MS, GCP_KEY_ID_RULE, type GcpKmsSettings, gcpKeyIdProblem, parseGcpKmsSettings } from "./settings";
@@ -192,16 +194,13 @@ class GcpKms implements GcpKmsProvider {
     );
     const plaintext = out.plaintext;
     if (!(plaintext instanceof Uint8Array)) throw integrityFailed(call, "no plaintext");
-    try {
-      if (!checksumMatches(out.plaintextCrc32c, plaintext)) throw integrityFailed(call, "plaintext CRC32C");
-      if (plaintext.length !== DATA_KEY_BYTES) throw unwrapFailed(); // it decrypted, but to something that is not a data key
-      // A copy of our own: the client's bytes may sit in a shared pool, where zeroing would be partial.
-      const key = Buffer.alloc(DATA_KEY_BYTES);
-      key.set(plaintext);
-      return key;
-    } finally {
+    if (!checksumMatches(out.plaintextCrc32c, plaintext)) {
       plaintext.fill(0);
+      throw integrityFailed(call, "plaintext CRC32C");
     }
+    const key = takeDataKey(plaintext);
+    if (key === undefined) throw unwrapFailed(); // it decrypted, but to something that is not a data key
+    return key;
   }
 
   /** Encrypt with checksums both ways; the version from the response's name, which must be one of `keyId`'s. */
@@ -323,9 +322,9 @@ class GcpKms implements GcpKmsProvider {
       if (gcpKeyIdProblem(keyId) !== undefined) return unhealthy("invalid key id (INPUT_INVALID)");
       try {
         const state = (await this.#getKey(keyId, options?.signal)).primary?.state;
-        if (state !== "ENABLED") return unhealthy(`key ${short(keyId)}: primary version ${typeof state === "string" && /^[A-Z_]{1,32}$/.test(state) ? state : "missing"} (KMS_KEY_DISABLED)`);
+        if (state !== "ENABLED") return unhealthy(`key ${shortKeyId(keyId)}: primary version ${typeof state === "string" && /^[A-Z_]{1,32}$/.test(state) ? state : "missing"} (KMS_KEY_DISABLED)`);
       } catch (error) {
-        return unhealthy(`key ${short(keyId)}: ${isKmsError(error) ? error.code : "KMS_PROVIDER_ERROR"}`);
+        return unhealthy(`key ${shortKeyId(keyId)}: ${isKmsError(error) ? error.code : "KMS_PROVIDER_ERROR"}`);
       }
     }
     return { healthy: true, insecure: false, detail: unique.length === 0 ? "no keys to check" : `${unique.length} key(s) enabled` };
@@ -457,7 +456,3 @@ function dateOf(timestamp: { seconds?: unknown; nanos?: unknown } | null | undef
   return new Date(seconds * 1000 + (Number.isFinite(nanos) ? Math.floor(nanos / 1e6) : 0));
 }
 
-/** A key id short enough for a health detail (≤ 200 characters in all). */
-function short(keyId: string): string {
-  return keyId.length <= 120 ? keyId : `${keyId.slice(0, 117)}...`;
-}
