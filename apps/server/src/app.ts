@@ -12,11 +12,11 @@ import Fastify, {
   type FastifyRequest,
   type FastifyServerOptions,
 } from "fastify";
-import { fromBase64Url, isKmsError, toBase64Url, type KmsClient, type KmsHealth, type PermissionReport } from "@kms/core";
+import { fromBase64Url, isKmsError, publicPermissionReport, toBase64Url, type KmsClient, type KmsHealth } from "@kms/core";
 import { exportEvidence, type EvidenceLog } from "@kms/rotation";
 import type { Authenticator } from "./auth";
 import { DEFAULT_BODY_LIMIT_BYTES } from "./config";
-import { type ErrorBody, HttpError, PUBLIC_MESSAGES, errorResponse, mapError } from "./errors";
+import { type ErrorBody, HttpError, errorResponse, mapError } from "./errors";
 import type { RotationService } from "./rotation";
 
 declare module "fastify" {
@@ -58,6 +58,12 @@ export interface BuildAppOptions {
   evidenceHmacKey?: Buffer;
   /** Rotation status and on-demand rotation per tenant. Without it there are no rotation routes. */
   rotation?: RotationService;
+  /**
+   * For the benchmark only (`KMS_BENCH_NOOP_ROUTE`, refused in production): `POST
+   * /v1/tenants/:tenantId/noop`, the encrypt route without the encryption. Same credential check,
+   * body limit, schema and base64 decoding; it answers the plaintext back. Default: absent.
+   */
+  noopRoute?: boolean;
 }
 
 /** What `GET /metrics` needs of a prom-client `Registry`. */
@@ -320,18 +326,20 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
     "5xx": errorSchema,
   });
 
+  const encryptBodySchema = {
+    type: "object",
+    required: ["plaintext"],
+    additionalProperties: false,
+    properties: { plaintext: { type: "string", pattern: BASE64 }, context: contextSchema },
+  };
+
   app.post<EncryptRoute>(
     "/v1/tenants/:tenantId/encrypt",
     {
       onRequest: authorizeTenant,
       schema: {
         params: paramsSchema,
-        body: {
-          type: "object",
-          required: ["plaintext"],
-          additionalProperties: false,
-          properties: { plaintext: { type: "string", pattern: BASE64 }, context: contextSchema },
-        },
+        body: encryptBodySchema,
         response: responses({ type: "object", properties: { ciphertext: { type: "string" } } }),
       },
     },
@@ -398,6 +406,24 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
       return { ciphertext: toBase64Url(rewrapped) };
     },
   );
+
+  if (options.noopRoute === true) {
+    app.post<EncryptRoute>(
+      "/v1/tenants/:tenantId/noop",
+      {
+        onRequest: authorizeTenant,
+        schema: {
+          params: paramsSchema,
+          body: encryptBodySchema,
+          response: responses({ type: "object", properties: { plaintext: { type: "string" } } }),
+        },
+      },
+      async (request) => {
+        decodeBase64(request.body.plaintext, "plaintext").fill(0);
+        return { plaintext: request.body.plaintext };
+      },
+    );
+  }
 
   app.get("/health/live", async () => ({ status: "ok" }));
 
@@ -559,48 +585,6 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
   }
 
   return app;
-}
-
-/** One permission check as `POST /admin/validate-kms` answers it. */
-export interface PublicPermissionCheck {
-  permission: string;
-  ok: boolean;
-  remediation?: string;
-  docsUrl?: string;
-  /** The failure's code and its fixed public text; the provider's own message is logged only. */
-  error?: { code: string; message: string };
-}
-
-export interface PublicPermissionReport {
-  ok: boolean;
-  keys: { provider: string; keyId: string; checks: PublicPermissionCheck[] }[];
-}
-
-/**
- * Core's permission report without the errors' own messages (a provider SDK's text can name hosts,
- * principals and request ids): each failure keeps its code, the code's public text, the provider's
- * remediation and a docs link (the check's own, else the code's troubleshooting section).
- */
-function publicPermissionReport(report: PermissionReport): PublicPermissionReport {
-  return {
-    ok: report.ok,
-    keys: report.keys.map(({ provider, keyId, checks }) => ({
-      provider,
-      keyId,
-      checks: checks.map((check): PublicPermissionCheck => {
-        const docsUrl = check.docsUrl ?? check.error?.docsUrl;
-        return {
-          permission: check.permission,
-          ok: check.ok,
-          ...(check.remediation === undefined ? {} : { remediation: check.remediation }),
-          ...(docsUrl === undefined ? {} : { docsUrl }),
-          ...(check.error === undefined
-            ? {}
-            : { error: { code: check.error.code, message: PUBLIC_MESSAGES[check.error.code] ?? "The key service could not complete the request" } }),
-        };
-      }),
-    })),
-  };
 }
 
 function redactPathsOf(options: LoggerOptions | undefined): string[] {

@@ -34,16 +34,30 @@ export interface TokenSet {
   admin?: string | undefined;
 }
 
-function digest(token: string): Buffer {
+/** What the server keeps of its static tokens: their SHA-256 digests (32 bytes each). */
+export interface TokenDigests {
+  /** Tenant id → digest. */
+  tenants: Readonly<Record<string, Buffer>>;
+  admin?: Buffer | undefined;
+}
+
+/** A token's SHA-256 digest: what `KMS_TENANT_TOKEN_HASHES` / `KMS_ADMIN_TOKEN_HASH` hold, in hex. */
+export function tokenDigest(token: string): Buffer {
   return createHash("sha256").update(token, "utf8").digest();
 }
 
-/** Builds an authenticator from plaintext tokens; only their digests are retained. */
-export function createTokenAuth(tokens: TokenSet): Authenticator {
+export function digestsOf(tokens: TokenSet): TokenDigests {
+  const tenants: Record<string, Buffer> = {};
+  for (const [tenantId, token] of Object.entries(tokens.tenants)) tenants[tenantId] = tokenDigest(token);
+  return { tenants, admin: tokens.admin === undefined ? undefined : tokenDigest(tokens.admin) };
+}
+
+/** Builds an authenticator from the tokens' digests (`digestsOf` for plaintext tokens). */
+export function createTokenAuth(digests: TokenDigests): Authenticator {
   const entries: { owner: string | typeof ADMIN; digest: Buffer }[] = [];
-  for (const [tenantId, token] of Object.entries(tokens.tenants)) entries.push({ owner: tenantId, digest: digest(token) });
-  if (tokens.admin !== undefined) entries.push({ owner: ADMIN, digest: digest(tokens.admin) });
-  const tenants = Object.keys(tokens.tenants);
+  for (const [tenantId, digest] of Object.entries(digests.tenants)) entries.push({ owner: tenantId, digest });
+  if (digests.admin !== undefined) entries.push({ owner: ADMIN, digest: digests.admin });
+  const tenants = Object.keys(digests.tenants);
 
   /** The owner of the presented token, or undefined; constant time in the token's value. */
   function identify(authorization: string | undefined): string | typeof ADMIN | undefined {
@@ -54,7 +68,7 @@ export function createTokenAuth(tokens: TokenSet): Authenticator {
     if (match === null) {
       throw new HttpError(401, "UNAUTHENTICATED", "Malformed Authorization header: send `Authorization: Bearer <token>`");
     }
-    const presented = digest(match[1]!);
+    const presented = tokenDigest(match[1]!);
     let owner: string | typeof ADMIN | undefined;
     for (const entry of entries) {
       // No early exit: every digest is compared whatever matches.
@@ -65,7 +79,7 @@ export function createTokenAuth(tokens: TokenSet): Authenticator {
 
   return {
     tenants,
-    hasAdmin: tokens.admin !== undefined,
+    hasAdmin: digests.admin !== undefined,
     authorizeTenant(authorization, tenantId) {
       const owner = identify(authorization);
       if (owner === tenantId) return;

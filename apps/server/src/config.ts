@@ -5,10 +5,10 @@
  * `createKms` (see `loadServerConfig` callers).
  */
 import { readFileSync, statSync } from "node:fs";
-import { dirname, isAbsolute, join, resolve } from "node:path";
-import { isNode, isScalar, LineCounter, parseDocument, visit, type DocumentOptions, type ParseOptions, type SchemaOptions } from "yaml";
-import { configIssue, isProductionEnv, LOCAL_DEFAULT_PATH, tenantIdProblem, type ConfigIssue } from "@kms/core";
-import { TOKEN_PATTERN, type TokenSet } from "./auth";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { configIssue, isProductionEnv, LOCAL_DEFAULT_PATH, readConfigFile, tenantIdProblem, type ConfigIssue } from "@kms/core";
+import { defaultEvidenceFile } from "@kms/rotation";
+import { TOKEN_PATTERN, tokenDigest, type TokenDigests } from "./auth";
 import {
   MIN_HS256_SECRET_BYTES,
   publicKeyFromPem,
@@ -24,8 +24,6 @@ export const DEFAULT_PORT = 8080;
 export const DEFAULT_BODY_LIMIT_BYTES = 1024 * 1024;
 export const DEFAULT_KEY_ID = "default";
 export const DEFAULT_DEMO_TENANTS = ["tenant-a", "tenant-b"];
-/** Where the evidence log goes when neither `KMS_EVIDENCE_FILE` nor a local key store says. */
-export const DEFAULT_EVIDENCE_FILE = ".kms/evidence.jsonl";
 export const MIN_EVIDENCE_HMAC_KEY_BYTES = 32;
 export const DEFAULT_CRYPTOPERIOD_DAYS = 90;
 /** Tokens shorter than this are refused in production. */
@@ -43,7 +41,7 @@ export interface ServerConfig {
    */
   kms: Record<string, unknown> | undefined;
   /** Tokens from the environment; `undefined` when none is configured (or with `KMS_AUTH=jwt`). */
-  tokens: TokenSet | undefined;
+  tokens: TokenDigests | undefined;
   /** JWT verification settings with `KMS_AUTH=jwt`, else `undefined`. */
   jwt: JwtSettings | undefined;
   /** Tenants that get generated tokens when none is configured (development only). */
@@ -54,10 +52,12 @@ export interface ServerConfig {
   evidenceFile: string;
   /** `KMS_EVIDENCE_HMAC_KEY` (≥ 32 bytes): MACs every evidence record and signs exports. Never logged. */
   evidenceHmacKey: Buffer | undefined;
-  /** `KMS_ROTATION_CRYPTOPERIOD_DAYS` (default 90), in milliseconds. */
+  /** `KMS_ROTATION_CRYPTOPERIOD_DAYS`, else the file's `rotation.cryptoperiodDays`, else 90; in milliseconds. */
   cryptoperiodMs: number;
   /** `KMS_ROTATION_INTERVAL_MS`: the periodic scheduler runs only when set. */
   rotationIntervalMs: number | undefined;
+  /** `KMS_BENCH_NOOP_ROUTE=true`: the benchmark's no-op route (`POST /v1/tenants/:tenantId/noop`); refused in production. */
+  benchNoopRoute: boolean;
 }
 
 export type LoadResult = { ok: true; config: ServerConfig } | { ok: false; issues: ConfigIssue[]; partial: ServerConfig };
@@ -95,7 +95,9 @@ export function loadServerConfig(env: Env, baseDir: string): LoadResult {
   } else {
     const path = resolve(baseDir, file);
     fileDir = dirname(path);
-    kms = readConfigFile(path, invalid);
+    const read = readConfigFile(path);
+    if (read.ok) kms = read.config;
+    else issues.push(read.issue);
     if (kms !== undefined && kms.providers === undefined) {
       invalid(
         "providers",
@@ -142,10 +144,10 @@ export function loadServerConfig(env: Env, baseDir: string): LoadResult {
   // --- credentials: static tokens (the default) or JWTs
   const authMode = env.KMS_AUTH === undefined || env.KMS_AUTH === "" ? "tokens" : env.KMS_AUTH;
   if (authMode !== "tokens" && authMode !== "jwt") invalid("KMS_AUTH", `must be "tokens" or "jwt", got "${authMode}"`);
-  let tokens: TokenSet | undefined;
+  let tokens: TokenDigests | undefined;
   let jwt: JwtSettings | undefined;
   if (authMode === "jwt") {
-    for (const name of ["KMS_TENANT_TOKENS", "KMS_ADMIN_TOKEN"]) {
+    for (const name of TOKEN_VARIABLES) {
       if (env[name] !== undefined && env[name] !== "") invalid(name, "must not be set with KMS_AUTH=jwt: credentials are either static tokens or JWTs");
     }
     jwt = loadJwtSettings(env, baseDir, invalid);
@@ -163,15 +165,15 @@ export function loadServerConfig(env: Env, baseDir: string): LoadResult {
   if (tokens === undefined && authMode !== "jwt" && production) {
     invalid(
       "KMS_TENANT_TOKENS",
-      "no credentials are configured and NODE_ENV=production: set KMS_TENANT_TOKENS (a JSON map tenant id → token) " +
-        "and/or KMS_ADMIN_TOKEN, or use JWTs (KMS_AUTH=jwt); tokens are generated only outside production",
+      "no credentials are configured and NODE_ENV=production: set KMS_TENANT_TOKEN_HASHES (a JSON map tenant id → " +
+        '"sha256:<hex>") and KMS_ADMIN_TOKEN_HASH, or KMS_TENANT_TOKENS and KMS_ADMIN_TOKEN, or use JWTs (KMS_AUTH=jwt); ' +
+        "tokens are generated only outside production",
     );
   }
 
   // --- evidence and rotation
   const localPath = isPlainObject(kms?.providers) && isPlainObject(kms.providers.local) ? kms.providers.local.path : undefined;
-  const evidenceDefault =
-    typeof localPath === "string" ? join(dirname(resolve(baseDir, localPath)), "evidence.jsonl") : resolve(baseDir, DEFAULT_EVIDENCE_FILE);
+  const evidenceDefault = defaultEvidenceFile(typeof localPath === "string" ? localPath : undefined, baseDir);
   const evidenceFile = env.KMS_EVIDENCE_FILE !== undefined && env.KMS_EVIDENCE_FILE !== "" ? resolve(baseDir, env.KMS_EVIDENCE_FILE) : evidenceDefault;
   let evidenceHmacKey: Buffer | undefined;
   const hmacRaw = env.KMS_EVIDENCE_HMAC_KEY;
@@ -181,7 +183,10 @@ export function loadServerConfig(env: Env, baseDir: string): LoadResult {
     if (bytes < MIN_EVIDENCE_HMAC_KEY_BYTES) invalid("KMS_EVIDENCE_HMAC_KEY", `must be at least ${MIN_EVIDENCE_HMAC_KEY_BYTES} bytes, got ${bytes}`);
     else evidenceHmacKey = Buffer.from(hmacRaw, "utf8");
   }
-  const cryptoperiodDays = parseInteger(env.KMS_ROTATION_CRYPTOPERIOD_DAYS, DEFAULT_CRYPTOPERIOD_DAYS);
+  // The file's `rotation.cryptoperiodDays` (core validates it) is the default; the environment wins.
+  const fileRotation = isPlainObject(kms?.rotation) ? kms.rotation.cryptoperiodDays : undefined;
+  const fileDays = Number.isInteger(fileRotation) && (fileRotation as number) >= 1 && (fileRotation as number) <= 3650 ? (fileRotation as number) : DEFAULT_CRYPTOPERIOD_DAYS;
+  const cryptoperiodDays = parseInteger(env.KMS_ROTATION_CRYPTOPERIOD_DAYS, fileDays);
   if (cryptoperiodDays === undefined || cryptoperiodDays < 1 || cryptoperiodDays > 3650) {
     invalid("KMS_ROTATION_CRYPTOPERIOD_DAYS", `must be an integer from 1 to 3650, got "${env.KMS_ROTATION_CRYPTOPERIOD_DAYS}"`);
   }
@@ -192,6 +197,13 @@ export function loadServerConfig(env: Env, baseDir: string): LoadResult {
       invalid("KMS_ROTATION_INTERVAL_MS", `must be an integer from 1000 to 604800000, got "${env.KMS_ROTATION_INTERVAL_MS}"`);
       rotationIntervalMs = undefined;
     }
+  }
+
+  const benchNoop = env.KMS_BENCH_NOOP_ROUTE;
+  if (benchNoop !== undefined && benchNoop !== "" && benchNoop !== "true" && benchNoop !== "false") {
+    invalid("KMS_BENCH_NOOP_ROUTE", `must be "true" or "false", got "${benchNoop}"`);
+  } else if (benchNoop === "true" && production) {
+    invalid("KMS_BENCH_NOOP_ROUTE", "the benchmark's no-op route is for benchmarks only and is refused in production");
   }
 
   const config: ServerConfig = {
@@ -207,130 +219,12 @@ export function loadServerConfig(env: Env, baseDir: string): LoadResult {
     warnings,
     evidenceFile,
     evidenceHmacKey,
-    cryptoperiodMs: (cryptoperiodDays ?? DEFAULT_CRYPTOPERIOD_DAYS) * 86_400_000,
+    cryptoperiodMs: (cryptoperiodDays ?? fileDays) * 86_400_000,
     rotationIntervalMs,
+    benchNoopRoute: benchNoop === "true" && !production,
   };
   return issues.length === 0 ? { ok: true, config } : { ok: false, issues, partial: config };
 }
-
-/** Largest configuration file accepted (JSON or YAML), checked before parsing. */
-export const MAX_CONFIG_FILE_BYTES = 256 * 1024;
-
-/**
- * The `yaml` options: YAML 1.2 core schema (no `!!binary`, `!!set`, ... of YAML 1.1), no `<<`
- * merge keys, duplicate keys an error, no custom tags, and aliases expanded zero times (they are
- * refused below anyway, and `toJS` gets `maxAliasCount: 0`: a billion-laughs document is an error, not a
- * memory spike).
- */
-const YAML_OPTIONS: ParseOptions & DocumentOptions & SchemaOptions = {
-  schema: "core",
-  merge: false,
-  uniqueKeys: true,
-  customTags: [],
-  prettyErrors: false,
-  strict: true,
-};
-
-/** The object in the file (`.yaml`/`.yml`: YAML, anything else: JSON), or `undefined` (and an issue). */
-function readConfigFile(path: string, invalid: (path: string, message: string) => void): Record<string, unknown> | undefined {
-  let bytes: Buffer;
-  try {
-    // A size check before reading everything: the file must not be a way to exhaust memory.
-    const size = statSync(path).size;
-    if (size > MAX_CONFIG_FILE_BYTES) {
-      invalid("KMS_CONFIG_FILE", `configuration file ${path} is ${size} bytes, the limit is ${MAX_CONFIG_FILE_BYTES}`);
-      return undefined;
-    }
-    bytes = readFileSync(path);
-  } catch (error) {
-    const reason = (error as NodeJS.ErrnoException).code ?? "unreadable";
-    invalid("KMS_CONFIG_FILE", `cannot read configuration file ${path} (${reason})`);
-    return undefined;
-  }
-  if (bytes.length > MAX_CONFIG_FILE_BYTES) {
-    invalid("KMS_CONFIG_FILE", `configuration file ${path} is ${bytes.length} bytes, the limit is ${MAX_CONFIG_FILE_BYTES}`);
-    return undefined;
-  }
-  const text = bytes.toString("utf8");
-  const yaml = /\.ya?ml$/i.test(path);
-  const parsed = yaml ? parseYamlConfig(text, path, invalid) : parseJsonConfig(text, path, invalid);
-  if (parsed === undefined) return undefined;
-  if (isPlainObject(parsed)) return parsed;
-  invalid("KMS_CONFIG_FILE", `configuration file ${path} must hold ${yaml ? "a YAML mapping" : "a JSON object"}`);
-  return undefined;
-}
-
-function parseJsonConfig(text: string, path: string, invalid: (path: string, message: string) => void): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (error) {
-    // Only the position: the parser's message may quote the file, which can hold credentials.
-    const where = /position \d+(?: \(line \d+ column \d+\))?/.exec((error as Error).message)?.[0];
-    invalid("KMS_CONFIG_FILE", `configuration file ${path} is not valid JSON${where ? ` (at ${where})` : ""}`);
-    return undefined;
-  }
-}
-
-/**
- * Strict YAML: one document, no errors or warnings (an unknown tag is only a warning to `yaml`),
- * no aliases, no explicit tags, string keys only. Messages name the rule and a line/column, never
- * the file's content (which can hold credentials).
- */
-function parseYamlConfig(text: string, path: string, invalid: (path: string, message: string) => void): unknown {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { ...YAML_OPTIONS, lineCounter });
-  const at = (pos: readonly number[] | undefined): string => {
-    if (pos === undefined || pos[0] === undefined) return "";
-    const { line, col } = lineCounter.linePos(pos[0]);
-    return ` (at line ${line} column ${col})`;
-  };
-  const problem = [...doc.errors, ...doc.warnings][0];
-  if (problem !== undefined) {
-    const what = YAML_PROBLEMS[problem.code] ?? `a YAML syntax error (${problem.code})`;
-    invalid("KMS_CONFIG_FILE", `configuration file ${path} is not valid YAML: ${what}${at(problem.pos)}`);
-    return undefined;
-  }
-  let refused: string | undefined;
-  visit(doc, {
-    Alias(_key, node) {
-      refused = `aliases (*name) are not allowed${at(node.range ?? undefined)}`;
-      return visit.BREAK;
-    },
-    Node(_key, node) {
-      if (node.tag !== undefined) {
-        refused = `explicit tags (!tag, !!type) are not allowed${at(node.range ?? undefined)}`;
-        return visit.BREAK;
-      }
-      return undefined;
-    },
-    Pair(_key, pair) {
-      if (!isScalar(pair.key) || typeof pair.key.value !== "string") {
-        refused = `keys must be strings${at(isNode(pair.key) ? (pair.key.range ?? undefined) : undefined)}`;
-        return visit.BREAK;
-      }
-      return undefined;
-    },
-  });
-  if (refused !== undefined) {
-    invalid("KMS_CONFIG_FILE", `configuration file ${path} is not accepted: ${refused}`);
-    return undefined;
-  }
-  try {
-    return doc.toJS({ maxAliasCount: 0 }) as unknown;
-  } catch {
-    invalid("KMS_CONFIG_FILE", `configuration file ${path} could not be read as YAML`);
-    return undefined;
-  }
-}
-
-/** Fixed texts for `yaml`'s error codes (its own messages can quote the source). */
-const YAML_PROBLEMS: Readonly<Record<string, string>> = {
-  DUPLICATE_KEY: "a duplicate key",
-  MULTIPLE_DOCS: "more than one document",
-  TAG_RESOLVE_FAILED: "an unknown tag",
-  ALIAS_PROPS: "an alias with properties",
-  BAD_ALIAS: "a bad alias",
-};
 
 function parseInteger(raw: string | undefined, fallback: number): number | undefined {
   if (raw === undefined || raw === "") return fallback;
@@ -339,66 +233,91 @@ function parseInteger(raw: string | undefined, fallback: number): number | undef
   return Number.isSafeInteger(n) ? n : undefined;
 }
 
+/** A token hash as configured: `sha256:` then the 64 hex digits of the token's SHA-256 digest. */
+const TOKEN_HASH = /^sha256:([0-9a-f]{64})$/;
+
+/**
+ * Static tokens from the environment, kept as SHA-256 digests: `KMS_TENANT_TOKEN_HASHES` (tenant id →
+ * `sha256:<hex>`) and `KMS_ADMIN_TOKEN_HASH`, so no token is stored in the deployment; and, for the
+ * quick start, the tokens themselves in `KMS_TENANT_TOKENS` and `KMS_ADMIN_TOKEN`.
+ */
 function loadTokens(
   env: Env,
   production: boolean,
   invalid: (path: string, message: string) => void,
-): TokenSet | undefined {
-  const tenants: Record<string, string> = {};
+): TokenDigests | undefined {
+  const tenants: Record<string, Buffer> = {};
+  let admin: Buffer | undefined;
   const seen = new Map<string, string>();
-  const check = (path: string, owner: string, token: string): boolean => {
-    if (!TOKEN_PATTERN.test(token)) {
-      invalid(path, "tokens must be non-empty and use only A-Z a-z 0-9 - . _ ~ + / (then optional =)");
-      return false;
-    }
-    if (production && token.length < MIN_PRODUCTION_TOKEN_LENGTH) {
-      invalid(path, `tokens must be at least ${MIN_PRODUCTION_TOKEN_LENGTH} characters in production`);
-      return false;
-    }
-    const other = seen.get(token);
+  const accept = (path: string, owner: string, digest: Buffer): Buffer | undefined => {
+    const other = seen.get(digest.toString("hex"));
     if (other !== undefined) {
       invalid(path, `the same token is also configured for ${other}: every token must be unique`);
-      return false;
+      return undefined;
     }
-    seen.set(token, owner);
-    return true;
+    seen.set(digest.toString("hex"), owner);
+    return digest;
   };
+  const fromToken = (path: string, owner: string, token: unknown): Buffer | undefined => {
+    if (typeof token !== "string") return void invalid(path, "must be a string");
+    if (!TOKEN_PATTERN.test(token)) return void invalid(path, "tokens must be non-empty and use only A-Z a-z 0-9 - . _ ~ + / (then optional =)");
+    if (production && token.length < MIN_PRODUCTION_TOKEN_LENGTH) {
+      return void invalid(path, `tokens must be at least ${MIN_PRODUCTION_TOKEN_LENGTH} characters in production`);
+    }
+    return accept(path, owner, tokenDigest(token));
+  };
+  const fromHash = (path: string, owner: string, hash: unknown): Buffer | undefined => {
+    const hex = typeof hash === "string" ? TOKEN_HASH.exec(hash)?.[1] : undefined;
+    if (hex === undefined) return void invalid(path, 'must be "sha256:" followed by the 64 lowercase hex digits of the token\'s SHA-256 digest');
+    return accept(path, owner, Buffer.from(hex, "hex"));
+  };
+  const set = (value: string | undefined) => value !== undefined && value.trim() !== "";
 
-  const raw = env.KMS_TENANT_TOKENS;
-  if (raw !== undefined && raw.trim() !== "") {
+  const tenantMaps: [string, (path: string, owner: string, value: unknown) => Buffer | undefined, string][] = [
+    ["KMS_TENANT_TOKENS", fromToken, '{"tenant-a":"<token>"}'],
+    ["KMS_TENANT_TOKEN_HASHES", fromHash, '{"tenant-a":"sha256:<hex>"}'],
+  ];
+  for (const [name, read, example] of tenantMaps) {
+    const raw = env[name];
+    if (!set(raw)) continue;
     let parsed: unknown;
     try {
-      parsed = JSON.parse(raw);
+      parsed = JSON.parse(raw!);
     } catch {
       // The JSON parser's message may quote the input, which holds secrets: not repeated here.
-      invalid("KMS_TENANT_TOKENS", 'is not valid JSON: expected a map like {"tenant-a":"<token>"}');
+      invalid(name, `is not valid JSON: expected a map like ${example}`);
+      continue;
     }
-    if (parsed !== undefined) {
-      if (!isPlainObject(parsed)) {
-        invalid("KMS_TENANT_TOKENS", 'must be a JSON object like {"tenant-a":"<token>"}');
+    if (!isPlainObject(parsed)) {
+      invalid(name, `must be a JSON object like ${example}`);
+      continue;
+    }
+    for (const [tenantId, value] of Object.entries(parsed)) {
+      const problem = tenantIdProblem(tenantId);
+      if (problem !== undefined) {
+        invalid(name, problem);
+      } else if (Object.hasOwn(tenants, tenantId)) {
+        invalid(`${name}.${tenantId}`, "this tenant already has a token in KMS_TENANT_TOKENS: give each tenant one credential");
       } else {
-        for (const [tenantId, token] of Object.entries(parsed)) {
-          const path = `KMS_TENANT_TOKENS.${tenantId}`;
-          const problem = tenantIdProblem(tenantId);
-          if (problem !== undefined) {
-            invalid("KMS_TENANT_TOKENS", problem);
-          } else if (typeof token !== "string") {
-            invalid(path, "must be a string");
-          } else if (check(path, `tenant ${tenantId}`, token)) {
-            tenants[tenantId] = token;
-          }
-        }
+        const digest = read(`${name}.${tenantId}`, `tenant ${tenantId}`, value);
+        if (digest !== undefined) tenants[tenantId] = digest;
       }
     }
   }
-  let admin: string | undefined;
-  const adminRaw = env.KMS_ADMIN_TOKEN;
-  if (adminRaw !== undefined && adminRaw !== "" && check("KMS_ADMIN_TOKEN", "the admin", adminRaw)) admin = adminRaw;
+  if (set(env.KMS_ADMIN_TOKEN) && set(env.KMS_ADMIN_TOKEN_HASH)) {
+    invalid("KMS_ADMIN_TOKEN_HASH", "set either KMS_ADMIN_TOKEN or KMS_ADMIN_TOKEN_HASH, not both");
+  } else if (set(env.KMS_ADMIN_TOKEN)) {
+    admin = fromToken("KMS_ADMIN_TOKEN", "the admin", env.KMS_ADMIN_TOKEN);
+  } else if (set(env.KMS_ADMIN_TOKEN_HASH)) {
+    admin = fromHash("KMS_ADMIN_TOKEN_HASH", "the admin", env.KMS_ADMIN_TOKEN_HASH);
+  }
 
-  const configured =
-    (raw !== undefined && raw.trim() !== "") || (adminRaw !== undefined && adminRaw !== "");
+  const configured = [...TOKEN_VARIABLES].some((name) => set(env[name]));
   return configured ? { tenants, admin } : undefined;
 }
+
+/** The environment variables that configure static tokens (any one of them turns generation off). */
+export const TOKEN_VARIABLES = ["KMS_TENANT_TOKENS", "KMS_TENANT_TOKEN_HASHES", "KMS_ADMIN_TOKEN", "KMS_ADMIN_TOKEN_HASH"] as const;
 
 /** The largest accepted `KMS_JWT_CLOCK_SKEW_SECONDS`. */
 export const MAX_CLOCK_SKEW_SECONDS = 300;

@@ -7,9 +7,9 @@
  * Messages are written by the server, not passed through: a KmsError's message may come from a
  * provider SDK (key ARNs, hostnames, request ids), so its body carries the code's fixed public text
  * and the full error goes to the server log only. The one exception is `INPUT_INVALID` raised by
- * core itself (see `publicMessage`).
+ * core itself (see core's `publicMessageOf`).
  */
-import { DOCS_BASE_URL, docsUrlFor, isKmsError, type KmsError, type KmsErrorCode } from "@kms/core";
+import { DOCS_BASE_URL, docsUrlFor, isKmsError, PUBLIC_MESSAGES, publicMessageOf, type KmsError, type KmsErrorCode } from "@kms/core";
 
 /** Codes that only exist at the HTTP layer. */
 export type ServerErrorCode =
@@ -50,31 +50,10 @@ export function docsUrlOf(code: ErrorCode): string {
 const SERVER_RETRYABLE: ReadonlySet<string> = new Set<ServerErrorCode>(["SHUTTING_DOWN", "ROTATION_IN_PROGRESS"]);
 
 /**
- * The public text of every core code: the only message a KmsError's body ever carries. A `Record`
- * over every code, so a code added to core does not compile here until it has a text.
+ * The public text of every core code: the only message a KmsError's body ever carries. Core's table
+ * (shared with the `kms` CLI); re-exported for the routes.
  */
-export const PUBLIC_MESSAGES: Readonly<Record<KmsErrorCode, string>> = {
-  KMS_ACCESS_DENIED: "The key service refused access to the tenant's key",
-  KMS_KEY_NOT_FOUND: "The tenant's key was not found",
-  KMS_KEY_DISABLED: "The tenant's key is disabled",
-  KMS_THROTTLED: "The key service is throttling requests; retry later",
-  KMS_UNAVAILABLE: "The key service is unavailable; retry later",
-  KMS_TIMEOUT: "The key service did not answer in time; retry later",
-  KMS_CIRCUIT_OPEN: "Calls to the key service are paused after repeated failures; retry later",
-  KMS_OVERLOADED: "Too many key service requests are waiting; retry later",
-  KMS_PROVIDER_ERROR: "The key service could not complete the request",
-  KMS_INTEGRITY_ERROR: "The key service's answer was corrupted in transit; retry later",
-  KMS_CONFIG_INVALID: "The server's key service configuration is invalid",
-  KMS_PROVIDER_UNKNOWN: "The server's key service configuration names an unknown provider",
-  KMS_PROVIDER_NOT_INSTALLED: "A key service provider the server needs is not installed",
-  KMS_LOCAL_IN_PRODUCTION: "The local key provider is not allowed in production",
-  KMS_CLOSED: "The key service client is closed",
-  ENVELOPE_MALFORMED: "The ciphertext is not a well-formed envelope",
-  ENVELOPE_AUTH_FAILED: "The ciphertext cannot be decrypted with this tenant and context",
-  // Core never raises it; the server's own 403 for another tenant's token (auth.ts) has its own text.
-  TENANT_MISMATCH: "The credential belongs to another tenant",
-  INPUT_INVALID: "The request is not valid",
-};
+export { PUBLIC_MESSAGES };
 
 /** An error the server raises itself, with the status and code it is answered with. */
 export class HttpError extends Error {
@@ -135,24 +114,7 @@ function mapKmsError(error: KmsError): MappedError {
   // a failed provider: 500, but the caller still gets the code (a tenant must be able to see that
   // its BYOK key is disabled). `retryable` is the error's own: a provider may know better than the
   // code's default.
-  return errorResponse(KMS_STATUS[error.code] ?? 500, error.code, publicMessage(error), error.retryable);
-}
-
-/**
- * The message a KmsError's body carries: its code's fixed text, except for `INPUT_INVALID` raised by
- * core itself (no `provider`: core's resilience layer sets it on every error a provider raises).
- * Core writes those messages and names positions and lengths only, never a tenant id, a context key
- * or a value (e.g. `the value of encryption context key #2 is 5000 UTF-8 bytes, the limit is 4096`),
- * so the caller learns which of core's rules the request broke; the limits stay core's alone. The
- * ` (CODE; see URL)` suffix KmsError appends is dropped: the body has `code` and `docsUrl` already.
- */
-function publicMessage(error: KmsError): string {
-  if (error.code === "INPUT_INVALID" && error.provider === undefined) {
-    const suffix = ` (${error.code}; see ${error.docsUrl})`;
-    return error.message.endsWith(suffix) ? error.message.slice(0, -suffix.length) : error.message;
-  }
-  // `??`: an error from another copy of core may carry a code this table predates.
-  return PUBLIC_MESSAGES[error.code] ?? "The key service could not complete the request";
+  return errorResponse(KMS_STATUS[error.code] ?? 500, error.code, publicMessageOf(error), error.retryable);
 }
 
 /**

@@ -10,7 +10,7 @@ import { configIssue, createKms, isKmsError, KmsConfigError, localKms, validateC
 import { createEvidenceLog, openFileEvidenceStore, type EvidenceLog } from "@kms/rotation";
 import { gcpKms } from "@kms/gcp";
 import { vaultKms } from "@kms/vault";
-import { createTokenAuth, generateToken, type TokenSet } from "./auth";
+import { createTokenAuth, digestsOf, generateToken, type TokenSet } from "./auth";
 import { createJwtAuth } from "./jwt";
 import { loadServerConfig, type ServerConfig } from "./config";
 import { createRotationService, tenantKeysOf, type RotationService } from "./rotation";
@@ -112,7 +112,7 @@ async function main(): Promise<void> {
     const tenants: Record<string, string> = {};
     for (const tenantId of config.demoTenants) tenants[tenantId] = generateToken();
     generated = { tenants, admin: generateToken() };
-    tokens = generated;
+    tokens = digestsOf(generated);
   }
   // With KMS_AUTH=jwt a valid configuration always has JWT settings (else it failed above).
   const auth = config.jwt !== undefined ? createJwtAuth(config.jwt) : createTokenAuth(tokens ?? { tenants: {} });
@@ -140,6 +140,7 @@ async function main(): Promise<void> {
     kms,
     cryptoperiodMs: config.cryptoperiodMs,
     intervalMs: config.rotationIntervalMs,
+    observe: (event) => metrics.metrics.observe(event),
   });
   const app = buildApp({
     kms,
@@ -150,8 +151,10 @@ async function main(): Promise<void> {
     evidence,
     evidenceHmacKey: config.evidenceHmacKey,
     rotation,
+    noopRoute: config.benchNoopRoute,
   });
   for (const warning of config.warnings) app.log.warn(warning);
+  if (config.benchNoopRoute) app.log.warn("KMS_BENCH_NOOP_ROUTE: the benchmark's no-op route POST /v1/tenants/:tenantId/noop is enabled");
   if (recoveredBytes !== undefined) app.log.warn({ truncatedBytes: recoveredBytes }, "evidence: cut an unfinished last line (a crash mid-write; never acknowledged)");
 
   let stopping = false;
@@ -208,7 +211,7 @@ async function main(): Promise<void> {
     // Printed once, never logged, and not kept: only their hashes stay in memory.
     const lines = [
       "",
-      "Development tokens (generated because KMS_TENANT_TOKENS and KMS_ADMIN_TOKEN are not set; shown only once):",
+      "Development tokens (generated because no token or token hash is configured; shown only once):",
       ...Object.entries(generated.tenants).map(([tenantId, token]) => `  tenant ${tenantId}: ${token}`),
       `  admin: ${generated.admin}`,
       "",

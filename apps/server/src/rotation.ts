@@ -4,10 +4,11 @@
  * log. On-demand rotation takes the same lease as the scheduler (`<provider>:<keyId>`, the shared
  * embedded lock), so the two never rotate one key at once.
  */
-import { isKmsError, type KmsClient, type KmsProvider } from "@kms/core";
+import { isKmsError, type KmsClient, type KmsEvent, type KmsProvider } from "@kms/core";
 import {
   createRotationScheduler,
   embeddedLocks,
+  kmsEventOf,
   type EvidenceLog,
   type LockProvider,
   type RotationScheduler,
@@ -60,10 +61,19 @@ export interface RotationServiceOptions {
   cryptoperiodMs: number;
   intervalMs: number | undefined;
   locks?: LockProvider;
+  /**
+   * Gets a `kms.operation` event (`rotateKey`) per rotation, scheduled or on demand: rotation runs
+   * on its own providers, not the runtime client, so `@kms/metrics` hears of it only through this.
+   */
+  observe?: (event: KmsEvent) => void;
 }
 
 export function createRotationService(options: RotationServiceOptions): RotationService {
   const { providers, tenants, evidence, kms, cryptoperiodMs } = options;
+  const observe = (event: Parameters<typeof kmsEventOf>[0]) => {
+    const operation = kmsEventOf(event);
+    if (operation !== undefined) options.observe?.(operation);
+  };
   const locks = options.locks ?? embeddedLocks();
   /** The last failure per key (`provider:keyId`), from the scheduler's events and on-demand runs. */
   const lastErrors = new Map<string, { code: string; at: Date }>();
@@ -76,6 +86,7 @@ export function createRotationService(options: RotationServiceOptions): Rotation
           ...schedulerOptions,
           intervalMs: options.intervalMs,
           onEvent: (event) => {
+            observe(event);
             if (event.type === "rotation.failed") lastErrors.set(name(event.provider, event.keyId), { code: event.code, at: new Date() });
             if (event.type === "rotation.succeeded") {
               lastErrors.delete(name(event.provider, event.keyId));
@@ -123,17 +134,29 @@ export function createRotationService(options: RotationServiceOptions): Rotation
         // No start record, no rotation (the scheduler's crash recovery reads these).
         await evidence.append({ ...base, type: "key.rotation-started", outcome: "success", keyVersion: before.currentVersion, previousVersion: before.currentVersion, details });
         let result: { previousVersion: string; currentVersion: string; requestId?: unknown };
+        const started = performance.now();
         try {
           result = await provider.rotateKey(keyId);
         } catch (error) {
           const code = isKmsError(error) ? error.code : "KMS_PROVIDER_ERROR";
           const requestId = isKmsError(error) ? error.requestId : undefined;
           lastErrors.set(name(providerId, keyId), { code, at: new Date() });
+          observe({ type: "rotation.failed", tenantId, provider: providerId, keyId, code, attempt: 1, retryAt: new Date(), durationMs: performance.now() - started });
           await evidence
             .append({ ...base, type: "key.rotation-failed", outcome: "failure", previousVersion: before.currentVersion, errorCode: code, ...(requestId ? { requestId } : {}), details })
             .catch(() => undefined);
           throw error;
         }
+        observe({
+          type: "rotation.succeeded",
+          tenantId,
+          provider: providerId,
+          keyId,
+          previousVersion: result.previousVersion,
+          currentVersion: result.currentVersion,
+          recovered: false,
+          durationMs: performance.now() - started,
+        });
         // New encrypts must not keep using a data key wrapped under the previous version.
         kms.invalidateKey(providerId, keyId);
         lastErrors.delete(name(providerId, keyId));

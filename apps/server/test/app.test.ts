@@ -9,7 +9,7 @@ import { Writable } from "node:stream";
 import type { FastifyInstance } from "fastify";
 import { docsUrlFor, KmsError, type KmsClient, type KmsErrorCode, type KmsHealth, type PermissionReport } from "@kms/core";
 import { buildApp, type BuildAppOptions } from "../src/app";
-import { createTokenAuth } from "../src/auth";
+import { createTokenAuth, digestsOf } from "../src/auth";
 
 const TOKENS = { "tenant-a": "token-a-0123456789", "tenant-b": "token-b-0123456789" };
 const ADMIN = "admin-token-0123456789";
@@ -153,7 +153,7 @@ beforeAll(async () => {
   });
   app = buildApp({
     kms: fake as unknown as KmsClient,
-    auth: createTokenAuth({ tenants: TOKENS, admin: ADMIN }),
+    auth: createTokenAuth(digestsOf({ tenants: TOKENS, admin: ADMIN })),
     logger: { level: "info", stream },
     bodyLimitBytes: 4096,
     // Every health request reaches the fake here, so tests can change its answer; the cache has its own tests.
@@ -513,7 +513,7 @@ describe("/health/kms cache", () => {
   async function startHealthApp(checkHealth: () => Promise<KmsHealth>, options: Partial<BuildAppOptions>, n = 0) {
     const healthApp = buildApp({
       kms: { checkHealth } as unknown as KmsClient,
-      auth: createTokenAuth({ tenants: TOKENS }),
+      auth: createTokenAuth(digestsOf({ tenants: TOKENS })),
       logger: false,
       ...options,
     });
@@ -600,5 +600,44 @@ describe("/health/kms cache", () => {
     } finally {
       await server.close();
     }
+  });
+});
+
+describe("the benchmark's no-op route (noopRoute: true)", () => {
+  let noopApp: FastifyInstance;
+  let noopUrl: string;
+  const noop = (path: string, payload: unknown, headers: Record<string, string> = bearer(TOKENS["tenant-a"])) =>
+    fetch(`${noopUrl}${path}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(payload) });
+
+  beforeAll(async () => {
+    noopApp = buildApp({ kms: fake as unknown as KmsClient, auth: createTokenAuth(digestsOf({ tenants: TOKENS, admin: ADMIN })), logger: false, noopRoute: true });
+    noopUrl = await noopApp.listen({ host: "127.0.0.1", port: 0 });
+  });
+
+  afterAll(async () => {
+    await noopApp.close();
+  });
+
+  it("is absent by default", async () => {
+    expectError(await post("/v1/tenants/tenant-a/noop", { plaintext: "aGk=" }), 404, "NOT_FOUND");
+  });
+
+  it("answers the plaintext back without calling the KMS", async () => {
+    fake.failWith = "KMS_UNAVAILABLE";
+    try {
+      const res = await noop("/v1/tenants/tenant-a/noop", { plaintext: "aGVsbG8=", context: { table: "notes" } });
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ plaintext: "aGVsbG8=" });
+    } finally {
+      fake.failWith = undefined;
+    }
+  });
+
+  it("checks the credential and the body exactly as encrypt does", async () => {
+    const codeOf = async (res: Response) => [res.status, ((await res.json()) as { error: { code: string } }).error.code];
+    expect(await codeOf(await noop("/v1/tenants/tenant-a/noop", { plaintext: "aGk=" }, {}))).toEqual([401, "UNAUTHENTICATED"]);
+    expect(await codeOf(await noop("/v1/tenants/tenant-b/noop", { plaintext: "aGk=" }))).toEqual([403, "TENANT_MISMATCH"]);
+    expect(await codeOf(await noop("/v1/tenants/tenant-a/noop", { plaintext: "aGl=" }))).toEqual([400, "INPUT_INVALID"]);
+    expect(await codeOf(await noop("/v1/tenants/tenant-a/noop", { plaintext: "aGk=", extra: 1 }))).toEqual([400, "INPUT_INVALID"]);
   });
 });

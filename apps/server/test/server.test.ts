@@ -5,10 +5,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { type ChildProcess, spawn } from "node:child_process";
-import { createHmac, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
+import { createHash, createHmac, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
 import { once } from "node:events";
 import { request } from "node:http";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { docsUrlFor, fromBase64Url, parseEnvelope, type KmsErrorCode } from "@kms/core";
@@ -602,6 +602,12 @@ describe("rotation and evidence (a fresh server, an HMAC-keyed evidence log)", (
     expect(keyVersionOf(after.body.ciphertext as string)).toBe("2");
     const dec = await call(url, "POST", "/v1/tenants/tenant-a/decrypt", { ciphertext: after.body.ciphertext }, token);
     expect(dec.body).toEqual({ plaintext });
+
+    // Rotation runs on its own providers: the server forwards it to /metrics itself.
+    const metrics = await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    const exposition = await metrics.text();
+    expect(sample(exposition, 'kms_rotation_runs_total{provider="local",outcome="success"}')).toBe(1);
+    expect(sample(exposition, 'kms_rotation_runs_total{provider="local",outcome="failure"}')).toBeUndefined();
   });
 
   it("GET /admin/evidence/export → a signed export that verifies and names the start-up, the validation and the rotation", async () => {
@@ -654,6 +660,50 @@ function promtoolCheck(exposition: string): Promise<{ code: number | null; outpu
     child.on("close", (code) => resolvePromise({ code, output }));
   });
 }
+
+describe("the periodic scheduler (KMS_ROTATION_INTERVAL_MS) rotates an overdue key", () => {
+  let server: Started;
+
+  beforeAll(async () => {
+    // A local key store whose key is 100 days old: overdue under the 90-day cryptoperiod.
+    const dir = join(tmp, "scheduled");
+    const createdAt = new Date(Date.now() - 100 * 86_400_000).toISOString();
+    const material = Buffer.alloc(32, 9).toString("base64");
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    writeFileSync(
+      join(dir, "keys.json"),
+      JSON.stringify({ format: "kms-local-keystore", version: 1, keys: { default: { enabled: true, createdAt, currentVersion: "1", versions: { "1": { createdAt, material } } } } }),
+      { mode: 0o600 },
+    );
+    server = await startServer({
+      KMS_LOCAL_KEY_STORE: join(dir, "keys.json"),
+      KMS_TENANT_TOKENS: JSON.stringify(TOKENS),
+      KMS_ADMIN_TOKEN: ADMIN_TOKEN,
+      KMS_ROTATION_INTERVAL_MS: "1000",
+    });
+  }, 15_000);
+
+  afterAll(async () => {
+    server.child.kill("SIGTERM");
+    await exited(server.child);
+  });
+
+  it("rotates it once, records it, and counts it in /metrics", async () => {
+    const deadline = Date.now() + 10_000;
+    let status: Res;
+    do {
+      await new Promise((r) => setTimeout(r, 200));
+      status = await call(server.url, "GET", "/admin/tenants/tenant-a/rotation", undefined, ADMIN_TOKEN);
+    } while (status.body.currentVersion !== "2" && Date.now() < deadline);
+    expect(status.body).toMatchObject({ currentVersion: "2", overdue: false, lastError: null });
+    // Two tenants share the default key: one rotation, not two.
+    const { content } = (await call(server.url, "GET", "/admin/evidence/export", undefined, ADMIN_TOKEN)).body as { content: string };
+    const rotated = content.split("\n").filter((l) => l.includes('"type":"key.rotated"'));
+    expect(rotated).toHaveLength(1);
+    const exposition = await (await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text();
+    expect(sample(exposition, 'kms_rotation_runs_total{provider="local",outcome="success"}')).toBe(1);
+  });
+});
 
 /** The value of one sample line (`name{labels} value`) of an exposition. */
 function sample(exposition: string, series: string): number | undefined {
@@ -942,6 +992,32 @@ describe("JWT credentials and a YAML configuration file", () => {
       expectError(await call(server.url, "POST", "/v1/tenants/tenant-a/encrypt", { plaintext: b64("x") }, forged), 401, "UNAUTHENTICATED");
       expectError(await call(server.url, "GET", "/admin/cache", undefined, forged), 401, "UNAUTHENTICATED");
     });
+  });
+});
+
+describe("static tokens configured as SHA-256 hashes (production)", () => {
+  it("a tenant's token works on its routes and the admin's on /metrics; the tokens appear nowhere", async () => {
+    const sha = (token: string) => `sha256:${createHash("sha256").update(token).digest("hex")}`;
+    const tenantToken = "tenant-a-token-from-a-vault-0123";
+    const adminToken = "admin-token-from-a-vault-0123456";
+    const server = await startServer({
+      NODE_ENV: "production",
+      KMS_ALLOW_LOCAL_IN_PRODUCTION: "true",
+      KMS_LOCAL_KEY_STORE: join(tmp, "hashed", "keys.json"),
+      KMS_TENANT_TOKEN_HASHES: JSON.stringify({ "tenant-a": sha(tenantToken) }),
+      KMS_ADMIN_TOKEN_HASH: sha(adminToken),
+    });
+    try {
+      const enc = await call(server.url, "POST", "/v1/tenants/tenant-a/encrypt", { plaintext: b64("hashed") }, tenantToken);
+      expect(enc.status).toBe(200);
+      expectError(await call(server.url, "POST", "/v1/tenants/tenant-a/encrypt", { plaintext: b64("x") }, sha(tenantToken).slice(7)), 401, "UNAUTHENTICATED");
+      expect((await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${adminToken}` } })).status).toBe(200);
+      expect(server.stdout()).not.toContain(tenantToken);
+      expect(server.stdout()).not.toContain("Development tokens");
+    } finally {
+      server.child.kill("SIGTERM");
+      await exited(server.child);
+    }
   });
 });
 

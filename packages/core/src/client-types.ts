@@ -50,6 +50,21 @@ export interface PermissionReport {
   keys: { provider: string; keyId: string; checks: PermissionCheck[] }[];
 }
 
+/** A permission check as a caller (an HTTP answer, a CLI's output) may see it. */
+export interface PublicPermissionCheck {
+  permission: string;
+  ok: boolean;
+  remediation?: string;
+  docsUrl?: string;
+  /** The failure's code and its fixed public text (`PUBLIC_MESSAGES`); never the provider's message. */
+  error?: { code: string; message: string };
+}
+
+export interface PublicPermissionReport {
+  ok: boolean;
+  keys: { provider: string; keyId: string; checks: PublicPermissionCheck[] }[];
+}
+
 /** A provider's resilience state right now (for gauges and health). */
 export interface ProviderStats {
   circuit: CircuitState;

@@ -86,12 +86,24 @@ const tenantsSchema = z
 
 const providersSchema = z.record(z.string(), z.unknown());
 
+/**
+ * Key rotation policy. Core only validates it: the rotation scheduler (`@kms/rotation`, the server,
+ * `kms rotate --all-due`) reads it.
+ */
+const rotationSchema = z
+  .strictObject({
+    /** A key's current version is due for rotation at this age (NIST SP 800-57's usual 90 days). */
+    cryptoperiodDays: z.number().int().min(1).max(3650).default(90),
+  })
+  .prefault({});
+
 export const kmsConfigSchema = z.strictObject({
   /** Settings per provider id; each provider used by a tenant key needs an entry (`{}` is fine). */
   providers: providersSchema,
   tenants: tenantsSchema,
   cache: cacheSchema,
   resilience: resilienceSchema,
+  rotation: rotationSchema,
   /** `local` keeps its keys in a file on this host; in production it needs this explicit opt-in. */
   allowLocalInProduction: z.boolean().default(false),
 });
@@ -104,6 +116,7 @@ export type KeyRefConfig = z.output<typeof keyRefSchema>;
 export type TenantKeyConfig = z.output<typeof tenantKeySchema>;
 export type CacheConfig = KmsConfig["cache"];
 export type ResilienceConfig = KmsConfig["resilience"];
+export type RotationConfig = KmsConfig["rotation"];
 
 export interface ValidatedConfig {
   config: KmsConfig;

@@ -3,6 +3,7 @@
  * its own section in docs/setup/KMS_TROUBLESHOOTING.md (a test checks), linked from `docsUrl`.
  * Messages never contain key material, plaintext or credentials.
  */
+import type { PermissionReport, PublicPermissionCheck, PublicPermissionReport } from "./client-types";
 
 /** Where the repository's files are published: every docs link the toolkit builds starts here. */
 export const DOCS_BASE_URL = "https://github.com/kms-toolkit/kms/blob/main/";
@@ -158,6 +159,74 @@ export class KmsConfigError extends KmsError {
     this.name = "KmsConfigError";
     this.issues = issues;
   }
+}
+
+/**
+ * The public text of every code: what an answer to a caller (an HTTP body, a CLI's error line) says
+ * instead of the error's own message, which may come from a provider SDK (key ARNs, hostnames,
+ * request ids). A `Record` over every code, so a code added here does not compile without a text.
+ */
+export const PUBLIC_MESSAGES: Readonly<Record<KmsErrorCode, string>> = {
+  KMS_ACCESS_DENIED: "The key service refused access to the tenant's key",
+  KMS_KEY_NOT_FOUND: "The tenant's key was not found",
+  KMS_KEY_DISABLED: "The tenant's key is disabled",
+  KMS_THROTTLED: "The key service is throttling requests; retry later",
+  KMS_UNAVAILABLE: "The key service is unavailable; retry later",
+  KMS_TIMEOUT: "The key service did not answer in time; retry later",
+  KMS_CIRCUIT_OPEN: "Calls to the key service are paused after repeated failures; retry later",
+  KMS_OVERLOADED: "Too many key service requests are waiting; retry later",
+  KMS_PROVIDER_ERROR: "The key service could not complete the request",
+  KMS_INTEGRITY_ERROR: "The key service's answer was corrupted in transit; retry later",
+  KMS_CONFIG_INVALID: "The key service configuration is invalid",
+  KMS_PROVIDER_UNKNOWN: "The key service configuration names an unknown provider",
+  KMS_PROVIDER_NOT_INSTALLED: "A key service provider the configuration needs is not installed",
+  KMS_LOCAL_IN_PRODUCTION: "The local key provider is not allowed in production",
+  KMS_CLOSED: "The key service client is closed",
+  ENVELOPE_MALFORMED: "The ciphertext is not a well-formed envelope",
+  ENVELOPE_AUTH_FAILED: "The ciphertext cannot be decrypted with this tenant and context",
+  TENANT_MISMATCH: "The credential belongs to another tenant",
+  INPUT_INVALID: "The request is not valid",
+};
+
+/**
+ * The message to show a caller for a KmsError: its code's fixed text, except for `INPUT_INVALID`
+ * raised by core itself (no `provider`: core's resilience layer sets it on every error a provider
+ * raises). Core writes those messages and names positions and lengths only, never a tenant id, a
+ * context key or a value, so the caller learns which of core's rules the input broke. The
+ * ` (CODE; see URL)` suffix KmsError appends is dropped: callers show `code` and `docsUrl` themselves.
+ */
+export function publicMessageOf(error: KmsError): string {
+  if (error.code === "INPUT_INVALID" && error.provider === undefined) {
+    const suffix = ` (${error.code}; see ${error.docsUrl})`;
+    return error.message.endsWith(suffix) ? error.message.slice(0, -suffix.length) : error.message;
+  }
+  // `??`: an error from another copy of core may carry a code this table predates.
+  return PUBLIC_MESSAGES[error.code] ?? PUBLIC_MESSAGES.KMS_PROVIDER_ERROR;
+}
+
+/**
+ * A permission report without the errors' own messages (a provider SDK's text can name hosts,
+ * principals and request ids): each failure keeps its code, the code's public text, the provider's
+ * remediation and a docs link (the check's own, else the code's troubleshooting section).
+ */
+export function publicPermissionReport(report: PermissionReport): PublicPermissionReport {
+  return {
+    ok: report.ok,
+    keys: report.keys.map(({ provider, keyId, checks }) => ({
+      provider,
+      keyId,
+      checks: checks.map((check): PublicPermissionCheck => {
+        const docsUrl = check.docsUrl ?? check.error?.docsUrl;
+        return {
+          permission: check.permission,
+          ok: check.ok,
+          ...(check.remediation === undefined ? {} : { remediation: check.remediation }),
+          ...(docsUrl === undefined ? {} : { docsUrl }),
+          ...(check.error === undefined ? {} : { error: { code: check.error.code, message: PUBLIC_MESSAGES[check.error.code] ?? PUBLIC_MESSAGES.KMS_PROVIDER_ERROR } }),
+        };
+      }),
+    })),
+  };
 }
 
 /** Works across duplicate copies of this package, where `instanceof` does not. */

@@ -8,6 +8,8 @@ export type {
   KmsClient,
   KmsHealth,
   PermissionReport,
+  PublicPermissionCheck,
+  PublicPermissionReport,
   ProviderHealthReport,
   ProviderStats,
 } from "./client-types";
@@ -23,8 +25,10 @@ export {
   type KmsConfig,
   type KmsConfigInput,
   type ResilienceConfig,
+  type RotationConfig,
   type TenantKeyConfig,
 } from "./config";
+export { MAX_CONFIG_FILE_BYTES, readConfigFile, type ConfigFileResult } from "./config-file";
 export {
   ENVELOPE_VERSION,
   fromBase64Url,
@@ -45,6 +49,9 @@ export {
   docsUrlFor,
   isKmsError,
   networkFailureOf,
+  PUBLIC_MESSAGES,
+  publicMessageOf,
+  publicPermissionReport,
   type ConfigIssue,
   type KmsErrorCode,
   type KmsErrorOptions,

@@ -172,6 +172,18 @@ describe("validateConfig", () => {
     expect(() => validateConfig({ providers: { local: {} } }, { registry: [fake], env: {}, customResolver: true })).not.toThrow();
   });
 
+  it("has an optional rotation section: cryptoperiodDays from 1 to 3650, default 90", () => {
+    expect(validateConfig(base, { registry: [fake], env: {} }).config.rotation).toEqual({ cryptoperiodDays: 90 });
+    expect(validateConfig({ ...base, rotation: { cryptoperiodDays: 30 } }, { registry: [fake], env: {} }).config.rotation).toEqual({ cryptoperiodDays: 30 });
+    const error = configError({ ...base, rotation: { cryptoperiodDays: 0, every: "day" } });
+    expect(error.issues.map((i) => [i.path, i.code])).toEqual([
+      ["rotation.cryptoperiodDays", "KMS_CONFIG_INVALID"],
+      ["rotation", "KMS_CONFIG_INVALID"], // the unknown key "every"
+    ]);
+    expect(configError({ ...base, rotation: { cryptoperiodDays: 3651 } }).issues.map((i) => i.path)).toEqual(["rotation.cryptoperiodDays"]);
+    expect(configError({ ...base, rotation: { cryptoperiodDays: 1.5 } }).issues.map((i) => i.path)).toEqual(["rotation.cryptoperiodDays"]);
+  });
+
   it("rejects a configuration that is not an object", () => {
     expect(configError("providers: local").code).toBe("KMS_CONFIG_INVALID");
     expect(configError(null).code).toBe("KMS_CONFIG_INVALID");

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@jest/globals";
-import { networkFailureOf } from "../src/errors";
+import { docsUrlFor, KmsError, networkFailureOf, publicPermissionReport } from "../src/errors";
 
 describe("networkFailureOf", () => {
   it("classifies socket failures by their code: timeouts apart from unreachable", () => {
@@ -21,5 +21,44 @@ describe("networkFailureOf", () => {
     for (const error of [undefined, null, "ECONNREFUSED", 42, new Error("ThrottlingException"), { code: "ENOENT", message: "no such file" }, { code: "XECONNREFUSEDX" }]) {
       expect(networkFailureOf(error)).toBeUndefined();
     }
+  });
+});
+
+describe("publicPermissionReport", () => {
+  it("keeps codes, remediation and docs links; replaces the provider's message by the code's public text", () => {
+    const denied = new KmsError("KMS_ACCESS_DENIED", "User arn:aws:iam::111122223333:role/app is not authorized to perform kms:Encrypt", { provider: "aws-kms" });
+    const report = publicPermissionReport({
+      ok: false,
+      keys: [
+        {
+          provider: "aws-kms",
+          keyId: "alias/app",
+          checks: [
+            { permission: "kms:DescribeKey", ok: true, docsUrl: "https://example.test/perms" },
+            { permission: "kms:Encrypt", ok: false, remediation: "allow kms:Encrypt", error: denied },
+          ],
+        },
+      ],
+    });
+    expect(report).toEqual({
+      ok: false,
+      keys: [
+        {
+          provider: "aws-kms",
+          keyId: "alias/app",
+          checks: [
+            { permission: "kms:DescribeKey", ok: true, docsUrl: "https://example.test/perms" },
+            {
+              permission: "kms:Encrypt",
+              ok: false,
+              remediation: "allow kms:Encrypt",
+              docsUrl: docsUrlFor("KMS_ACCESS_DENIED"),
+              error: { code: "KMS_ACCESS_DENIED", message: "The key service refused access to the tenant's key" },
+            },
+          ],
+        },
+      ],
+    });
+    expect(JSON.stringify(report)).not.toContain("111122223333");
   });
 });

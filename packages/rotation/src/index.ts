@@ -21,6 +21,8 @@ export {
   canonicalJson,
   createEvidenceLog,
   CSV_COLUMNS,
+  DEFAULT_EVIDENCE_FILE,
+  defaultEvidenceFile,
   EVIDENCE_FORMAT_VERSION,
   exportEvidence,
   fromCsv,

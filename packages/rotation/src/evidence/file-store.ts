@@ -4,12 +4,25 @@
  */
 import { createReadStream } from "node:fs";
 import { type FileHandle, open, readFile, unlink } from "node:fs/promises";
-import { dirname } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { KmsError } from "@kms/core";
 import type { EvidenceRecord } from "../types";
 import type { EvidenceStore } from "./log";
 import { canonicalJson, matchesFilter, type NormalizedFilter, parseRecord } from "./record";
+
+/** Where the evidence log goes when nothing says otherwise and there is no local key store. */
+export const DEFAULT_EVIDENCE_FILE = ".kms/evidence.jsonl";
+
+/**
+ * The evidence file an app uses when none is configured (the reference server and the `kms` CLI
+ * share this rule): `evidence.jsonl` next to the local key store when the configuration has one
+ * (`localKeyStore`, e.g. `providers.local.path`), else `DEFAULT_EVIDENCE_FILE`; relative paths
+ * resolve against `baseDir`.
+ */
+export function defaultEvidenceFile(localKeyStore: string | undefined, baseDir: string): string {
+  return localKeyStore !== undefined ? join(dirname(resolve(baseDir, localKeyStore)), "evidence.jsonl") : resolve(baseDir, DEFAULT_EVIDENCE_FILE);
+}
 
 export interface FileEvidenceStoreOptions {
   /** The log file; created with mode 0600 if missing. Its directory must exist. */

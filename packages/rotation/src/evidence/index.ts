@@ -1,6 +1,6 @@
 export { createEvidenceLog, type EvidenceLogOptions, type EvidenceStore } from "./log";
 export { memoryEvidenceStore, type MemoryEvidenceStore } from "./memory-store";
-export { openFileEvidenceStore, readEvidenceFile, type FileEvidenceStore, type FileEvidenceStoreOptions, type FileRecovery } from "./file-store";
+export { DEFAULT_EVIDENCE_FILE, defaultEvidenceFile, openFileEvidenceStore, readEvidenceFile, type FileEvidenceStore, type FileEvidenceStoreOptions, type FileRecovery } from "./file-store";
 export { pgEvidenceStore, type PgEvidenceStore, type PgEvidenceStoreOptions, type PgPoolOrClient, type PgQueryable } from "./pg-store";
 export { verifyEvidence, type EvidenceFailure, type EvidenceVerification, type VerifyOptions } from "./verify";
 export {
