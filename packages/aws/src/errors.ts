@@ -42,8 +42,28 @@ interface Row {
   readonly fix: (f: Facts) => string;
 }
 
+/**
+ * The IAM actions the service's runtime role needs on each tenant key, in the order
+ * `validatePermissions` checks them (one check each: kms:Decrypt last, as it decrypts what an earlier
+ * check produced). `deploy/terraform/aws` grants exactly these; a test compares the two.
+ */
+export const AWS_RUNTIME_PERMISSIONS = Object.freeze(["kms:DescribeKey", "kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"] as const);
+export type AwsRuntimePermission = (typeof AWS_RUNTIME_PERMISSIONS)[number];
+
+/**
+ * The IAM actions of `rotateKey` (DescribeKey before and after RotateKeyOnDemand): only for the
+ * identity that rotates keys on demand (the rotation scheduler); automatic rotation needs none.
+ */
+export const AWS_ROTATION_PERMISSIONS = Object.freeze(["kms:DescribeKey", "kms:RotateKeyOnDemand"] as const);
+
+/**
+ * The IAM actions of crypto-shredding (`disableKey`: DescribeKey resolves an alias first), for a
+ * separate key-administration role: the runtime role must never hold DisableKey or ScheduleKeyDeletion.
+ */
+export const AWS_SHREDDING_PERMISSIONS = Object.freeze(["kms:DescribeKey", "kms:DisableKey", "kms:ScheduleKeyDeletion"] as const);
+
 /** The key-administration actions of crypto-shredding (`disableKey`), which the runtime role must not hold. */
-const SHREDDING_ACTIONS: ReadonlySet<string> = new Set(["kms:DisableKey", "kms:ScheduleKeyDeletion"]);
+const SHREDDING_ACTIONS: ReadonlySet<string> = new Set(AWS_SHREDDING_PERMISSIONS.filter((action) => !(AWS_RUNTIME_PERMISSIONS as readonly string[]).includes(action)));
 
 const accessDenied: Row = {
   code: "KMS_ACCESS_DENIED",

@@ -48,7 +48,7 @@ import {
   takeDataKey,
   shortKeyId,
 } from "@kms/core";
-import { type AwsCall, PROVIDER_ID, detailsOf, kmsError, mapAwsError, unwrapFailed } from "./errors";
+import { AWS_RUNTIME_PERMISSIONS, type AwsCall, type AwsRuntimePermission, PROVIDER_ID, detailsOf, kmsError, mapAwsError, unwrapFailed } from "./errors";
 import { AWS_KEY_ID_RULE, type AwsKmsSettings, awsKeyIdProblem, parseAwsKmsSettings } from "./settings";
 
 /** Where each failing permission check points: the IAM policy this provider needs. */
@@ -375,24 +375,25 @@ class AwsKms implements AwsKmsProvider {
     let sample: { ciphertext: Uint8Array; plaintext: Uint8Array } | undefined;
     const plaintexts: Uint8Array[] = []; // zeroed whatever happens
     try {
-      const checks = [
-        await check("kms:DescribeKey", async () => {
+      // One step per action of AWS_RUNTIME_PERMISSIONS (the Record type keeps the two in step), run in its order.
+      const steps: Record<AwsRuntimePermission, () => Promise<void>> = {
+        "kms:DescribeKey": async () => {
           const found = (await this.#describe({ operation: "DescribeKey", keyId }, signal)).Arn;
           if (typeof found === "string" && KEY_ARN.test(found)) arn = found;
-        }),
-        await check("kms:GenerateDataKey", async () => {
+        },
+        "kms:GenerateDataKey": async () => {
           const dk = await this.#generate({ operation: "GenerateDataKey", keyId, keyArn: arn }, context, signal);
           plaintexts.push(dk.plaintextKey);
           sample = { ciphertext: dk.wrappedKey, plaintext: dk.plaintextKey };
-        }),
-        await check("kms:Encrypt", async () => {
+        },
+        "kms:Encrypt": async () => {
           const plaintext = randomBytes(DATA_KEY_BYTES);
           plaintexts.push(plaintext);
           const call = { operation: "Encrypt", keyId, keyArn: arn };
           const out = await this.#send(call, signal, (o) => this.#client.send(new EncryptCommand({ KeyId: keyId, Plaintext: plaintext, EncryptionContext: context }), o));
           sample ??= { ciphertext: ciphertextOf(out.CiphertextBlob, call), plaintext };
-        }),
-        await check("kms:Decrypt", async () => {
+        },
+        "kms:Decrypt": async () => {
           if (sample === undefined) {
             throw kmsError(
               "KMS_PROVIDER_ERROR",
@@ -407,8 +408,10 @@ class AwsKms implements AwsKmsProvider {
           const same = back !== undefined && timingSafeEqual(back, plaintext);
           back?.fill(0);
           if (!same) throw kmsError("KMS_PROVIDER_ERROR", "Decrypt returned other bytes than were encrypted", "report it with the request id");
-        }),
-      ];
+        },
+      };
+      const checks: PermissionCheck[] = [];
+      for (const permission of AWS_RUNTIME_PERMISSIONS) checks.push(await check(permission, steps[permission]));
       return checks;
     } finally {
       for (const plaintext of plaintexts) plaintext.fill(0);

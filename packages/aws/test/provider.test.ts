@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, jest 
 import { DescribeKeyCommand, KMSClient } from "@aws-sdk/client-kms";
 import { KmsConfigError, KmsError, TROUBLESHOOTING_URL, createKms, isKmsError, type KmsErrorCode } from "@kms/core";
 import { AWS_EMULATOR_IDENTITY, AwsKmsEmulator, type EmulatorRequest, type AwsKmsRoute } from "@kms/testkit/emulators";
-import { AWS_KEY_ID_RULE, AWS_PERMISSIONS_DOCS_URL, type AwsKmsProvider, awsKms, awsKmsProvider } from "../src";
+import { AWS_KEY_ID_RULE, AWS_PERMISSIONS_DOCS_URL, AWS_RUNTIME_PERMISSIONS, AWS_SHREDDING_PERMISSIONS, type AwsKmsProvider, awsKms, awsKmsProvider } from "../src";
 import { mapAwsError } from "../src/errors";
 
 /** A latency that holds a request past any deadline here; the emulator's stop() releases it (after every test, so it is never logged mid-file). */
@@ -291,6 +291,14 @@ describe("validatePermissions", () => {
     // before sending it) can still reach the emulator now.
     const calls = emulator.requests.filter((r) => r.identity === PARTIAL.accessKeyId).map((r) => r.operation);
     expect(calls).toEqual(["DescribeKey", "GenerateDataKey", "Encrypt", "Decrypt"]);
+  });
+
+  it("checks exactly AWS_RUNTIME_PERMISSIONS, in its order (the list deploy/terraform/aws grants), and no shredding action", async () => {
+    const checks = await provider(PARTIAL.accessKeyId).validatePermissions(alias);
+    expect(checks.map((c) => c.permission)).toEqual([...AWS_RUNTIME_PERMISSIONS]);
+    expect([...AWS_RUNTIME_PERMISSIONS]).toEqual(ALL_ACTIONS);
+    expect(Object.isFrozen(AWS_RUNTIME_PERMISSIONS)).toBe(true);
+    expect(AWS_SHREDDING_PERMISSIONS.filter((a) => a !== "kms:DescribeKey").some((a) => (AWS_RUNTIME_PERMISSIONS as readonly string[]).includes(a))).toBe(false);
   });
 
   it.each(ALL_ACTIONS)("without %s: exactly that check fails, naming the action and the key ARN", async (missing) => {

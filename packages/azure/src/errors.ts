@@ -31,6 +31,35 @@ export const ACCESS: Readonly<Record<AzureOperation, { permission: string; dataA
   DeleteKey: { permission: "delete", dataAction: "Microsoft.KeyVault/vaults/keys/delete", role: "Key Vault Crypto Officer" },
 };
 
+/** The operations `validatePermissions` makes, one check each, in this order (UnwrapKey unwraps what WrapKey produced). */
+export const AZURE_RUNTIME_OPERATIONS = Object.freeze(["GetKey", "WrapKey", "UnwrapKey"] as const satisfies readonly AzureOperation[]);
+export type AzureRuntimeOperation = (typeof AZURE_RUNTIME_OPERATIONS)[number];
+
+/** The distinct RBAC data actions of `operations`, in order. */
+function dataActionsOf(operations: readonly AzureOperation[]): readonly string[] {
+  return Object.freeze([...new Set(operations.map((operation) => ACCESS[operation].dataAction))]);
+}
+
+/** The distinct access-policy key permissions of `operations`, in order. */
+function keyPermissionsOf(operations: readonly AzureOperation[]): readonly string[] {
+  return Object.freeze([...new Set(operations.map((operation) => ACCESS[operation].permission))]);
+}
+
+/**
+ * The RBAC data actions the service's runtime identity needs on each tenant key: those of the
+ * operations `validatePermissions` checks (the built-in role "Key Vault Crypto Service Encryption
+ * User" grants exactly these). `deploy/terraform/azure`'s custom role grants exactly these; a test
+ * compares the two.
+ */
+export const AZURE_RUNTIME_DATA_ACTIONS = dataActionsOf(AZURE_RUNTIME_OPERATIONS);
+/** The same as access-policy key permissions (what `validatePermissions` reports): get, wrapKey, unwrapKey. */
+export const AZURE_RUNTIME_KEY_PERMISSIONS = keyPermissionsOf(AZURE_RUNTIME_OPERATIONS);
+
+/** The data actions of `rotateKey` (GetKey, then RotateKey): only for the identity that rotates on demand. */
+export const AZURE_ROTATION_DATA_ACTIONS = dataActionsOf(["GetKey", "RotateKey"]);
+/** The data actions of crypto-shredding (`disableKey`, both modes), for a key-administration identity only, never the runtime one. */
+export const AZURE_SHREDDING_DATA_ACTIONS = dataActionsOf(["ListKeyVersions", "UpdateKey", "DeleteKey"]);
+
 /** What is known about a failure, for the message and the fix. */
 interface Facts {
   readonly call: AzureCall;

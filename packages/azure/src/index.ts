@@ -5,4 +5,13 @@
  */
 export { AZURE_PERMISSIONS_DOCS_URL, MAX_CRYPTOGRAPHY_CLIENTS, azureKeyVault, azureKeyVaultProvider, type AzureKeyVaultProviderOptions } from "./provider";
 export { AZURE_ALGORITHMS, AZURE_KEY_ID_RULE, azureKeyIdProblem, parseAzureKeyVaultSettings, type AzureKeyVaultSettings, type AzureWrapAlgorithm } from "./settings";
-export { PROVIDER_ID as AZURE_PROVIDER_ID, type ThrottledError } from "./errors";
+export {
+  AZURE_ROTATION_DATA_ACTIONS,
+  AZURE_RUNTIME_DATA_ACTIONS,
+  AZURE_RUNTIME_KEY_PERMISSIONS,
+  AZURE_RUNTIME_OPERATIONS,
+  AZURE_SHREDDING_DATA_ACTIONS,
+  PROVIDER_ID as AZURE_PROVIDER_ID,
+  type AzureRuntimeOperation,
+  type ThrottledError,
+} from "./errors";

@@ -44,7 +44,7 @@ import {
   takeDataKey,
   shortKeyId,
 } from "@kms/core";
-import { ACCESS, type AzureCall, type AzureOperation, PROVIDER_ID, fixOf, kmsError, mapAzureError, unwrapFailed } from "./errors";
+import { ACCESS, AZURE_RUNTIME_OPERATIONS, type AzureCall, type AzureOperation, type AzureRuntimeOperation, PROVIDER_ID, fixOf, kmsError, mapAzureError, unwrapFailed } from "./errors";
 import { AZURE_KEY_ID_RULE, type AzureKeyVaultSettings, type AzureWrapAlgorithm, DEFAULT_TIMEOUT_MS, azureKeyIdProblem, parseAzureKeyId, parseAzureKeyVaultSettings } from "./settings";
 
 /** Where each failing permission check points. */
@@ -289,14 +289,15 @@ class AzureKeyVault implements KmsProvider {
     const plaintext = randomBytes(DATA_KEY_BYTES);
     let sample: WrappedDataKey | undefined;
     try {
-      return [
-        await check("GetKey", async () => {
+      // One step per operation of AZURE_RUNTIME_OPERATIONS (the Record type keeps the two in step), run in its order.
+      const steps: Record<AzureRuntimeOperation, () => Promise<void>> = {
+        GetKey: async () => {
           await this.#getKey(key, signal);
-        }),
-        await check("WrapKey", async () => {
+        },
+        WrapKey: async () => {
           sample = await this.#wrap(key, plaintext, signal);
-        }),
-        await check("UnwrapKey", async () => {
+        },
+        UnwrapKey: async () => {
           if (sample === undefined) {
             throw kmsError("KMS_PROVIDER_ERROR", "unwrapKey was not checked: wrapKey produced nothing to unwrap", "grant wrapKey too, then validate again to check unwrapKey");
           }
@@ -304,8 +305,11 @@ class AzureKeyVault implements KmsProvider {
           const same = timingSafeEqual(back, plaintext);
           back.fill(0);
           if (!same) throw kmsError("KMS_PROVIDER_ERROR", "UnwrapKey returned other bytes than were wrapped", "report it with the request id");
-        }),
-      ];
+        },
+      };
+      const checks: PermissionCheck[] = [];
+      for (const operation of AZURE_RUNTIME_OPERATIONS) checks.push(await check(operation, steps[operation]));
+      return checks;
     } finally {
       plaintext.fill(0);
     }

@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "@jest/globals";
 import { type KmsConfigError, KmsError, type KmsErrorCode, type KmsProvider, TROUBLESHOOTING_URL, createKms, isKmsError } from "@kms/core";
 import { AZURE_EMULATOR_IDENTITY, AzureKeyVaultEmulator, type Fault } from "@kms/testkit/emulators";
-import { AZURE_KEY_ID_RULE, AZURE_PERMISSIONS_DOCS_URL, type AzureKeyVaultProviderOptions, type ThrottledError, azureKeyVault, azureKeyVaultProvider } from "../src";
+import { AZURE_KEY_ID_RULE, AZURE_PERMISSIONS_DOCS_URL, AZURE_RUNTIME_DATA_ACTIONS, AZURE_RUNTIME_KEY_PERMISSIONS, AZURE_SHREDDING_DATA_ACTIONS, type AzureKeyVaultProviderOptions, type ThrottledError, azureKeyVault, azureKeyVaultProvider } from "../src";
 import { mapAzureError } from "../src/errors";
 
 /** A latency that holds a request past any deadline here; the emulator's stop() releases it (after every test, so it is never logged mid-file). */
@@ -267,6 +267,15 @@ describe("validatePermissions", () => {
     const checks = await provider().validatePermissions(name);
     expect(checks).toEqual(["get", "wrapKey", "unwrapKey"].map((permission) => ({ permission, ok: true, docsUrl: AZURE_PERMISSIONS_DOCS_URL })));
     expect(emulator.counts()).toEqual({ Challenge: 3, GetKey: 1, WrapKey: 1, UnwrapKey: 1 });
+  });
+
+  it("checks exactly AZURE_RUNTIME_KEY_PERMISSIONS, whose data actions are the custom role of deploy/terraform/azure", async () => {
+    emulator.setPermissions(LIMITED, [...AZURE_RUNTIME_KEY_PERMISSIONS] as Parameters<typeof emulator.setPermissions>[1]);
+    const checks = await provider({ credential: emulator.credential(LIMITED) }).validatePermissions(name);
+    expect(checks.map((c) => [c.permission, c.ok])).toEqual(AZURE_RUNTIME_KEY_PERMISSIONS.map((p) => [p, true]));
+    expect(AZURE_RUNTIME_DATA_ACTIONS).toEqual(["Microsoft.KeyVault/vaults/keys/read", "Microsoft.KeyVault/vaults/keys/wrap/action", "Microsoft.KeyVault/vaults/keys/unwrap/action"]);
+    // keys/read is both the runtime's get and the administrator's list; update and delete are the administrator's only.
+    expect(AZURE_SHREDDING_DATA_ACTIONS.filter((a) => AZURE_RUNTIME_DATA_ACTIONS.includes(a))).toEqual(["Microsoft.KeyVault/vaults/keys/read"]);
   });
 
   it("names the exact fix for each missing permission; unwrapKey is 'not checked', never ok, when wrapKey fails", async () => {

@@ -44,7 +44,7 @@ import {
   shortKeyId,
   takeDataKey,
 } from "@kms/core";
-import { GCP_PERMISSIONS, type GcpCall, PROVIDER_ID, fixOf, grantFix, integrityFailed, kmsError, mapGcpError, unwrapFailed } from "./errors";
+import { GCP_RUNTIME_PERMISSIONS, type GcpCall, PROVIDER_ID, fixOf, gcpRoleOf, grantFix, integrityFailed, kmsError, mapGcpError, unwrapFailed } from "./errors";
 import { DEFAULT_TIMEOUT_MS, GCP_KEY_ID_RULE, type GcpKmsSettings, gcpKeyIdProblem, parseGcpKmsSettings } from "./settings";
 
 /** Where each failing permission check points: the roles this provider needs. */
@@ -336,7 +336,7 @@ class GcpKms implements GcpKmsProvider {
    */
   async validatePermissions(keyId: string, options?: Cancellable): Promise<PermissionCheck[]> {
     keyId = this.#enter(options, keyId);
-    const wanted = [GCP_PERMISSIONS.encrypt, GCP_PERMISSIONS.decrypt, GCP_PERMISSIONS.get];
+    const wanted = GCP_RUNTIME_PERMISSIONS.map((permission) => ({ permission, role: gcpRoleOf(permission) }));
     let held: ReadonlySet<string>;
     try {
       const call = { operation: "TestIamPermissions", keyId };

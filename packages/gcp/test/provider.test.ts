@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { KeyManagementServiceClient } from "@google-cloud/kms";
 import { KmsConfigError, KmsError, type KmsErrorCode, TROUBLESHOOTING_URL, createKms, isKmsError } from "@kms/core";
 import { GCP_EMULATOR_IDENTITY, GCP_KMS_PERMISSIONS, GcpKmsEmulator } from "@kms/testkit/emulators";
-import { GCP_KEY_ID_RULE, GCP_PERMISSIONS_DOCS_URL, type GcpKmsProvider, encodeContext, gcpKms, gcpKmsProvider, parseGcpKmsSettings } from "../src";
+import { GCP_KEY_ID_RULE, GCP_PERMISSIONS_DOCS_URL, GCP_RUNTIME_PERMISSIONS, GCP_SHREDDING_PERMISSIONS, type GcpKmsProvider, encodeContext, gcpKms, gcpKmsProvider, parseGcpKmsSettings } from "../src";
 import { mapGcpError } from "../src/errors";
 
 const PARTIAL = "app@emulator-project.iam.gserviceaccount.com";
@@ -285,6 +285,13 @@ describe("rotation and permissions", () => {
       },
     ]);
     expect(emulator.counts()).toEqual({ TestIamPermissions: 1 });
+  });
+
+  it("validatePermissions checks exactly GCP_RUNTIME_PERMISSIONS (the custom role of deploy/terraform/gcp), none of the shredding ones", async () => {
+    const checks = await provider().validatePermissions(keyName);
+    expect(checks.map((c) => [c.permission, c.ok])).toEqual(GCP_RUNTIME_PERMISSIONS.map((p) => [p, true]));
+    expect([...GCP_RUNTIME_PERMISSIONS]).toEqual(["cloudkms.cryptoKeyVersions.useToEncrypt", "cloudkms.cryptoKeyVersions.useToDecrypt", "cloudkms.cryptoKeys.get"]);
+    expect(GCP_SHREDDING_PERMISSIONS.some((p) => (GCP_RUNTIME_PERMISSIONS as readonly string[]).includes(p))).toBe(false);
   });
 
   it("validatePermissions reports a call that fails (a missing key) on every check, without throwing", async () => {

@@ -122,6 +122,39 @@ interface Session {
 
 type Capability = "read" | "update" | "delete";
 
+/** One Vault policy grant: a capability on a path under the transit mount, `<key>` standing for the key name. */
+export interface VaultPolicyGrant {
+  readonly capability: Capability;
+  /** Relative to the transit mount, with `<key>` for the key's name: `encrypt/<key>`. */
+  readonly path: string;
+}
+
+/**
+ * The grants the application's token needs per key: exactly what `validatePermissions` asks
+ * `sys/capabilities-self` about, in its order. `deploy/vault/kms-runtime.hcl` grants exactly these
+ * (mount `transit`, any one key name); a test compares the two.
+ */
+export const VAULT_RUNTIME_GRANTS: readonly VaultPolicyGrant[] = Object.freeze([
+  Object.freeze({ capability: "update", path: "datakey/plaintext/<key>" }), // new data keys
+  Object.freeze({ capability: "update", path: "encrypt/<key>" }), // rewrap
+  Object.freeze({ capability: "update", path: "decrypt/<key>" }), // data keys not yet cached
+  Object.freeze({ capability: "read", path: "keys/<key>" }), // derived check, describeKey, health
+] as const);
+
+/** What `rotateKey` needs: only the process that rotates keys. */
+export const VAULT_ROTATION_GRANTS: readonly VaultPolicyGrant[] = Object.freeze([Object.freeze({ capability: "update", path: "keys/<key>/rotate" })] as const);
+
+/** What `disableKey` (crypto-shredding, immediate) needs: a key-administration token only, never the application's. */
+export const VAULT_SHREDDING_GRANTS: readonly VaultPolicyGrant[] = Object.freeze([
+  Object.freeze({ capability: "update", path: "keys/<key>/config" }),
+  Object.freeze({ capability: "delete", path: "keys/<key>" }),
+] as const);
+
+/** The full Vault path of a grant: `vaultGrantPath(grant, "transit", "tenant-a")` → `transit/encrypt/tenant-a`. */
+export function vaultGrantPath(grant: VaultPolicyGrant, mountPath: string, keyName: string): string {
+  return `${mountPath}/${grant.path.replace("<key>", keyName)}`;
+}
+
 /** `schedule-destruction` only, and it is immediate: see `disableKey`. */
 const KEY_DISABLING: readonly KeyDisableMode[] = Object.freeze(["schedule-destruction"]);
 
@@ -354,12 +387,7 @@ class VaultKms implements VaultKmsProvider {
     this.#enter(options?.signal);
     const name = keyName(keyId);
     const m = this.mountPath;
-    const required: [Capability, string][] = [
-      ["update", `${m}/datakey/plaintext/${name}`],
-      ["update", `${m}/encrypt/${name}`],
-      ["update", `${m}/decrypt/${name}`],
-      ["read", `${m}/keys/${name}`],
-    ];
+    const required: [Capability, string][] = VAULT_RUNTIME_GRANTS.map((grant) => [grant.capability, vaultGrantPath(grant, m, name)]);
     const call = this.#call("validatePermissions", "sys/capabilities-self", "update", name);
     let granted: Map<string, readonly string[]> | undefined;
     let failure: KmsError | undefined;

@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "@jest/globals";
 import { type Clock, KmsConfigError, KmsError, TROUBLESHOOTING_URL, createKms, isKmsError } from "@kms/core";
 import { type Fault, VaultEmulator, type VaultEmulatorOptions } from "@kms/testkit/emulators";
-import { VAULT_POLICY_DOCS_URL, type VaultKmsOptions, type VaultKmsProvider, encodeVaultContext, vaultKms, vaultKmsProvider } from "../src";
+import { VAULT_POLICY_DOCS_URL, VAULT_RUNTIME_GRANTS, type VaultKmsOptions, vaultGrantPath, type VaultKmsProvider, encodeVaultContext, vaultKms, vaultKmsProvider } from "../src";
 
 const TOKEN = "s.very-secret-token-value";
 const CONTEXT = { "kms:tenant": "tenant-context-secret", purpose: "context-value-secret" };
@@ -459,6 +459,13 @@ describe("validatePermissions", () => {
     const checks = await provider().validatePermissions(KEY);
     expect(checks).toEqual(expectedPermissions.map((permission) => ({ permission, ok: true, docsUrl: VAULT_POLICY_DOCS_URL })));
     expect(emulator.counts()).toEqual({ "sys/capabilities-self": 1, "keys.read": 1 });
+  });
+
+  it("asks about exactly VAULT_RUNTIME_GRANTS (what deploy/vault/kms-runtime.hcl grants), in its order", async () => {
+    emulator.setTokenPaths(TOKEN, KEY_PATHS);
+    const checks = await provider().validatePermissions(KEY);
+    expect(checks.slice(0, -1).map((c) => c.permission)).toEqual(VAULT_RUNTIME_GRANTS.map((g) => `${g.capability} ${vaultGrantPath(g, "transit", KEY)}`));
+    expect(VAULT_RUNTIME_GRANTS.map((g) => vaultGrantPath(g, "transit", KEY))).toEqual(KEY_PATHS);
   });
 
   for (const [i, missing] of KEY_PATHS.entries()) {
