@@ -1,0 +1,248 @@
+/**
+ * `kms init`: writes a configuration file (JSON, or YAML by extension; mode 0600) for one provider
+ * and a default tenant key, checks it with core, then runs `kms validate`. Every question has a
+ * flag; on a terminal the unanswered ones are asked, with `--yes` they take their defaults or fail
+ * naming the flag. The file never holds a secret: credentials come from the provider SDK's default
+ * chain or the environment (AWS_ACCESS_KEY_ID…, VAULT_TOKEN, GOOGLE_APPLICATION_CREDENTIALS).
+ */
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import { keyIdProblem, LOCAL_DEFAULT_PATH } from "@kms/core";
+import { bool, int, str, type Command, type Flags } from "../command";
+import { closeProviders, configLocation, prepareConfig, REGISTRY, validate } from "../config";
+import { CliError, EXIT, UsageError } from "../errors";
+import { out } from "../output";
+import { type Asker, terminalAsker } from "../prompt";
+import { runValidate } from "./validate";
+
+const PROVIDERS = ["local", "aws-kms", "vault", "gcp-kms"] as const;
+type ProviderId = (typeof PROVIDERS)[number];
+const DEFAULT_CRYPTOPERIOD_DAYS = 90;
+
+/** Where each provider's credentials come from with `--credentials environment`. */
+const CREDENTIAL_ENV: Record<Exclude<ProviderId, "local">, readonly string[]> = {
+  "aws-kms": ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
+  vault: ["VAULT_TOKEN"],
+  "gcp-kms": ["GOOGLE_APPLICATION_CREDENTIALS"],
+};
+
+interface Question {
+  readonly flag: string;
+  readonly text: string;
+  /** Which providers ask it (all when absent). */
+  readonly providers?: readonly ProviderId[];
+  /** An empty answer is allowed (the provider's own default applies). */
+  readonly optional?: boolean;
+  fallback(answers: Answers): string | undefined;
+  /** The problem with an answer, or undefined. */
+  check(answer: string, answers: Answers): string | undefined;
+}
+
+type Answers = Record<string, string>;
+
+const definition = (id: string) => REGISTRY.find((d) => d.id === id)!;
+
+/** The provider's own settings check, for one setting: its message, or undefined. */
+function settingProblem(provider: ProviderId, settings: Record<string, unknown>, path: string): string | undefined {
+  const result = definition(provider).parseSettings(settings);
+  return result.ok ? undefined : result.issues.find((i) => i.path === path || i.path.startsWith(`${path}.`))?.message;
+}
+
+/** `--endpoint` for GCP: a URL becomes host, port, and emulator mode for plain http on loopback. */
+function gcpEndpoint(url: string): Record<string, unknown> | string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return "must be a URL such as https://cloudkms.googleapis.com or http://127.0.0.1:8085 (an emulator)";
+  }
+  const emulator = parsed.protocol === "http:";
+  if (!emulator && parsed.protocol !== "https:") return "must be an http(s) URL";
+  const host = parsed.hostname.replace(/^\[|\]$/g, "");
+  return { apiEndpoint: host, ...(parsed.port === "" ? {} : { port: Number(parsed.port) }), ...(emulator ? { emulator: true } : {}) };
+}
+
+const QUESTIONS: readonly Question[] = [
+  {
+    flag: "provider",
+    text: `Provider (${PROVIDERS.join(", ")})`,
+    fallback: () => "local",
+    check: (a) => ((PROVIDERS as readonly string[]).includes(a) ? undefined : `must be one of ${PROVIDERS.join(", ")}`),
+  },
+  {
+    flag: "key",
+    text: "Key id of the default tenant key",
+    fallback: (a) => (a.provider === "local" || a.provider === "vault" ? "default" : undefined),
+    check: (key, a) => keyIdProblem(key) ?? definition(a.provider!).keyIdProblem?.(key),
+  },
+  {
+    flag: "region",
+    text: "AWS region",
+    providers: ["aws-kms"],
+    fallback: () => process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || undefined,
+    check: (region) => settingProblem("aws-kms", { region }, "region"),
+  },
+  {
+    flag: "endpoint",
+    text: "Endpoint URL (empty: the service's public endpoint)",
+    providers: ["aws-kms", "gcp-kms"],
+    optional: true,
+    fallback: () => "",
+    check: (url, a) => {
+      if (url === "") return undefined;
+      if (a.provider === "aws-kms") return settingProblem("aws-kms", { region: "us-east-1", endpoint: url }, "endpoint");
+      const settings = gcpEndpoint(url);
+      return typeof settings === "string" ? settings : settingProblem("gcp-kms", settings, "");
+    },
+  },
+  {
+    flag: "vault-address",
+    text: "Vault address (e.g. https://vault.example.com:8200)",
+    providers: ["vault"],
+    fallback: () => process.env.VAULT_ADDR || undefined,
+    check: (endpoint) => settingProblem("vault", { endpoint, auth: { token: "checked-elsewhere" } }, "endpoint"),
+  },
+  {
+    flag: "credentials",
+    text: "Credentials: default (the SDK's default chain) or environment (variables only)",
+    providers: ["aws-kms", "vault", "gcp-kms"],
+    fallback: () => "default",
+    check: (answer, a) => {
+      if (answer !== "default" && answer !== "environment") return "must be default or environment";
+      const needed = answer === "environment" || a.provider === "vault" ? CREDENTIAL_ENV[a.provider as Exclude<ProviderId, "local">] : [];
+      const missing = needed.filter((name) => !process.env[name]);
+      return missing.length === 0 ? undefined : `${missing.join(" and ")} ${missing.length === 1 ? "is" : "are"} not set in the environment`;
+    },
+  },
+  {
+    flag: "local-path",
+    text: "Local key store file (development only)",
+    providers: ["local"],
+    fallback: () => LOCAL_DEFAULT_PATH,
+    check: (path) => settingProblem("local", { path }, "path"),
+  },
+  {
+    flag: "rotation-days",
+    text: "Rotate keys every N days (cryptoperiod)",
+    fallback: () => String(DEFAULT_CRYPTOPERIOD_DAYS),
+    check: (n) => (/^\d{1,4}$/.test(n) && Number(n) >= 1 && Number(n) <= 3650 ? undefined : "must be an integer from 1 to 3650"),
+  },
+];
+
+/** Answers every question for the provider: from flags, the terminal, or (with --yes) defaults. */
+async function collectAnswers(flags: Flags, asker: Asker | undefined): Promise<Answers> {
+  const answers: Answers = {};
+  for (const q of QUESTIONS) {
+    const given = str(flags, q.flag);
+    const applies = q.providers === undefined || q.providers.includes(answers.provider as ProviderId);
+    if (!applies) {
+      if (given !== undefined) throw new UsageError(`--${q.flag} does not apply to --provider ${answers.provider}`);
+      continue;
+    }
+    if (given !== undefined || asker === undefined) {
+      const answer = given ?? q.fallback(answers);
+      if (answer === undefined) throw new UsageError(`missing --${q.flag} (no default with --provider ${answers.provider})`);
+      const problem = q.check(answer, answers);
+      if (problem !== undefined) throw new UsageError(`--${q.flag}: ${problem}`);
+      answers[q.flag] = answer;
+    } else {
+      answers[q.flag] = await asker.ask(q.text, q.fallback(answers), (a) => (a === "" && !q.optional ? "an answer is needed" : q.check(a, answers)));
+    }
+  }
+  return answers;
+}
+
+function providerSettings(a: Answers): Record<string, unknown> {
+  switch (a.provider as ProviderId) {
+    case "local":
+      return { path: a["local-path"] };
+    case "aws-kms":
+      return { region: a.region, ...(a.endpoint ? { endpoint: a.endpoint } : {}) };
+    case "vault":
+      return { endpoint: a["vault-address"] };
+    case "gcp-kms":
+      return a.endpoint ? (gcpEndpoint(a.endpoint) as Record<string, unknown>) : {};
+  }
+}
+
+export function buildConfig(a: Answers, cache: { maxAgeMs?: number; capacity?: number }): Record<string, unknown> {
+  const side = { ...(cache.maxAgeMs === undefined ? {} : { maxAgeMs: cache.maxAgeMs }), ...(cache.capacity === undefined ? {} : { capacity: cache.capacity }) };
+  return {
+    providers: { [a.provider!]: providerSettings(a) },
+    tenants: { defaultKey: { provider: a.provider, keyId: a.key } },
+    ...(Object.keys(side).length === 0 ? {} : { cache: { encrypt: side, decrypt: side } }),
+    rotation: { cryptoperiodDays: Number(a["rotation-days"]) },
+  };
+}
+
+/** YAML for the plain objects `buildConfig` makes: strings double-quoted (JSON escapes are YAML's). */
+export function toYaml(value: Record<string, unknown>, indent = ""): string {
+  return Object.entries(value)
+    .map(([key, v]) => {
+      const name = /^[A-Za-z_][A-Za-z0-9_-]*$/.test(key) ? key : JSON.stringify(key);
+      if (typeof v === "object" && v !== null) {
+        const inner = toYaml(v as Record<string, unknown>, `${indent}  `);
+        return inner === "" ? `${indent}${name}: {}\n` : `${indent}${name}:\n${inner}`;
+      }
+      return `${indent}${name}: ${JSON.stringify(v)}\n`;
+    })
+    .join("");
+}
+
+async function init(flags: Flags): Promise<number> {
+  const location = configLocation(str(flags, "config"));
+  if (existsSync(location.path) && !bool(flags, "force")) {
+    throw new CliError(`${location.path} already exists: pass --force to overwrite it`, EXIT.USAGE);
+  }
+  const cache = { maxAgeMs: int(flags, "cache-max-age-ms", 1, 86_400_000), capacity: int(flags, "cache-capacity", 1, 1_000_000) };
+  const interactive = !bool(flags, "yes");
+  if (interactive && process.stdin.isTTY !== true) {
+    throw new UsageError("stdin is not a terminal: pass --yes (and flags for the answers) to run init without questions");
+  }
+  const asker = interactive ? terminalAsker() : undefined;
+  let answers: Answers;
+  try {
+    answers = await collectAnswers(flags, asker);
+  } finally {
+    asker?.close();
+  }
+  const config = buildConfig(answers, cache);
+  // Core's checks before anything is written: a refused configuration leaves no file behind.
+  await closeProviders(validate(prepareConfig(config, dirname(location.path))));
+  const text = /\.ya?ml$/i.test(location.path) ? toYaml(config) : `${JSON.stringify(config, null, 2)}\n`;
+  mkdirSync(dirname(location.path), { recursive: true, mode: 0o700 });
+  writeFileSync(location.path, text, { mode: 0o600, flag: bool(flags, "force") ? "w" : "wx" });
+  chmodSync(location.path, 0o600); // an overwritten file keeps its old mode otherwise
+  out(`wrote ${location.path}`);
+  if (bool(flags, "no-validate")) return EXIT.OK;
+  return runValidate(location.path, false);
+}
+
+export const initCommand: Command = {
+  name: "init",
+  summary:
+    "Writes a configuration file for one provider and a default tenant key, then runs `kms validate`.\n" +
+    "JSON, or YAML for .yaml/.yml; mode 0600. Asks on a terminal; --yes takes defaults. No secret is ever\n" +
+    "written: credentials come from the SDK's default chain or the environment.",
+  usage:
+    "init [--config F] [--provider local|aws-kms|vault|gcp-kms] [--key KEY_ID] [--region R] [--endpoint URL]\n" +
+    "          [--vault-address URL] [--credentials default|environment] [--local-path P] [--cache-max-age-ms N]\n" +
+    "          [--cache-capacity N] [--rotation-days N] [--yes] [--force] [--no-validate]",
+  flags: {
+    config: { type: "string", value: "F", help: "file to write (default: $KMS_CONFIG_FILE, else ./kms.config.json)" },
+    provider: { type: "string", value: "ID", help: "local (default), aws-kms, vault or gcp-kms" },
+    key: { type: "string", value: "KEY_ID", help: "the default tenant key (default: default, for local and vault)" },
+    region: { type: "string", value: "R", help: "aws-kms: the key's region (default: $AWS_REGION)" },
+    endpoint: { type: "string", value: "URL", help: "aws-kms, gcp-kms: another endpoint (VPC endpoint, emulator)" },
+    "vault-address": { type: "string", value: "URL", help: "vault: Vault's address (default: $VAULT_ADDR)" },
+    credentials: { type: "string", value: "C", help: "default (SDK chain) or environment (variables only; checked now)" },
+    "local-path": { type: "string", value: "P", help: `local: key store file (default: ${LOCAL_DEFAULT_PATH})` },
+    "cache-max-age-ms": { type: "string", value: "N", help: "data key cache max age (core's default: 300000)" },
+    "cache-capacity": { type: "string", value: "N", help: "data key cache entries (core's default: 10000)" },
+    "rotation-days": { type: "string", value: "N", help: `cryptoperiod in days, 1 to 3650 (default: ${DEFAULT_CRYPTOPERIOD_DAYS})` },
+    yes: { type: "boolean", help: "ask nothing: defaults for what no flag gives" },
+    force: { type: "boolean", help: "overwrite an existing file" },
+    "no-validate": { type: "boolean", help: "do not run `kms validate` afterwards" },
+  },
+  run: init,
+};

@@ -1,0 +1,105 @@
+/**
+ * `kms rotate`: one tenant's key now (`--tenant`), or every configured key whose current version is
+ * older than the cryptoperiod (`--all-due`), through @kms/rotation's scheduler: its embedded lock per
+ * key, its crash recovery, and its evidence records (`key.rotation-started`, then `key.rotated` or
+ * `key.rotation-failed`) in the file evidence log. A forced rotation is a pass with a cryptoperiod
+ * of 1 ms over that one tenant's key.
+ */
+import { docsUrlFor, PUBLIC_MESSAGES, tenantIdProblem, type KmsErrorCode } from "@kms/core";
+import { createRotationScheduler, type PassSummary, type RotationEvent, type TenantKey } from "@kms/rotation";
+import { bool, int, str, type Command, type Flags } from "../command";
+import { closeProviders, configLocation, localStorePath, readConfig, validate, type ValidatedConfig } from "../config";
+import { CliError, EXIT, UsageError } from "../errors";
+import { evidencePath, hmacKeyOf, openEvidence } from "../evidence-file";
+import { err, out, paint, withSpinner } from "../output";
+
+const DAY_MS = 86_400_000;
+/** How the default key shows as a tenant: it serves every tenant without a key of its own. */
+export const DEFAULT_TENANT = "(default)";
+
+/** The tenant keys of a configuration: each `tenants.keys` entry, and the default key. */
+function configuredTenants(config: ValidatedConfig["config"]): TenantKey[] {
+  const tenants: TenantKey[] = Object.entries(config.tenants.keys).map(([tenantId, k]) => ({ tenantId, provider: k.provider, keyId: k.keyId }));
+  const d = config.tenants.defaultKey;
+  if (d !== undefined) tenants.push({ tenantId: DEFAULT_TENANT, provider: d.provider, keyId: d.keyId });
+  return tenants;
+}
+
+function tenantKey(config: ValidatedConfig["config"], tenantId: string): TenantKey {
+  const problem = tenantIdProblem(tenantId);
+  if (problem !== undefined) throw new CliError(`--tenant: ${problem}`, EXIT.USAGE, "INPUT_INVALID");
+  const own = config.tenants.keys[tenantId] ?? config.tenants.defaultKey;
+  if (own === undefined) throw new CliError("the tenant has no key in the configuration (no tenants.keys entry and no tenants.defaultKey)", EXIT.USAGE, "KMS_CONFIG_INVALID");
+  return { tenantId, provider: own.provider, keyId: own.keyId };
+}
+
+async function rotate(flags: Flags): Promise<number> {
+  const tenant = str(flags, "tenant");
+  const allDue = bool(flags, "all-due");
+  if ((tenant === undefined) === !allDue) throw new UsageError("give exactly one of --tenant T and --all-due");
+  const json = bool(flags, "json");
+  const days = int(flags, "cryptoperiod-days", 1, 3650);
+  const hmacKey = hmacKeyOf(flags);
+  const raw = readConfig(configLocation(str(flags, "config")));
+  const validated = validate(raw);
+  const events: RotationEvent[] = [];
+  let summary: PassSummary;
+  try {
+    const tenants = tenant !== undefined ? [tenantKey(validated.config, tenant)] : configuredTenants(validated.config);
+    const evidence = await openEvidence(evidencePath(flags, localStorePath(raw)), hmacKey);
+    try {
+      const scheduler = createRotationScheduler({
+        providers: Object.fromEntries(validated.providers),
+        tenants,
+        evidence,
+        cryptoperiodMs: tenant !== undefined ? 1 : (days ?? validated.config.rotation.cryptoperiodDays) * DAY_MS,
+        actor: "kms-cli",
+        onEvent: (event) => events.push(event),
+      });
+      summary = await withSpinner("rotating", () => scheduler.runOnce());
+    } finally {
+      await evidence.close();
+    }
+  } finally {
+    await closeProviders(validated);
+  }
+  const rotated = events.flatMap((e) => (e.type === "rotation.succeeded" ? [e] : []));
+  const failed = events.flatMap((e) => (e.type === "rotation.failed" ? [e] : []));
+  if (json) {
+    out(JSON.stringify({
+      ok: failed.length === 0,
+      rotated: rotated.map(({ tenantId, provider, keyId, previousVersion, currentVersion, recovered }) => ({ tenantId, provider, keyId, previousVersion, currentVersion, recovered })),
+      failed: failed.map(({ tenantId, provider, keyId, code }) => ({ tenantId, provider, keyId, code })),
+      summary,
+    }));
+  } else {
+    const stdout = process.stdout;
+    for (const r of rotated) out(`${paint(stdout, "green", "rotated")} ${r.tenantId} ${r.provider} ${r.keyId} ${r.previousVersion} → ${r.currentVersion}${r.recovered ? " (recovered)" : ""}`);
+    for (const f of failed) {
+      const code = f.code as KmsErrorCode;
+      const text = PUBLIC_MESSAGES[code] ?? PUBLIC_MESSAGES.KMS_PROVIDER_ERROR;
+      err(`${paint(process.stderr, "red", "failed")} ${f.tenantId} ${f.provider} ${f.keyId} ${code}: ${text} (${docsUrlFor(code)})`);
+    }
+    out(`${summary.examined} keys examined, ${summary.due} due, ${summary.rotated} rotated, ${summary.skipped} skipped, ${summary.failed} failed`);
+  }
+  return failed.length === 0 ? EXIT.OK : EXIT.FAILED;
+}
+
+export const rotateCommand: Command = {
+  name: "rotate",
+  summary:
+    "Rotates one tenant's key now, or every configured key that is due.\n" +
+    "Due: older than the cryptoperiod (rotation.cryptoperiodDays, default 90; --cryptoperiod-days overrides).\n" +
+    "Each rotation is recorded in the evidence log.",
+  usage: "rotate (--tenant T | --all-due) [--config F] [--evidence F] [--cryptoperiod-days N] [--hmac-key-env VAR] [--json]",
+  flags: {
+    tenant: { type: "string", value: "T", help: "rotate this tenant's key now (its own, else the default key)" },
+    "all-due": { type: "boolean", help: "rotate every configured key that is due" },
+    config: { type: "string", value: "F", help: "configuration file (default: $KMS_CONFIG_FILE, else ./kms.config.json)" },
+    evidence: { type: "string", value: "F", help: "evidence log (default: evidence.jsonl next to the local key store, else .kms/evidence.jsonl)" },
+    "cryptoperiod-days": { type: "string", value: "N", help: "override rotation.cryptoperiodDays (1 to 3650)" },
+    "hmac-key-env": { type: "string", value: "VAR", help: "environment variable holding the evidence log's HMAC key" },
+    json: { type: "boolean", help: "print one JSON document" },
+  },
+  run: rotate,
+};

@@ -1,0 +1,115 @@
+/**
+ * The configuration file: where it is (`--config`, else KMS_CONFIG_FILE, else ./kms.config.json),
+ * reading it with core's strict reader, and the two things the CLI adds before core validates it,
+ * as the reference server does: a relative `providers.local.path` is relative to the file's
+ * directory, and Vault's token comes from VAULT_TOKEN when the file has no `auth` (the file never
+ * needs a secret). Then core's `validateConfig` / `createKms` with the same registry as the server.
+ */
+import { dirname, isAbsolute, resolve } from "node:path";
+import { awsKms } from "@kms/aws";
+import {
+  configIssue,
+  createKms,
+  isKmsError,
+  KmsConfigError,
+  localKms,
+  readConfigFile,
+  validateConfig,
+  type KmsClient,
+  type ProviderDefinition,
+} from "@kms/core";
+import { gcpKms } from "@kms/gcp";
+import { vaultKms } from "@kms/vault";
+import { ConfigProblem } from "./errors";
+
+/**
+ * The providers a configuration file may name: the server's registry. Azure Key Vault is not among
+ * them: it needs a credential object (a `TokenCredential`) that a file cannot express.
+ */
+export const REGISTRY: readonly ProviderDefinition<unknown>[] = [localKms, awsKms, vaultKms, gcpKms];
+
+export type ValidatedConfig = ReturnType<typeof validateConfig>;
+
+export const DEFAULT_CONFIG_FILE = "kms.config.json";
+
+export interface ConfigLocation {
+  /** Absolute. */
+  readonly path: string;
+  readonly source: "--config" | "KMS_CONFIG_FILE" | "default";
+}
+
+export function configLocation(flag: string | undefined): ConfigLocation {
+  const cwd = process.cwd();
+  if (flag !== undefined) return { path: resolve(cwd, flag), source: "--config" };
+  const env = process.env.KMS_CONFIG_FILE;
+  if (env !== undefined && env !== "") return { path: resolve(cwd, env), source: "KMS_CONFIG_FILE" };
+  return { path: resolve(cwd, DEFAULT_CONFIG_FILE), source: "default" };
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** The file's object, ready for core (see the module comment); throws ConfigProblem. */
+export function readConfig(location: ConfigLocation): Record<string, unknown> {
+  const read = readConfigFile(location.path);
+  if (!read.ok) throw new ConfigProblem([read.issue]);
+  return prepareConfig(read.config, dirname(location.path));
+}
+
+/** What the CLI adds to a configuration object before core sees it (`baseDir`: the file's directory). */
+export function prepareConfig(raw: Record<string, unknown>, baseDir: string): Record<string, unknown> {
+  if (!isPlainObject(raw.providers)) return raw;
+  const providers = { ...raw.providers };
+  const local = providers.local;
+  if (isPlainObject(local) && typeof local.path === "string" && !isAbsolute(local.path)) {
+    providers.local = { ...local, path: resolve(baseDir, local.path) };
+  }
+  const vault = providers.vault;
+  if (isPlainObject(vault) && vault.auth === undefined) {
+    const token = process.env.VAULT_TOKEN;
+    if (token === undefined || token === "") {
+      throw new ConfigProblem([
+        configIssue("providers.vault.auth", "KMS_CONFIG_INVALID", "no Vault credentials: set VAULT_TOKEN in the environment (the file need not hold a token)"),
+      ]);
+    }
+    providers.vault = { ...vault, auth: { token } };
+  }
+  return { ...raw, providers };
+}
+
+function asProblem(error: unknown): never {
+  if (error instanceof KmsConfigError || (isKmsError(error) && Array.isArray((error as KmsConfigError).issues))) {
+    throw new ConfigProblem((error as KmsConfigError).issues);
+  }
+  throw error;
+}
+
+/** Core's validation, and the providers it creates (no network). Throws ConfigProblem. */
+export function validate(raw: Record<string, unknown>): ValidatedConfig {
+  try {
+    return validateConfig(raw, { registry: REGISTRY, env: process.env });
+  } catch (error) {
+    return asProblem(error);
+  }
+}
+
+/** A client over the configuration. Throws ConfigProblem. */
+export function openKms(raw: Record<string, unknown>): KmsClient {
+  try {
+    return createKms({ registry: REGISTRY, config: raw, env: process.env });
+  } catch (error) {
+    return asProblem(error);
+  }
+}
+
+/** Closes providers created by `validate` (each holds SDK clients). */
+export async function closeProviders(validated: ValidatedConfig): Promise<void> {
+  await Promise.allSettled([...validated.providers.values()].map((p) => p.close()));
+}
+
+/** The absolute local key store path of a prepared configuration, if it uses the local provider. */
+export function localStorePath(raw: Record<string, unknown>): string | undefined {
+  const local = isPlainObject(raw.providers) ? raw.providers.local : undefined;
+  return isPlainObject(local) && typeof local.path === "string" ? local.path : undefined;
+}
