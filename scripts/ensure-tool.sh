@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Makes sure Prometheus's `promtool` is on PATH: the runbooks tests check and unit-test the alert
-# rules with it. On Debian/Ubuntu as root it installs the `prometheus` package; elsewhere it says how.
+# Usage: ensure-tool.sh <command> <debian-package> <who needs it>
+# Makes sure <command> is on PATH. On Debian/Ubuntu as root it installs <debian-package>; elsewhere
+# it says what to install. Used by .ci/run and by the test scripts that need a system tool
+# (promtool for the runbooks' alert rules; curl for the docs' command blocks).
 set -uo pipefail
-command -v promtool >/dev/null && exit 0
+command=$1 package=$2 who=$3
+command -v "$command" >/dev/null && exit 0
 if command -v apt-get >/dev/null && [ "$(id -u)" -eq 0 ]; then
-  echo "installing promtool (Debian package prometheus)..." >&2
+  echo "installing $command (Debian package $package)..." >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 \
-    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1; }
-  command -v promtool >/dev/null && exit 0
+  apt-get install -y -q --no-install-recommends "$package" >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends "$package" >/dev/null 2>&1; }
+  command -v "$command" >/dev/null && exit 0
 fi
-echo "promtool is required by the runbooks tests: install Prometheus (Debian/Ubuntu: apt-get install prometheus; macOS: brew install prometheus)" >&2
+echo "$command is required by $who: install it (Debian/Ubuntu: apt-get install $package)" >&2
 exit 1
