@@ -1,23 +1,22 @@
 /**
  * Key rotation in the server: the @kms/rotation scheduler over the configured tenant keys, rotation
- * status per tenant, and on-demand rotation of one tenant's key, every step recorded in the evidence
- * log. On-demand rotation takes the same lease as the scheduler (`<provider>:<keyId>`, the shared
- * embedded lock), so the two never rotate one key at once.
+ * status per tenant, and on-demand rotation of one tenant's key (`rotateKeyNow`), every step recorded
+ * in the evidence log. On-demand rotation takes the same lease as the scheduler (`<provider>:<keyId>`,
+ * the shared embedded lock), so the two never rotate one key at once.
  */
-import { isKmsError, type KmsClient, type KmsEvent, type KmsProvider } from "@kms/core";
+import type { KmsClient, KmsEvent, KmsProvider } from "@kms/core";
 import {
   createRotationScheduler,
   embeddedLocks,
   kmsEventOf,
+  rotateKeyNow,
   type EvidenceLog,
   type LockProvider,
+  type RotationEvent,
   type RotationScheduler,
   type TenantKey,
 } from "@kms/rotation";
 import { HttpError } from "./errors";
-
-/** The lease on a key while it is rotated on demand (the scheduler's default). */
-const LOCK_TTL_MS = 300_000;
 
 /** What `GET /admin/tenants/:tenantId/rotation` answers: dates as ISO 8601 strings. */
 export interface PublicRotationStatus {
@@ -70,30 +69,24 @@ export interface RotationServiceOptions {
 
 export function createRotationService(options: RotationServiceOptions): RotationService {
   const { providers, tenants, evidence, kms, cryptoperiodMs } = options;
-  const observe = (event: Parameters<typeof kmsEventOf>[0]) => {
-    const operation = kmsEventOf(event);
-    if (operation !== undefined) options.observe?.(operation);
-  };
   const locks = options.locks ?? embeddedLocks();
   /** The last failure per key (`provider:keyId`), from the scheduler's events and on-demand runs. */
   const lastErrors = new Map<string, { code: string; at: Date }>();
   const name = (provider: string, keyId: string) => `${provider}:${keyId}`;
   const schedulerOptions = { providers, tenants, evidence, locks, cryptoperiodMs };
+  /** Scheduled and on-demand rotations alike: metrics, last errors, and no cached data key of a rotated key. */
+  const onEvent = (event: RotationEvent) => {
+    const operation = kmsEventOf(event);
+    if (operation !== undefined) options.observe?.(operation);
+    if (event.type === "rotation.failed") lastErrors.set(name(event.provider, event.keyId), { code: event.code, at: new Date() });
+    if (event.type === "rotation.succeeded") {
+      lastErrors.delete(name(event.provider, event.keyId));
+      // New encrypts must not keep using a data key wrapped under the previous version.
+      kms.invalidateKey(event.provider, event.keyId);
+    }
+  };
   const scheduler: RotationScheduler | undefined =
-    options.intervalMs === undefined
-      ? undefined
-      : createRotationScheduler({
-          ...schedulerOptions,
-          intervalMs: options.intervalMs,
-          onEvent: (event) => {
-            observe(event);
-            if (event.type === "rotation.failed") lastErrors.set(name(event.provider, event.keyId), { code: event.code, at: new Date() });
-            if (event.type === "rotation.succeeded") {
-              lastErrors.delete(name(event.provider, event.keyId));
-              kms.invalidateKey(event.provider, event.keyId);
-            }
-          },
-        });
+    options.intervalMs === undefined ? undefined : createRotationScheduler({ ...schedulerOptions, intervalMs: options.intervalMs, onEvent });
   const find = (tenantId: string) => tenants.find((t) => t.tenantId === tenantId);
 
   return {
@@ -121,59 +114,10 @@ export function createRotationService(options: RotationServiceOptions): Rotation
     async rotate(tenantId, actor) {
       const tenant = find(tenantId);
       if (tenant === undefined) return undefined;
-      const { provider: providerId, keyId } = tenant;
-      const provider = providers[providerId]!;
-      const lease = await locks.tryAcquire(name(providerId, keyId), LOCK_TTL_MS);
-      if (lease === undefined) {
-        throw new HttpError(409, "ROTATION_IN_PROGRESS", "The tenant's key is being rotated; retry later");
-      }
-      const base = { tenantId, provider: providerId, keyId, actor };
-      const details = { fencingToken: lease.token, onDemand: true };
-      try {
-        const before = await provider.describeKey(keyId);
-        // No start record, no rotation (the scheduler's crash recovery reads these).
-        await evidence.append({ ...base, type: "key.rotation-started", outcome: "success", keyVersion: before.currentVersion, previousVersion: before.currentVersion, details });
-        let result: { previousVersion: string; currentVersion: string; requestId?: unknown };
-        const started = performance.now();
-        try {
-          result = await provider.rotateKey(keyId);
-        } catch (error) {
-          const code = isKmsError(error) ? error.code : "KMS_PROVIDER_ERROR";
-          const requestId = isKmsError(error) ? error.requestId : undefined;
-          lastErrors.set(name(providerId, keyId), { code, at: new Date() });
-          observe({ type: "rotation.failed", tenantId, provider: providerId, keyId, code, attempt: 1, retryAt: new Date(), durationMs: performance.now() - started });
-          await evidence
-            .append({ ...base, type: "key.rotation-failed", outcome: "failure", previousVersion: before.currentVersion, errorCode: code, ...(requestId ? { requestId } : {}), details })
-            .catch(() => undefined);
-          throw error;
-        }
-        observe({
-          type: "rotation.succeeded",
-          tenantId,
-          provider: providerId,
-          keyId,
-          previousVersion: result.previousVersion,
-          currentVersion: result.currentVersion,
-          recovered: false,
-          durationMs: performance.now() - started,
-        });
-        // New encrypts must not keep using a data key wrapped under the previous version.
-        kms.invalidateKey(providerId, keyId);
-        lastErrors.delete(name(providerId, keyId));
-        const requestId = typeof result.requestId === "string" ? result.requestId : undefined;
-        await evidence.append({
-          ...base,
-          type: "key.rotated",
-          outcome: "success",
-          previousVersion: result.previousVersion,
-          keyVersion: result.currentVersion,
-          ...(requestId ? { requestId } : {}),
-          details,
-        });
-        return { tenantId, provider: providerId, keyId, previousVersion: result.previousVersion, currentVersion: result.currentVersion };
-      } finally {
-        await lease.release().catch(() => undefined);
-      }
+      const result = await rotateKeyNow({ providers, tenant, evidence, locks, actor, onEvent });
+      if (result.status === "busy") throw new HttpError(409, "ROTATION_IN_PROGRESS", "The tenant's key is being rotated; retry later");
+      const { previousVersion, currentVersion } = result;
+      return { tenantId, provider: tenant.provider, keyId: tenant.keyId, previousVersion, currentVersion };
     },
 
     start() {

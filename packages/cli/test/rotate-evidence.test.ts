@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { localKmsProvider, ManualClock } from "@kms/core";
+import { docsUrlFor, localKmsProvider, ManualClock, PUBLIC_MESSAGES } from "@kms/core";
 import { localSetup } from "./local";
 import { kms } from "./run";
 
@@ -75,5 +75,59 @@ describe("kms rotate, then kms evidence export / verify", () => {
     expect(short).toEqual({ code: 2, stdout: "", stderr: "error: the HMAC key in EVIDENCE_KEY must be at least 32 bytes, it is 16\n" });
     const wrong = await kms(["evidence", "verify", "--evidence", evidence, "--hmac-key-env", "EVIDENCE_KEY"], { cwd: dir, env: { EVIDENCE_KEY: "another key of thirty-two bytes or more" } });
     expect(wrong).toEqual({ code: 1, stdout: "BAD seq=1 position=1 reason=mac\n", stderr: "" });
+  });
+});
+
+describe("kms rotate --tenant rotates now, whatever the key's age", () => {
+  const setup = localSetup("rotate-now", {
+    keys: { "tenant-skew": { provider: "local", keyId: "k-skew" }, "tenant-off": { provider: "local", keyId: "k-off" } },
+  });
+  const log = join(setup.dir, "keys", "evidence.jsonl");
+
+  beforeAll(async () => {
+    // k-skew's version 1 dates from 10 days ahead (a store written under a skewed clock): no
+    // cryptoperiod makes it due. k-off is disabled: its provider refuses to rotate it.
+    await localKmsProvider({ path: setup.store, clock: new ManualClock(Date.now() + 10 * DAY_MS) }).createKey("k-skew");
+    const local = localKmsProvider({ path: setup.store });
+    await local.createKey("k-off");
+    await local.disableKey("k-off");
+  });
+  afterAll(() => rmSync(setup.dir, { recursive: true, force: true }));
+
+  it("rotates a key no cryptoperiod makes due, recording it as on demand", async () => {
+    const pass = await kms(["rotate", "--all-due", "--cryptoperiod-days", "1"], { cwd: setup.dir });
+    expect(pass.stdout).toBe("2 keys examined, 0 due, 0 rotated, 0 skipped, 0 failed\n");
+    const result = await kms(["rotate", "--tenant", "tenant-skew"], { cwd: setup.dir });
+    expect(result).toEqual({ code: 0, stdout: "rotated tenant-skew local k-skew 1 → 2\n1 keys examined, 1 due, 1 rotated, 0 skipped, 0 failed\n", stderr: "" });
+    const records = readFileSync(log, "utf8").trim().split("\n").map((line) => JSON.parse(line));
+    expect(records.map(({ seq, type, tenantId, keyId, previousVersion, keyVersion, actor, outcome, details }) => ({ seq, type, tenantId, keyId, previousVersion, keyVersion, actor, outcome, details }))).toEqual([
+      { seq: 1, type: "key.rotation-started", tenantId: "tenant-skew", keyId: "k-skew", previousVersion: "1", keyVersion: "1", actor: "kms-cli", outcome: "success", details: { fencingToken: 1, onDemand: true } },
+      { seq: 2, type: "key.rotated", tenantId: "tenant-skew", keyId: "k-skew", previousVersion: "1", keyVersion: "2", actor: "kms-cli", outcome: "success", details: { fencingToken: 1, onDemand: true } },
+    ]);
+    expect(await kms(["evidence", "verify", "--evidence", log], { cwd: setup.dir })).toEqual({ code: 0, stdout: "OK 2 records\n", stderr: "" });
+  });
+
+  it("a provider's refusal is recorded and printed as a failed line, exit 1 (--json too)", async () => {
+    const result = await kms(["rotate", "--tenant", "tenant-off"], { cwd: setup.dir });
+    expect(result).toEqual({
+      code: 1,
+      stdout: "1 keys examined, 1 due, 0 rotated, 0 skipped, 1 failed\n",
+      stderr: `failed tenant-off local k-off KMS_KEY_DISABLED: ${PUBLIC_MESSAGES.KMS_KEY_DISABLED} (${docsUrlFor("KMS_KEY_DISABLED")})\n`,
+    });
+    const json = await kms(["rotate", "--tenant", "tenant-off", "--json"], { cwd: setup.dir });
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.stdout)).toEqual({
+      ok: false,
+      rotated: [],
+      failed: [{ tenantId: "tenant-off", provider: "local", keyId: "k-off", code: "KMS_KEY_DISABLED" }],
+      summary: { examined: 1, due: 1, rotated: 0, skipped: 0, failed: 1, deferred: 0, recovered: 0 },
+    });
+    const records = readFileSync(log, "utf8").trim().split("\n").map((line) => JSON.parse(line));
+    expect(records.slice(2).map((r) => `${r.keyId}:${r.type}:${r.errorCode ?? ""}`)).toEqual([
+      "k-off:key.rotation-started:",
+      "k-off:key.rotation-failed:KMS_KEY_DISABLED",
+      "k-off:key.rotation-started:",
+      "k-off:key.rotation-failed:KMS_KEY_DISABLED",
+    ]);
   });
 });

@@ -1,12 +1,12 @@
 /**
- * `kms rotate`: one tenant's key now (`--tenant`), or every configured key whose current version is
- * older than the cryptoperiod (`--all-due`), through @kms/rotation's scheduler: its embedded lock per
- * key, its crash recovery, and its evidence records (`key.rotation-started`, then `key.rotated` or
- * `key.rotation-failed`) in the file evidence log. A forced rotation is a pass with a cryptoperiod
- * of 1 ms over that one tenant's key.
+ * `kms rotate`: one tenant's key now (`--tenant`, @kms/rotation's `rotateKeyNow`: whatever the key's
+ * age, even when its provider reports no dates), or every configured key whose current version is
+ * older than the cryptoperiod (`--all-due`, one pass of @kms/rotation's scheduler, crash recovery
+ * included). Both take the key's lease and write the same evidence records (`key.rotation-started`,
+ * then `key.rotated` or `key.rotation-failed`) in the file evidence log.
  */
 import { docsUrlFor, PUBLIC_MESSAGES, tenantIdProblem, type KmsErrorCode } from "@kms/core";
-import { createRotationScheduler, type PassSummary, type RotationEvent, type TenantKey } from "@kms/rotation";
+import { createRotationScheduler, embeddedLocks, rotateKeyNow, type PassSummary, type RotateKeyNowOptions, type RotationEvent, type TenantKey } from "@kms/rotation";
 import { bool, int, str, type Command, type Flags } from "../command";
 import { closeProviders, configLocation, localStorePath, readConfig, validate, type ValidatedConfig } from "../config";
 import { CliError, EXIT, UsageError } from "../errors";
@@ -14,6 +14,8 @@ import { evidencePath, hmacKeyOf, openEvidence } from "../evidence-file";
 import { err, out, paint, withSpinner } from "../output";
 
 const DAY_MS = 86_400_000;
+/** Written into the evidence records. */
+const ACTOR = "kms-cli";
 /** How the default key shows as a tenant: it serves every tenant without a key of its own. */
 export const DEFAULT_TENANT = "(default)";
 
@@ -33,6 +35,23 @@ function tenantKey(config: ValidatedConfig["config"], tenantId: string): TenantK
   return { tenantId, provider: own.provider, keyId: own.keyId };
 }
 
+/**
+ * `--tenant`: `rotateKeyNow`, its outcome told as a one-key pass, so both forms print alike. A failure
+ * is reported by its `rotation.failed` event, as in a pass; an error without one (a `key.rotated`
+ * record the log refused) is the CLI's error. The lock is embedded, as `--all-due`'s: a server on the
+ * same evidence file is kept off by the file's single-writer lock.
+ */
+async function rotateOne(options: Omit<RotateKeyNowOptions, "locks">, events: readonly RotationEvent[]): Promise<PassSummary> {
+  const summary = { examined: 1, due: 1, rotated: 0, skipped: 0, failed: 0, deferred: 0, recovered: 0 };
+  try {
+    const result = await rotateKeyNow({ ...options, locks: embeddedLocks() });
+    return { ...summary, ...(result.status === "busy" ? { skipped: 1 } : { rotated: 1 }) };
+  } catch (error) {
+    if (!events.some((e) => e.type === "rotation.failed")) throw error;
+    return { ...summary, failed: 1 };
+  }
+}
+
 async function rotate(flags: Flags): Promise<number> {
   const tenant = str(flags, "tenant");
   const allDue = bool(flags, "all-due");
@@ -43,20 +62,26 @@ async function rotate(flags: Flags): Promise<number> {
   const raw = readConfig(configLocation(str(flags, "config")));
   const validated = validate(raw);
   const events: RotationEvent[] = [];
+  const onEvent = (event: RotationEvent) => events.push(event);
+  const providers = Object.fromEntries(validated.providers);
   let summary: PassSummary;
+  let one: TenantKey | undefined;
   try {
-    const tenants = tenant !== undefined ? [tenantKey(validated.config, tenant)] : configuredTenants(validated.config);
+    one = tenant !== undefined ? tenantKey(validated.config, tenant) : undefined;
     const evidence = await openEvidence(evidencePath(flags, localStorePath(raw)), hmacKey);
     try {
-      const scheduler = createRotationScheduler({
-        providers: Object.fromEntries(validated.providers),
-        tenants,
-        evidence,
-        cryptoperiodMs: tenant !== undefined ? 1 : (days ?? validated.config.rotation.cryptoperiodDays) * DAY_MS,
-        actor: "kms-cli",
-        onEvent: (event) => events.push(event),
-      });
-      summary = await withSpinner("rotating", () => scheduler.runOnce());
+      summary = await withSpinner("rotating", () =>
+        one !== undefined
+          ? rotateOne({ providers, tenant: one, evidence, actor: ACTOR, onEvent }, events)
+          : createRotationScheduler({
+              providers,
+              tenants: configuredTenants(validated.config),
+              evidence,
+              cryptoperiodMs: (days ?? validated.config.rotation.cryptoperiodDays) * DAY_MS,
+              actor: ACTOR,
+              onEvent,
+            }).runOnce(),
+      );
     } finally {
       await evidence.close();
     }
@@ -65,9 +90,11 @@ async function rotate(flags: Flags): Promise<number> {
   }
   const rotated = events.flatMap((e) => (e.type === "rotation.succeeded" ? [e] : []));
   const failed = events.flatMap((e) => (e.type === "rotation.failed" ? [e] : []));
+  /** `--tenant` found the key's lease held. */
+  const busy = one !== undefined && summary.skipped > 0 ? one : undefined;
   if (json) {
     out(JSON.stringify({
-      ok: failed.length === 0,
+      ok: failed.length === 0 && !busy,
       rotated: rotated.map(({ tenantId, provider, keyId, previousVersion, currentVersion, recovered }) => ({ tenantId, provider, keyId, previousVersion, currentVersion, recovered })),
       failed: failed.map(({ tenantId, provider, keyId, code }) => ({ tenantId, provider, keyId, code })),
       summary,
@@ -80,9 +107,10 @@ async function rotate(flags: Flags): Promise<number> {
       const text = PUBLIC_MESSAGES[code] ?? PUBLIC_MESSAGES.KMS_PROVIDER_ERROR;
       err(`${paint(process.stderr, "red", "failed")} ${f.tenantId} ${f.provider} ${f.keyId} ${code}: ${text} (${docsUrlFor(code)})`);
     }
+    if (busy) err(`${paint(process.stderr, "red", "busy")} ${busy.tenantId} ${busy.provider} ${busy.keyId}: another process is rotating this key; retry shortly`);
     out(`${summary.examined} keys examined, ${summary.due} due, ${summary.rotated} rotated, ${summary.skipped} skipped, ${summary.failed} failed`);
   }
-  return failed.length === 0 ? EXIT.OK : EXIT.FAILED;
+  return failed.length === 0 && !busy ? EXIT.OK : EXIT.FAILED;
 }
 
 export const rotateCommand: Command = {

@@ -1,4 +1,5 @@
 export { DEFAULT_CRYPTOPERIOD_MS, createRotationScheduler, kmsEventOf } from "./scheduler";
+export { rotateKeyNow, type RotateKeyNowOptions, type RotateKeyNowResult } from "./rotate-key";
 export type {
   KeyAgeSummary,
   PassSummary,

@@ -7,11 +7,11 @@ import {
   type KmsEvent,
   type KmsProvider,
   configIssue,
-  isKmsError,
   systemClock,
 } from "@kms/core";
 import { embeddedLocks } from "../locks/embedded";
-import type { EvidenceEvent, EvidenceEventType, EvidenceLog, EvidenceRecord, LockLease, LockProvider } from "../types";
+import type { EvidenceEventType, EvidenceLog, EvidenceRecord, LockLease, LockProvider } from "../types";
+import { DEFAULT_LOCK_TTL_MS, codeOf, keyName, keyOf, rotateLeased, tenantProblem } from "./rotate-key";
 import type {
   KeyAgeSummary,
   PassSummary,
@@ -25,7 +25,7 @@ import type {
 
 const DAY_MS = 86_400_000;
 export const DEFAULT_CRYPTOPERIOD_MS = 90 * DAY_MS;
-const DEFAULTS = { concurrency: 8, intervalMs: 3_600_000, lockTtlMs: 300_000, backoffBaseMs: 60_000, backoffMaxMs: 6 * 3_600_000 };
+const DEFAULTS = { concurrency: 8, intervalMs: 3_600_000, lockTtlMs: DEFAULT_LOCK_TTL_MS, backoffBaseMs: 60_000, backoffMaxMs: 6 * 3_600_000 };
 const ROTATION_TYPES: readonly EvidenceEventType[] = ["key.rotation-started", "key.rotated", "key.rotation-failed"];
 
 /** What this instance last learned about a tenant's key. */
@@ -47,15 +47,6 @@ type Outcome = "current" | "rotated" | "skipped" | "failed" | "deferred";
 
 export function createRotationScheduler(options: RotationSchedulerOptions): RotationScheduler {
   return new Scheduler(options);
-}
-
-/** The key's lock (and backoff) name: provider ids have no `:`, so this is unambiguous. */
-function keyName(provider: string, keyId: string): string {
-  return `${provider}:${keyId}`;
-}
-
-function codeOf(error: unknown): string {
-  return isKmsError(error) ? error.code : "KMS_PROVIDER_ERROR";
 }
 
 /** When the key's current version began; undefined when the provider reports neither date. */
@@ -199,63 +190,27 @@ class Scheduler implements RotationScheduler {
     }
   }
 
-  /** Holding the key's lease: re-check, record the intent, rotate, re-check, record the outcome. */
+  /** Holding the key's lease: the shared step, re-checking that the key is still due. */
   async #rotateUnderLease(tenant: TenantKey, provider: KmsProvider, lease: LockLease, startedAt: number): Promise<Outcome> {
-    const { keyId } = tenant;
-    let before: KeyDescription;
-    try {
+    const outcome = await rotateLeased({
+      tenant,
+      provider,
+      lease,
+      evidence: this.#evidence,
+      actor: this.#actor,
+      clock: this.#clock,
       // Another instance may have rotated it between our first look and our lease.
-      before = await provider.describeKey(keyId);
-    } catch (error) {
-      return this.#failed(tenant, codeOf(error), startedAt);
-    }
-    if (!this.#remember(tenant, before).due) return "skipped";
-    if (!lease.isValid()) return "skipped";
-    const fencing = { fencingToken: lease.token };
-    const base = { tenantId: tenant.tenantId, provider: tenant.provider, keyId, actor: this.#actor };
-    try {
-      await this.#evidence.append({ ...base, type: "key.rotation-started", outcome: "success", keyVersion: before.currentVersion, previousVersion: before.currentVersion, details: fencing });
-    } catch (error) {
-      return this.#failed(tenant, codeOf(error), startedAt); // no record, no rotation
-    }
-    let result: { previousVersion: string; currentVersion: string; requestId?: unknown };
-    try {
-      result = await provider.rotateKey(keyId);
-    } catch (error) {
-      const code = codeOf(error);
-      const requestId = isKmsError(error) ? error.requestId : undefined;
-      await this.#record({ ...base, type: "key.rotation-failed", outcome: "failure", previousVersion: before.currentVersion, errorCode: code, ...(requestId ? { requestId } : {}), details: fencing });
-      return this.#failed(tenant, code, startedAt);
-    }
-    // A stale holder (an expired lease) may have rotated too: the provider's answer now is the truth.
-    const after = await provider.describeKey(keyId).catch(() => ({ ...before, currentVersion: result.currentVersion, rotatedAt: new Date(this.#clock.now()) }));
-    const concurrent = after.currentVersion !== result.currentVersion;
-    const requestId = typeof result.requestId === "string" ? result.requestId : undefined;
-    const recorded = await this.#record({
-      ...base,
-      type: "key.rotated",
-      outcome: "success",
-      previousVersion: result.previousVersion,
-      keyVersion: result.currentVersion,
-      ...(requestId ? { requestId } : {}),
-      details: concurrent ? { ...fencing, concurrentRotation: true } : fencing,
+      proceed: (before) => this.#remember(tenant, before).due,
     });
-    this.#remember(tenant, after);
-    this.#backoff.delete(keyName(tenant.provider, keyId));
-    if (!recorded) return this.#failed(tenant, "KMS_PROVIDER_ERROR", startedAt);
-    this.#emit({ type: "rotation.succeeded", ...keyOf(tenant), previousVersion: result.previousVersion, currentVersion: result.currentVersion, recovered: false, durationMs: this.#clock.now() - startedAt });
+    // A missing outcome record: the next pass recovers it from the `rotation-started` record.
+    if (outcome.unrecorded) this.#needsRecovery = true;
+    if (outcome.status === "skipped") return "skipped";
+    if (outcome.status === "failed") return this.#failed(tenant, codeOf(outcome.error), startedAt);
+    this.#remember(tenant, outcome.key);
+    this.#backoff.delete(keyName(tenant.provider, tenant.keyId));
+    if (outcome.unrecorded) return this.#failed(tenant, "KMS_PROVIDER_ERROR", startedAt);
+    this.#emit({ type: "rotation.succeeded", ...keyOf(tenant), previousVersion: outcome.previousVersion, currentVersion: outcome.currentVersion, recovered: false, durationMs: this.#clock.now() - startedAt });
     return "rotated";
-  }
-
-  /** Appends an outcome; if that fails, the next pass recovers it from the `rotation-started` record. */
-  async #record(event: EvidenceEvent): Promise<boolean> {
-    try {
-      await this.#evidence.append(event);
-      return true;
-    } catch {
-      this.#needsRecovery = true;
-      return false;
-    }
   }
 
   #failed(tenant: TenantKey, code: string, startedAt: number): "failed" {
@@ -390,20 +345,6 @@ class Scheduler implements RotationScheduler {
       // A listener must not break rotation.
     }
   }
-}
-
-function keyOf(tenant: TenantKey): { tenantId: string; provider: string; keyId: string } {
-  return { tenantId: String(tenant.tenantId), provider: String(tenant.provider), keyId: String(tenant.keyId) };
-}
-
-/** The app's tenant list is input: an entry that cannot be rotated is reported, not thrown. */
-function tenantProblem(tenant: TenantKey, providers: ReadonlyMap<string, KmsProvider>): string | undefined {
-  if (typeof tenant !== "object" || tenant === null) return "INPUT_INVALID";
-  const { tenantId, provider, keyId, cryptoperiodMs } = tenant;
-  if (typeof tenantId !== "string" || tenantId.length === 0 || typeof keyId !== "string" || keyId.length === 0) return "INPUT_INVALID";
-  if (cryptoperiodMs !== undefined && !(Number.isInteger(cryptoperiodMs) && cryptoperiodMs > 0)) return "INPUT_INVALID";
-  if (typeof provider !== "string" || !providers.has(provider)) return "KMS_PROVIDER_UNKNOWN";
-  return undefined;
 }
 
 function checkOptions(options: RotationSchedulerOptions): ConfigIssue[] {
