@@ -1,14 +1,15 @@
 /**
  * The configuration file: where it is (`--config`, else KMS_CONFIG_FILE, else ./kms.config.json),
- * reading it with core's strict reader, and the two things the CLI adds before core validates it,
+ * reading it with core's strict reader, and the one thing the CLI adds before core validates it,
  * as the reference server does: a relative `providers.local.path` is relative to the file's
- * directory, and Vault's token comes from VAULT_TOKEN when the file has no `auth` (the file never
- * needs a secret). Then core's `validateConfig` / `createKms` with the same registry as the server.
+ * directory. (Vault credentials need nothing here: the file names their environment variable,
+ * `auth: { tokenFromEnv: "VAULT_TOKEN" }`, and @kms/vault reads it.) Then core's `validateConfig` /
+ * `createKms` with the same registry as the server.
  */
 import { dirname, isAbsolute, resolve } from "node:path";
 import { awsKms } from "@kms/aws";
+import { azureKeyVault } from "@kms/azure";
 import {
-  configIssue,
   createKms,
   isKmsError,
   KmsConfigError,
@@ -23,10 +24,11 @@ import { vaultKms } from "@kms/vault";
 import { ConfigProblem } from "./errors";
 
 /**
- * The providers a configuration file may name: the server's registry. Azure Key Vault is not among
- * them: it needs a credential object (a `TokenCredential`) that a file cannot express.
+ * The providers a configuration file may name: the server's registry. Azure Key Vault authenticates
+ * with `DefaultAzureCredential` (its environment: service principal, workload or managed identity,
+ * Azure CLI…), made only when a configuration uses it.
  */
-export const REGISTRY: readonly ProviderDefinition<unknown>[] = [localKms, awsKms, vaultKms, gcpKms];
+export const REGISTRY: readonly ProviderDefinition<unknown>[] = [localKms, awsKms, vaultKms, gcpKms, azureKeyVault()];
 
 export type ValidatedConfig = ReturnType<typeof validateConfig>;
 
@@ -64,16 +66,6 @@ export function prepareConfig(raw: Record<string, unknown>, baseDir: string): Re
   const local = providers.local;
   if (isPlainObject(local) && typeof local.path === "string" && !isAbsolute(local.path)) {
     providers.local = { ...local, path: resolve(baseDir, local.path) };
-  }
-  const vault = providers.vault;
-  if (isPlainObject(vault) && vault.auth === undefined) {
-    const token = process.env.VAULT_TOKEN;
-    if (token === undefined || token === "") {
-      throw new ConfigProblem([
-        configIssue("providers.vault.auth", "KMS_CONFIG_INVALID", "no Vault credentials: set VAULT_TOKEN in the environment (the file need not hold a token)"),
-      ]);
-    }
-    providers.vault = { ...vault, auth: { token } };
   }
   return { ...raw, providers };
 }

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { docsUrlFor } from "@kms/core";
-import { AwsKmsEmulator } from "@kms/testkit/emulators";
+import { AwsKmsEmulator, VaultEmulator } from "@kms/testkit/emulators";
 import { kms, kmsOnTty } from "./run";
 
 const AWS_DOCS = expect.stringMatching(/^https:\/\//);
@@ -103,6 +103,55 @@ describe("kms init --yes + kms validate against the AWS KMS emulator", () => {
   });
 });
 
+describe("kms init --provider vault + kms validate against the Vault emulator", () => {
+  const TOKEN = "cli-test-vault-token";
+  let vault: VaultEmulator;
+  let address: string;
+  beforeAll(async () => {
+    vault = new VaultEmulator({ tokens: { [TOKEN]: { name: "app", paths: ["transit/*"] } } });
+    address = (await vault.start()).replace(/\/$/, "");
+    vault.createKey("app", { derived: true });
+  });
+  afterAll(() => vault.stop());
+
+  it("writes auth.tokenFromEnv, never the token; validate reads VAULT_TOKEN through @kms/vault, and without it names the variable (exit 2)", async () => {
+    const path = join(dir, "vault.json");
+    const init = await kms(["init", "--yes", "--config", path, "--provider", "vault", "--key", "app", "--vault-address", address], { cwd: dir, env: { VAULT_TOKEN: TOKEN } });
+    expect(init.stderr).toBe("");
+    expect(init.stdout.split("\n")).toEqual([
+      `wrote ${path}`,
+      "PASS vault app update transit/datakey/plaintext/app",
+      "PASS vault app update transit/encrypt/app",
+      "PASS vault app update transit/decrypt/app",
+      "PASS vault app read transit/keys/app",
+      "PASS vault app derived=true transit/keys/app",
+      "5 checks: 5 passed, 0 failed",
+      "",
+    ]);
+    expect(init.code).toBe(0);
+    expect(JSON.parse(readFileSync(path, "utf8"))).toEqual({
+      providers: { vault: { endpoint: address, auth: { tokenFromEnv: "VAULT_TOKEN" } } },
+      tenants: { defaultKey: { provider: "vault", keyId: "app" } },
+      rotation: { cryptoperiodDays: 90 },
+    });
+    expect(readFileSync(path, "utf8")).not.toContain(TOKEN);
+
+    const unset = await kms(["validate", "--config", path], { cwd: dir });
+    expect(unset).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: `KMS_CONFIG_INVALID providers.vault.auth.tokenFromEnv: the environment variable VAULT_TOKEN is not set, or is empty (${docsUrlFor("KMS_CONFIG_INVALID")})\n`,
+    });
+    // No special case left in the CLI: a file without auth is a settings issue like any other.
+    writeFileSync(path, JSON.stringify({ providers: { vault: { endpoint: address } }, tenants: { defaultKey: { provider: "vault", keyId: "app" } } }));
+    const noAuth = await kms(["validate", "--config", path], { cwd: dir, env: { VAULT_TOKEN: TOKEN } });
+    expect(noAuth.code).toBe(2);
+    expect(noAuth.stderr).toBe(
+      `KMS_CONFIG_INVALID providers.vault.auth: must be { token }, { tokenFromEnv } or { appRole: { roleId, secretId or secretIdFromEnv } } (${docsUrlFor("KMS_CONFIG_INVALID")})\n`,
+    );
+  });
+});
+
 describe("configuration and usage errors", () => {
   it("validate: one line per issue with code, path and docs link; exit 2", async () => {
     const path = join(dir, "bad.json");
@@ -135,6 +184,9 @@ describe("configuration and usage errors", () => {
     expect(missing.stderr.split("\n")[0]).toBe("kms init: missing --key (no default with --provider aws-kms)");
     const wrong = await kms(["init", "--yes", "--config", join(dir, "new.json"), "--region", "us-east-1"], { cwd: dir });
     expect(wrong.stderr.split("\n")[0]).toBe("kms init: --region does not apply to --provider local");
+    // Beyond core's cache.hardMaxAgeMs (3600000), which core would refuse: refused as the flag.
+    const cache = await kms(["init", "--yes", "--config", join(dir, "new.json"), "--cache-max-age-ms", "7200000"], { cwd: dir });
+    expect([cache.code, cache.stderr.split("\n")[0]]).toEqual([2, "kms init: --cache-max-age-ms: must be an integer from 1 to 3600000"]);
     const forced = await kms(["init", "--yes", "--force", "--no-validate", "--config", path], { cwd: dir });
     expect(forced).toEqual({ code: 0, stdout: `wrote ${path}\n`, stderr: "" });
   });
@@ -156,9 +208,9 @@ describe("configuration and usage errors", () => {
 });
 
 describe("the interactive wizard (on a pseudo-terminal)", () => {
-  it("asks each question, asks again after a bad answer, and writes YAML", async () => {
+  it("asks each question not given by a flag, asks again after a bad answer, and writes YAML", async () => {
     const path = join(dir, "wizard", "kms.yaml");
-    const tty = kmsOnTty(["init", "--config", path], { cwd: dir });
+    const tty = kmsOnTty(["init", "--config", path, "--cache-capacity", "500"], { cwd: dir });
     await tty.waitFor("Provider (local, aws-kms, vault, gcp-kms)");
     tty.type("cloud\r");
     await tty.waitFor("must be one of local, aws-kms, vault, gcp-kms");
@@ -168,12 +220,21 @@ describe("the interactive wizard (on a pseudo-terminal)", () => {
     tty.type("\r");
     await tty.waitFor("Local key store file");
     tty.type("keys/store.json\r");
+    await tty.waitFor("Data key cache: max age of an entry, in ms [300000]");
+    tty.type("7200000\r");
+    await tty.waitFor("must be an integer from 1 to 3600000");
+    await tty.waitFor("Data key cache: max age of an entry, in ms [300000]");
+    tty.type("60000\r");
+    await tty.waitFor("Rotate keys every N days (cryptoperiod) [90]");
+    tty.type("0\r");
+    await tty.waitFor("must be an integer from 1 to 3650");
     await tty.waitFor("Rotate keys every N days");
     tty.type("30\r");
     const { code, output } = await tty.done;
     expect(code).toBe(0);
     expect(output).toContain(`wrote ${path}`);
     expect(output).toContain("4 checks: 4 passed, 0 failed");
+    expect(output).not.toContain("Data key cache: entries"); // given by --cache-capacity
     expect(readFileSync(path, "utf8")).toBe(
       [
         "providers:",
@@ -183,6 +244,13 @@ describe("the interactive wizard (on a pseudo-terminal)", () => {
         "  defaultKey:",
         '    provider: "local"',
         '    keyId: "default"',
+        "cache:",
+        "  encrypt:",
+        "    maxAgeMs: 60000",
+        "    capacity: 500",
+        "  decrypt:",
+        "    maxAgeMs: 60000",
+        "    capacity: 500",
         "rotation:",
         "  cryptoperiodDays: 30",
         "",

@@ -16,7 +16,8 @@
  * - Crypto-shredding (`disableKey`): only `schedule-destruction`, and it is NOT a schedule: Vault has
  *   no waiting period, so it sets `deletion_allowed=true` and then DELETEs the key, every version,
  *   at once and for good. `disable` is INPUT_INVALID: transit has no disabled state.
- * - Auth: a token, or AppRole. An AppRole token is obtained at first use and renewed lazily, before
+ * - Auth: a token, or AppRole (the token or the secret ID inline, or from the environment variable the
+ *   settings name: settings.ts). An AppRole token is obtained at first use and renewed lazily, before
  *   a call, once two thirds of its lease have passed (renew-self); when renewal is refused (403) or
  *   the lease is about to end, the provider logs in again. No timer: nothing to leak, nothing to
  *   cancel. A call refused with 403 drops the AppRole token, so the next call logs in afresh (a

@@ -3,6 +3,10 @@
  * network access. Every issue is reported at once with its path; no message ever repeats a value
  * (the token and the AppRole secret are settings too).
  *
+ * The token and the AppRole secret ID are given inline, or by the name of the environment variable
+ * that holds them (`tokenFromEnv`, `secretIdFromEnv`), read here, once, when the settings are parsed:
+ * so a configuration file need not hold a secret. The environment is read for those names only.
+ *
  * Written by hand rather than with zod: zod is a dependency of `@kms/core`, not of this package, and
  * the rules are few.
  */
@@ -15,6 +19,8 @@ const PATH = /^[\w-]+(?:\.[\w-]+)*(?:\/[\w-]+(?:\.[\w-]+)*)*$/;
 const HEADER_SAFE = /^[\x21-\x7e]+$/;
 // eslint-disable-next-line no-control-regex -- refusing control characters is the point
 const NO_CONTROL = /^[^\x00-\x1f\x7f]+$/;
+/** An environment variable's name, as POSIX shells accept it. */
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 
 export const DEFAULT_MOUNT_PATH = "transit";
 export const DEFAULT_APPROLE_MOUNT_PATH = "approle";
@@ -25,15 +31,21 @@ export const VAULT_KEY_NAME_RULE =
   "Vault transit key names are 1 to 128 characters of A-Z a-z 0-9 _ . - that start and end with a letter, a digit or _ (no /: the mount is set in the provider's settings)";
 
 /** Log in with AppRole (`auth/<mountPath>/login`) and renew the token it gets. */
-export interface VaultAppRoleAuth {
+export type VaultAppRoleAuth = {
   roleId: string;
-  secretId: string;
   /** The AppRole auth method's mount. Default `approle`. */
   mountPath?: string;
-}
+} & (
+  | { secretId: string; secretIdFromEnv?: undefined }
+  /** The name of the environment variable that holds the secret ID (`VAULT_SECRET_ID`), read when the settings are parsed. */
+  | { secretIdFromEnv: string; secretId?: undefined }
+);
 
-/** Exactly one: a Vault token, or AppRole credentials. */
-export type VaultAuth = { token: string; appRole?: undefined } | { appRole: VaultAppRoleAuth; token?: undefined };
+/** Exactly one: a Vault token, the name of the environment variable that holds one (`VAULT_TOKEN`), or AppRole credentials. */
+export type VaultAuth =
+  | { token: string; tokenFromEnv?: undefined; appRole?: undefined }
+  | { tokenFromEnv: string; token?: undefined; appRole?: undefined }
+  | { appRole: VaultAppRoleAuth; token?: undefined; tokenFromEnv?: undefined };
 
 /** Settings of `providers.vault` in configuration (and the options of `vaultKmsProvider`). */
 export interface VaultKmsSettings {
@@ -91,25 +103,25 @@ export function resolveSettings(raw: unknown): { ok: true; settings: ResolvedVau
 
   let auth: ResolvedVaultSettings["auth"] | undefined;
   if (!isRecord(raw.auth)) {
-    issue("auth", "must be { token } or { appRole: { roleId, secretId } }");
+    issue("auth", "must be { token }, { tokenFromEnv } or { appRole: { roleId, secretId or secretIdFromEnv } }");
   } else {
     const a = raw.auth;
-    unknownKeys(a, ["token", "appRole"], "auth.", issue);
-    if ((a.token === undefined) === (a.appRole === undefined)) {
-      issue("auth", "must set exactly one of token or appRole");
-    } else if (a.token !== undefined) {
-      if (typeof a.token === "string" && HEADER_SAFE.test(a.token)) auth = { kind: "token", token: a.token };
-      else issue("auth.token", "must be a non-empty Vault token (printable ASCII, no spaces)");
+    unknownKeys(a, ["token", "tokenFromEnv", "appRole"], "auth.", issue);
+    const byToken = a.token !== undefined || a.tokenFromEnv !== undefined;
+    if (byToken === (a.appRole !== undefined)) {
+      issue("auth", "must set exactly one of token, tokenFromEnv or appRole");
+    } else if (byToken) {
+      const token = secretOf(a, "token", "auth.", HEADER_SAFE, "Vault token (printable ASCII, no spaces)", issue);
+      if (token !== undefined) auth = { kind: "token", token };
     } else if (!isRecord(a.appRole)) {
-      issue("auth.appRole", "must be { roleId, secretId, mountPath? }");
+      issue("auth.appRole", "must be { roleId, secretId or secretIdFromEnv, mountPath? }");
     } else {
       const r = a.appRole;
-      unknownKeys(r, ["roleId", "secretId", "mountPath"], "auth.appRole.", issue);
+      unknownKeys(r, ["roleId", "secretId", "secretIdFromEnv", "mountPath"], "auth.appRole.", issue);
       const roleId = typeof r.roleId === "string" && NO_CONTROL.test(r.roleId) ? r.roleId : undefined;
-      const secretId = typeof r.secretId === "string" && NO_CONTROL.test(r.secretId) ? r.secretId : undefined;
-      const roleMount = optionalPath(r.mountPath, DEFAULT_APPROLE_MOUNT_PATH);
       if (roleId === undefined) issue("auth.appRole.roleId", "must be a non-empty string");
-      if (secretId === undefined) issue("auth.appRole.secretId", "must be a non-empty string");
+      const secretId = secretOf(r, "secretId", "auth.appRole.", NO_CONTROL, "string without control characters", issue);
+      const roleMount = optionalPath(r.mountPath, DEFAULT_APPROLE_MOUNT_PATH);
       if (roleMount === undefined) issue("auth.appRole.mountPath", "must be a mount path such as approle");
       if (roleId !== undefined && secretId !== undefined && roleMount !== undefined) auth = { kind: "appRole", roleId, secretId, mountPath: roleMount };
     }
@@ -141,6 +153,42 @@ export function toSettings(resolved: ResolvedVaultSettings): VaultKmsSettings {
     requestTimeoutMs: resolved.requestTimeoutMs,
     ...(resolved.caCert === undefined ? {} : { caCert: resolved.caCert }),
   };
+}
+
+/**
+ * A secret set inline (`<key>`) or by the name of the environment variable that holds it
+ * (`<key>FromEnv`, read now): exactly one of the two. `what` describes a valid value. Issues name the
+ * setting or the variable, never the value.
+ */
+function secretOf(
+  settings: Record<string, unknown>,
+  key: "token" | "secretId",
+  prefix: string,
+  valid: RegExp,
+  what: string,
+  issue: (path: string, message: string) => void,
+): string | undefined {
+  const envKey = `${key}FromEnv`;
+  const inline = settings[key];
+  const name = settings[envKey];
+  if ((inline === undefined) === (name === undefined)) {
+    issue(prefix.slice(0, -1), `must set exactly one of ${key} or ${envKey}`);
+    return undefined;
+  }
+  if (inline !== undefined) {
+    if (typeof inline === "string" && valid.test(inline)) return inline;
+    issue(`${prefix}${key}`, `must be a non-empty ${what}`);
+    return undefined;
+  }
+  if (typeof name !== "string" || !ENV_NAME.test(name)) {
+    issue(`${prefix}${envKey}`, "must be the name of an environment variable: letters, digits and _, not starting with a digit");
+    return undefined;
+  }
+  const value = process.env[name];
+  if (value === undefined || value === "") issue(`${prefix}${envKey}`, `the environment variable ${name} is not set, or is empty`);
+  else if (!valid.test(value)) issue(`${prefix}${envKey}`, `the environment variable ${name} must hold a ${what}`);
+  else return value;
+  return undefined;
 }
 
 function endpointOf(value: unknown): string | undefined {

@@ -670,6 +670,90 @@ describe("close()", () => {
   });
 });
 
+describe("credentials named by an environment variable (tokenFromEnv, secretIdFromEnv)", () => {
+  const TOKEN_VAR = "KMS_TEST_VAULT_TOKEN";
+  const SECRET_VAR = "KMS_TEST_VAULT_SECRET_ID";
+  const ROLE_ID = "role-id-value";
+  const SECRET_ID = "secret-id-from-env-value";
+  afterEach(() => {
+    delete process.env[TOKEN_VAR];
+    delete process.env[SECRET_VAR];
+  });
+
+  it("reads the variable once, when the settings are parsed: the parsed settings hold the value inline", () => {
+    process.env[TOKEN_VAR] = TOKEN;
+    const parsed = vaultKms.parseSettings({ endpoint: "http://127.0.0.1:8200", auth: { tokenFromEnv: TOKEN_VAR } });
+    process.env[TOKEN_VAR] = "changed-later";
+    expect(parsed).toEqual({ ok: true, settings: { endpoint: "http://127.0.0.1:8200", mountPath: "transit", auth: { token: TOKEN }, requestTimeoutMs: 10_000 } });
+    process.env[SECRET_VAR] = SECRET_ID;
+    expect(vaultKms.parseSettings({ endpoint: "http://127.0.0.1:8200", auth: { appRole: { roleId: ROLE_ID, secretIdFromEnv: SECRET_VAR } } })).toEqual({
+      ok: true,
+      settings: { endpoint: "http://127.0.0.1:8200", mountPath: "transit", auth: { appRole: { roleId: ROLE_ID, secretId: SECRET_ID, mountPath: "approle" } }, requestTimeoutMs: 10_000 },
+    });
+  });
+
+  it("an unset, empty or invalid variable, a bad name, or both forms at once: one issue each, naming the variable, never a value", () => {
+    const parse = (auth: unknown) => vaultKms.parseSettings({ endpoint: "http://127.0.0.1:8200", auth });
+    expect(parse({ tokenFromEnv: TOKEN_VAR })).toEqual({ ok: false, issues: [{ path: "auth.tokenFromEnv", message: `the environment variable ${TOKEN_VAR} is not set, or is empty` }] });
+    process.env[TOKEN_VAR] = "";
+    expect(parse({ tokenFromEnv: TOKEN_VAR })).toEqual({ ok: false, issues: [{ path: "auth.tokenFromEnv", message: `the environment variable ${TOKEN_VAR} is not set, or is empty` }] });
+    process.env[TOKEN_VAR] = "token with spaces-secret";
+    const invalid = parse({ tokenFromEnv: TOKEN_VAR });
+    expect(invalid).toEqual({
+      ok: false,
+      issues: [{ path: "auth.tokenFromEnv", message: `the environment variable ${TOKEN_VAR} must hold a Vault token (printable ASCII, no spaces)` }],
+    });
+    expect(JSON.stringify(invalid).includes("secret")).toBe(false);
+    expect(parse({ token: TOKEN, tokenFromEnv: TOKEN_VAR })).toEqual({ ok: false, issues: [{ path: "auth", message: "must set exactly one of token or tokenFromEnv" }] });
+    expect(parse({ tokenFromEnv: "VAULT TOKEN" })).toEqual({
+      ok: false,
+      issues: [{ path: "auth.tokenFromEnv", message: "must be the name of an environment variable: letters, digits and _, not starting with a digit" }],
+    });
+    expect(parse({ tokenFromEnv: TOKEN_VAR, appRole: { roleId: ROLE_ID, secretIdFromEnv: SECRET_VAR } })).toEqual({
+      ok: false,
+      issues: [{ path: "auth", message: "must set exactly one of token, tokenFromEnv or appRole" }],
+    });
+    expect(parse({ appRole: { roleId: ROLE_ID, secretIdFromEnv: SECRET_VAR } })).toEqual({
+      ok: false,
+      issues: [{ path: "auth.appRole.secretIdFromEnv", message: `the environment variable ${SECRET_VAR} is not set, or is empty` }],
+    });
+    process.env[SECRET_VAR] = "line\nbreak-secret";
+    expect(parse({ appRole: { roleId: ROLE_ID, secretIdFromEnv: SECRET_VAR } })).toEqual({
+      ok: false,
+      issues: [{ path: "auth.appRole.secretIdFromEnv", message: `the environment variable ${SECRET_VAR} must hold a string without control characters` }],
+    });
+    expect(parse({ appRole: { roleId: ROLE_ID, secretId: SECRET_ID, secretIdFromEnv: SECRET_VAR } })).toEqual({
+      ok: false,
+      issues: [{ path: "auth.appRole", message: "must set exactly one of secretId or secretIdFromEnv" }],
+    });
+    expect(parse({ appRole: { roleId: ROLE_ID, secretIdFromEnv: 7 } })).toEqual({
+      ok: false,
+      issues: [{ path: "auth.appRole.secretIdFromEnv", message: "must be the name of an environment variable: letters, digits and _, not starting with a digit" }],
+    });
+  });
+
+  it("createKms from a configuration without a secret: the token, or the AppRole secret ID, comes from the named variable", async () => {
+    await start({ appRoles: { kms: { roleId: ROLE_ID, secretId: SECRET_ID, paths: ["transit/*"] } } });
+    process.env[TOKEN_VAR] = TOKEN;
+    process.env[SECRET_VAR] = SECRET_ID;
+    for (const auth of [{ tokenFromEnv: TOKEN_VAR }, { appRole: { roleId: ROLE_ID, secretIdFromEnv: SECRET_VAR } }]) {
+      const kms = createKms({ registry: [vaultKms], config: { providers: { vault: { endpoint, auth } }, tenants: { defaultKey: { provider: "vault", keyId: KEY } } }, env: {} });
+      try {
+        await kms.encrypt("tenant-1", "hello");
+      } finally {
+        await kms.close();
+      }
+    }
+    expect(emulator.requests.map((r) => [r.operation, r.identity])).toEqual([
+      ["keys.read", "app"],
+      ["datakey", "app"],
+      ["approle.login", undefined],
+      ["keys.read", "approle:kms"],
+      ["datakey", "approle:kms"],
+    ]);
+  });
+});
+
 describe("settings", () => {
   it("parseSettings fills in the defaults", () => {
     expect(vaultKms.parseSettings({ endpoint: "https://vault.example.com:8200/", auth: { token: "t" } })).toEqual({
@@ -713,8 +797,8 @@ describe("settings", () => {
         { path: "endpoint", message: expect.stringContaining("must be Vault's address, an http:// or https:// URL without credentials") },
         { path: "mountPath", message: "must be a mount path such as transit or kms/transit" },
         { path: "namespace", message: "must be a namespace path such as admin or admin/team-a" },
-        { path: "auth.extra", message: "unknown setting (known: token, appRole)" },
-        { path: "auth", message: "must set exactly one of token or appRole" },
+        { path: "auth.extra", message: "unknown setting (known: token, tokenFromEnv, appRole)" },
+        { path: "auth", message: "must set exactly one of token, tokenFromEnv or appRole" },
         { path: "requestTimeoutMs", message: "must be an integer number of milliseconds from 1 to 600000" },
         { path: "caCert", message: "must be PEM text (-----BEGIN CERTIFICATE----- …)" },
       ],
@@ -725,12 +809,12 @@ describe("settings", () => {
       issues: [
         { path: "endpoint", message: expect.any(String) },
         { path: "auth.appRole.roleId", message: "must be a non-empty string" },
-        { path: "auth.appRole.secretId", message: "must be a non-empty string" },
+        { path: "auth.appRole.secretId", message: "must be a non-empty string without control characters" },
         { path: "auth.appRole.mountPath", message: "must be a mount path such as approle" },
       ],
     });
     expect(vaultKms.parseSettings(undefined)).toEqual({ ok: false, issues: [{ path: "", message: "must be an object with endpoint and auth" }] });
-    expect(vaultKms.parseSettings({ endpoint: "http://v:8200", auth: {} })).toEqual({ ok: false, issues: [{ path: "auth", message: "must set exactly one of token or appRole" }] });
+    expect(vaultKms.parseSettings({ endpoint: "http://v:8200", auth: {} })).toEqual({ ok: false, issues: [{ path: "auth", message: "must set exactly one of token, tokenFromEnv or appRole" }] });
   });
 
   it("vaultKmsProvider throws one KmsConfigError listing every issue, without the token", () => {

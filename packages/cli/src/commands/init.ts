@@ -3,12 +3,14 @@
  * and a default tenant key, checks it with core, then runs `kms validate`. Every question has a
  * flag; on a terminal the unanswered ones are asked, with `--yes` they take their defaults or fail
  * naming the flag. The file never holds a secret: credentials come from the provider SDK's default
- * chain or the environment (AWS_ACCESS_KEY_ID…, VAULT_TOKEN, GOOGLE_APPLICATION_CREDENTIALS).
+ * chain or the environment (AWS_ACCESS_KEY_ID…, GOOGLE_APPLICATION_CREDENTIALS; for Vault the file
+ * names the variable: `auth: { tokenFromEnv: "VAULT_TOKEN" }`, which @kms/vault reads).
+ * A cache setting equal to core's default is left out of the file, which then follows core's default.
  */
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
-import { keyIdProblem, LOCAL_DEFAULT_PATH } from "@kms/core";
-import { bool, int, str, type Command, type Flags } from "../command";
+import { keyIdProblem, kmsConfigSchema, LOCAL_DEFAULT_PATH } from "@kms/core";
+import { bool, str, type Command, type Flags } from "../command";
 import { closeProviders, configLocation, prepareConfig, REGISTRY, validate } from "../config";
 import { CliError, EXIT, UsageError } from "../errors";
 import { out } from "../output";
@@ -18,11 +20,15 @@ import { runValidate } from "./validate";
 const PROVIDERS = ["local", "aws-kms", "vault", "gcp-kms"] as const;
 type ProviderId = (typeof PROVIDERS)[number];
 const DEFAULT_CRYPTOPERIOD_DAYS = 90;
+/** Core's cache settings with their defaults (`cache.encrypt`'s max age and capacity are `cache.decrypt`'s too). */
+const CACHE_DEFAULTS = kmsConfigSchema.shape.cache.parse(undefined);
+/** A cache capacity's upper bound in core's schema. */
+const MAX_CACHE_CAPACITY = 1_000_000;
 
 /** Where each provider's credentials come from with `--credentials environment`. */
 const CREDENTIAL_ENV: Record<Exclude<ProviderId, "local">, readonly string[]> = {
   "aws-kms": ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
-  vault: ["VAULT_TOKEN"],
+  vault: ["VAULT_TOKEN"], // written into the file as `auth.tokenFromEnv`
   "gcp-kms": ["GOOGLE_APPLICATION_CREDENTIALS"],
 };
 
@@ -47,6 +53,10 @@ function settingProblem(provider: ProviderId, settings: Record<string, unknown>,
   const result = definition(provider).parseSettings(settings);
   return result.ok ? undefined : result.issues.find((i) => i.path === path || i.path.startsWith(`${path}.`))?.message;
 }
+
+/** The problem with an answer that must be an integer from `min` to `max`, or undefined. */
+const integerFrom = (min: number, max: number) => (answer: string) =>
+  /^\d{1,15}$/.test(answer) && Number(answer) >= min && Number(answer) <= max ? undefined : `must be an integer from ${min} to ${max}`;
 
 /** `--endpoint` for GCP: a URL becomes host, port, and emulator mode for plain http on loopback. */
 function gcpEndpoint(url: string): Record<string, unknown> | string {
@@ -122,10 +132,23 @@ const QUESTIONS: readonly Question[] = [
     check: (path) => settingProblem("local", { path }, "path"),
   },
   {
+    flag: "cache-max-age-ms",
+    text: "Data key cache: max age of an entry, in ms",
+    fallback: () => String(CACHE_DEFAULTS.encrypt.maxAgeMs),
+    // Up to core's hard max age (kept as its default), which a max age may not exceed.
+    check: integerFrom(1, CACHE_DEFAULTS.hardMaxAgeMs),
+  },
+  {
+    flag: "cache-capacity",
+    text: "Data key cache: entries per cache (encrypt, decrypt)",
+    fallback: () => String(CACHE_DEFAULTS.encrypt.capacity),
+    check: integerFrom(1, MAX_CACHE_CAPACITY),
+  },
+  {
     flag: "rotation-days",
     text: "Rotate keys every N days (cryptoperiod)",
     fallback: () => String(DEFAULT_CRYPTOPERIOD_DAYS),
-    check: (n) => (/^\d{1,4}$/.test(n) && Number(n) >= 1 && Number(n) <= 3650 ? undefined : "must be an integer from 1 to 3650"),
+    check: integerFrom(1, 3650),
   },
 ];
 
@@ -159,14 +182,19 @@ function providerSettings(a: Answers): Record<string, unknown> {
     case "aws-kms":
       return { region: a.region, ...(a.endpoint ? { endpoint: a.endpoint } : {}) };
     case "vault":
-      return { endpoint: a["vault-address"] };
+      return { endpoint: a["vault-address"], auth: { tokenFromEnv: CREDENTIAL_ENV.vault[0] } };
     case "gcp-kms":
       return a.endpoint ? (gcpEndpoint(a.endpoint) as Record<string, unknown>) : {};
   }
 }
 
-export function buildConfig(a: Answers, cache: { maxAgeMs?: number; capacity?: number }): Record<string, unknown> {
-  const side = { ...(cache.maxAgeMs === undefined ? {} : { maxAgeMs: cache.maxAgeMs }), ...(cache.capacity === undefined ? {} : { capacity: cache.capacity }) };
+export function buildConfig(a: Answers): Record<string, unknown> {
+  const maxAgeMs = Number(a["cache-max-age-ms"]);
+  const capacity = Number(a["cache-capacity"]);
+  const side = {
+    ...(maxAgeMs === CACHE_DEFAULTS.encrypt.maxAgeMs ? {} : { maxAgeMs }),
+    ...(capacity === CACHE_DEFAULTS.encrypt.capacity ? {} : { capacity }),
+  };
   return {
     providers: { [a.provider!]: providerSettings(a) },
     tenants: { defaultKey: { provider: a.provider, keyId: a.key } },
@@ -194,7 +222,6 @@ async function init(flags: Flags): Promise<number> {
   if (existsSync(location.path) && !bool(flags, "force")) {
     throw new CliError(`${location.path} already exists: pass --force to overwrite it`, EXIT.USAGE);
   }
-  const cache = { maxAgeMs: int(flags, "cache-max-age-ms", 1, 86_400_000), capacity: int(flags, "cache-capacity", 1, 1_000_000) };
   const interactive = !bool(flags, "yes");
   if (interactive && process.stdin.isTTY !== true) {
     throw new UsageError("stdin is not a terminal: pass --yes (and flags for the answers) to run init without questions");
@@ -206,7 +233,7 @@ async function init(flags: Flags): Promise<number> {
   } finally {
     asker?.close();
   }
-  const config = buildConfig(answers, cache);
+  const config = buildConfig(answers);
   // Core's checks before anything is written: a refused configuration leaves no file behind.
   await closeProviders(validate(prepareConfig(config, dirname(location.path))));
   const text = /\.ya?ml$/i.test(location.path) ? toYaml(config) : `${JSON.stringify(config, null, 2)}\n`;
@@ -237,8 +264,12 @@ export const initCommand: Command = {
     "vault-address": { type: "string", value: "URL", help: "vault: Vault's address (default: $VAULT_ADDR)" },
     credentials: { type: "string", value: "C", help: "default (SDK chain) or environment (variables only; checked now)" },
     "local-path": { type: "string", value: "P", help: `local: key store file (default: ${LOCAL_DEFAULT_PATH})` },
-    "cache-max-age-ms": { type: "string", value: "N", help: "data key cache max age (core's default: 300000)" },
-    "cache-capacity": { type: "string", value: "N", help: "data key cache entries (core's default: 10000)" },
+    "cache-max-age-ms": {
+      type: "string",
+      value: "N",
+      help: `data key cache max age in ms, 1 to ${CACHE_DEFAULTS.hardMaxAgeMs} (default: core's, ${CACHE_DEFAULTS.encrypt.maxAgeMs})`,
+    },
+    "cache-capacity": { type: "string", value: "N", help: `data key cache entries, 1 to ${MAX_CACHE_CAPACITY} (default: core's, ${CACHE_DEFAULTS.encrypt.capacity})` },
     "rotation-days": { type: "string", value: "N", help: `cryptoperiod in days, 1 to 3650 (default: ${DEFAULT_CRYPTOPERIOD_DAYS})` },
     yes: { type: "boolean", help: "ask nothing: defaults for what no flag gives" },
     force: { type: "boolean", help: "overwrite an existing file" },
