@@ -6,6 +6,7 @@
 import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import { awsKms } from "@kms/aws";
+import { azureKeyVault } from "@kms/azure";
 import { configIssue, createKms, isKmsError, KmsConfigError, localKms, validateConfig, type ConfigIssue, type KmsClient, type KmsProvider } from "@kms/core";
 import { createEvidenceLog, openFileEvidenceStore, type EvidenceLog } from "@kms/rotation";
 import { gcpKms } from "@kms/gcp";
@@ -17,10 +18,11 @@ import { createRotationService, tenantKeysOf, type RotationService } from "./rot
 
 /**
  * The provider definitions this server installed: the only providers its configuration may name.
- * Azure Key Vault (`@kms/azure`) is not among them: it needs a credential object (a `TokenCredential`)
- * that a configuration file cannot express; an application that needs it builds its client in code.
+ * Azure Key Vault (`@kms/azure`) authenticates with `DefaultAzureCredential` from its environment
+ * (service principal, workload or managed identity, Azure CLI…), made only when the configuration
+ * names `azure-key-vault`.
  */
-const REGISTRY = [localKms, awsKms, vaultKms, gcpKms];
+const REGISTRY = [localKms, awsKms, vaultKms, gcpKms, azureKeyVault()];
 
 /** How long in-flight requests get to finish on shutdown before the process exits anyway. */
 const SHUTDOWN_GRACE_MS = 10_000;

@@ -1121,19 +1121,19 @@ describe("start-up with an invalid configuration exits non-zero, naming the code
       [],
     ],
     [
-      "(b) a provider the server does not install (azure-key-vault: it needs a credential object)",
+      "(b) a credential in the Azure settings (DefaultAzureCredential reads the environment)",
       () => ({
         ...tokens,
         KMS_CONFIG_FILE: configFile(
           "azure.json",
           JSON.stringify({
-            providers: { "azure-key-vault": { vaultUrl: "https://example.vault.azure.net" } },
+            providers: { "azure-key-vault": { vaultUrl: "https://example.vault.azure.net", credential: { clientSecret: "pw-in-file" } } },
             tenants: { defaultKey: { provider: "azure-key-vault", keyId: "tenants" } },
           }),
         ),
       }),
-      "KMS_PROVIDER_NOT_INSTALLED",
-      ["@kms/azure"],
+      "KMS_CONFIG_INVALID",
+      ["providers.azure-key-vault.credential: a credential cannot come from configuration: azureKeyVault() uses DefaultAzureCredential (its environment)"],
     ],
     [
       "(c) an unknown provider name",

@@ -87,7 +87,7 @@ const accessDenied: Row = {
   },
 };
 
-const CREDENTIAL_FIX = "check the TokenCredential given to the provider (tenant, client id, secret or managed identity) and that it issues tokens for https://vault.azure.net";
+const CREDENTIAL_FIX = "check the provider's credential (by default DefaultAzureCredential: AZURE_* service principal variables, workload identity, managed identity, az login) and that it issues tokens for https://vault.azure.net";
 
 const firewall: Row = {
   code: "KMS_ACCESS_DENIED",

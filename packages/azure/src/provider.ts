@@ -62,24 +62,40 @@ const MAX_VERSION_PAGES = 1000;
 const REQUEST_ID = /^[A-Za-z0-9-]{1,128}$/;
 
 export interface AzureKeyVaultProviderOptions extends AzureKeyVaultSettings {
-  /** Who the provider authenticates as: `DefaultAzureCredential` from `@azure/identity` 4.x, usually. */
+  /** Who the provider authenticates as: `new DefaultAzureCredential()` from `@azure/identity` 4.x, usually. */
   readonly credential: TokenCredential;
 }
 
 /**
  * The `azure-key-vault` provider for configuration-driven set-up:
- * `createKms({ registry: [azureKeyVault({ credential })], config })`. The credential is given in code,
- * as configuration files cannot hold one; the settings come from `providers["azure-key-vault"]`.
+ * `createKms({ registry: [azureKeyVault()], config })`, the settings coming from
+ * `providers["azure-key-vault"]` (a file cannot hold a credential). Without `credential`, each provider
+ * created authenticates with its own `new DefaultAzureCredential()` from `@azure/identity`, made in
+ * `create` (core calls it after validating the configuration, which stays network-free), never at
+ * import: `@azure/identity` is loaded then, so registering the definition costs nothing where Azure is
+ * not configured.
  */
-export function azureKeyVault(options: { readonly credential: TokenCredential }): ProviderDefinition<AzureKeyVaultSettings> {
-  if (!isCredential(options?.credential)) throw new KmsConfigError([configIssue("credential", "KMS_CONFIG_INVALID", "must be a TokenCredential (an object with getToken)")]);
+export function azureKeyVault(options: { readonly credential?: TokenCredential } = {}): ProviderDefinition<AzureKeyVaultSettings> {
+  const given = options?.credential;
+  if (given !== undefined && !isCredential(given)) throw new KmsConfigError([configIssue("credential", "KMS_CONFIG_INVALID", "must be a TokenCredential (an object with getToken)")]);
   return {
     id: PROVIDER_ID,
     packageName: "@kms/azure",
     keyIdProblem: azureKeyIdProblem,
     parseSettings: parseAzureKeyVaultSettings,
-    create: (settings) => azureKeyVaultProvider({ ...settings, credential: options.credential }),
+    create: (settings) => azureKeyVaultProvider({ ...settings, credential: given ?? defaultAzureCredential() }),
   };
+}
+
+/**
+ * `new DefaultAzureCredential()`. No network here: the chain reads its environment now and asks for a
+ * token at the first Key Vault call. `@azure/identity` is required here rather than imported at the
+ * top, so that it is loaded only when an Azure provider is created.
+ */
+function defaultAzureCredential(): TokenCredential {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on first use (see above)
+  const { DefaultAzureCredential } = require("@azure/identity") as typeof import("@azure/identity");
+  return new DefaultAzureCredential();
 }
 
 /** Creates the provider; throws a `KmsConfigError` listing every problem with the options. No network. */

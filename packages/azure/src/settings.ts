@@ -1,7 +1,8 @@
 /**
  * Settings of `providers["azure-key-vault"]` in configuration, and the key-id syntax this provider
  * accepts. Both are checked without any network access (core calls them at start-up). A credential
- * is not a setting: it cannot come from a JSON file, so `azureKeyVault({ credential })` takes it.
+ * is not a setting: it cannot come from a JSON file, so `azureKeyVault()` uses DefaultAzureCredential
+ * (its environment) or takes one in code, `azureKeyVault({ credential })`.
  *
  * Hand-written rather than zod: `zod` is not a dependency of this package.
  */
@@ -45,7 +46,7 @@ export function parseAzureKeyVaultSettings(raw: unknown): SettingsResult<AzureKe
       path: key,
       message:
         key === "credential"
-          ? "a credential cannot come from configuration: pass it in code, azureKeyVault({ credential })"
+          ? "a credential cannot come from configuration: azureKeyVault() uses DefaultAzureCredential (its environment), or pass one in code, azureKeyVault({ credential })"
           : "unknown setting (expected vaultUrl, algorithm, timeoutMs, ca, disableChallengeResourceVerification)",
     });
   }

@@ -158,7 +158,7 @@ describe("error mapping", () => {
     const bogus = { getToken: async () => ({ token: "bogus-token-value", expiresOnTimestamp: Date.now() + 60_000 }) };
     const rejected = await kmsErrorOf(provider({ credential: bogus }).describeKey(name));
     expect(rejected.code).toBe("KMS_ACCESS_DENIED");
-    expect(rejected.message.startsWith(`azure-key-vault: Key Vault rejected the credential's token (HTTP 401 Unauthorized) calling GetKey on key ${name}: check the TokenCredential`)).toBe(true);
+    expect(rejected.message.startsWith(`azure-key-vault: Key Vault rejected the credential's token (HTTP 401 Unauthorized) calling GetKey on key ${name}: check the provider's credential`)).toBe(true);
     expect(everythingIn(rejected).includes("bogus-token-value")).toBe(false);
 
     const unavailable = Object.assign(new Error("no managed identity endpoint"), { name: "CredentialUnavailableError" });
@@ -540,7 +540,7 @@ describe("settings and key ids", () => {
     expect(result).toEqual({
       ok: false,
       issues: [
-        { path: "credential", message: "a credential cannot come from configuration: pass it in code, azureKeyVault({ credential })" },
+        { path: "credential", message: "a credential cannot come from configuration: azureKeyVault() uses DefaultAzureCredential (its environment), or pass one in code, azureKeyVault({ credential })" },
         { path: "retries", message: "unknown setting (expected vaultUrl, algorithm, timeoutMs, ca, disableChallengeResourceVerification)" },
         { path: "vaultUrl", message: "must be the vault's https URL, such as https://my-vault.vault.azure.net (https only: the access token travels with every request)" },
         { path: "algorithm", message: "must be one of RSA-OAEP-256, A256KW" },
@@ -561,7 +561,7 @@ describe("settings and key ids", () => {
     }
   });
 
-  it("the factory and the definition refuse a missing credential, listing every problem at once", () => {
+  it("the factory refuses a missing credential, listing every problem at once; the definition one that is not a TokenCredential", () => {
     const thrown = (fn: () => unknown) => {
       try {
         fn();
@@ -572,7 +572,8 @@ describe("settings and key ids", () => {
     };
     const error = thrown(() => azureKeyVaultProvider({ vaultUrl: "http://x" } as AzureKeyVaultProviderOptions));
     expect(error.issues.map((i) => [i.path, i.code])).toEqual([["credential", "KMS_CONFIG_INVALID"], ["vaultUrl", "KMS_CONFIG_INVALID"]]);
-    expect(thrown(() => azureKeyVault({} as never)).issues.map((i) => i.path)).toEqual(["credential"]);
+    expect(thrown(() => azureKeyVault({ credential: {} as never })).issues.map((i) => [i.path, i.message])).toEqual([["credential", "must be a TokenCredential (an object with getToken)"]]);
+    expect(azureKeyVault({}).id).toBe("azure-key-vault"); // no credential: DefaultAzureCredential (test/default-credential.test.ts)
   });
 
   it("createKms refuses a configured key id Key Vault could never use, at start-up", () => {

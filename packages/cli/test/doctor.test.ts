@@ -14,8 +14,8 @@ const HEAD = [
   "ok   @kms/aws: resolves",
   "ok   @kms/vault: resolves",
   "ok   @kms/gcp: resolves",
+  "ok   @kms/azure: resolves",
   "ok   @kms/rotation: resolves",
-  "info @kms/azure: not configurable from a file (it needs a TokenCredential given in code)",
 ];
 
 describe("kms doctor", () => {

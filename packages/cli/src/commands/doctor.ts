@@ -11,7 +11,7 @@ import { out, paint, withSpinner } from "../output";
 
 export const MIN_NODE = [20, 15] as const;
 /** The packages the CLI loads (core and the configurable providers) and rotation. */
-const PACKAGES = ["@kms/core", "@kms/aws", "@kms/vault", "@kms/gcp", "@kms/rotation"];
+const PACKAGES = ["@kms/core", "@kms/aws", "@kms/vault", "@kms/gcp", "@kms/azure", "@kms/rotation"];
 /** Past this, SigV4 signatures (AWS) are refused and tokens misjudged: a clock to fix. */
 const MAX_SKEW_S = 300;
 
@@ -38,7 +38,6 @@ function packageChecks(): Check[] {
       return { status: "FAIL", subject: name, detail: `does not resolve: install it (pnpm add ${name})` };
     }
   });
-  checks.push({ status: "info", subject: "@kms/azure", detail: "not configurable from a file (it needs a TokenCredential given in code)" });
   return checks;
 }
 

@@ -25,3 +25,4 @@ export * from "./aws";
 export * from "./vault";
 export * from "./gcp";
 export * from "./azure";
+export * from "./azure-identity";
