@@ -87,15 +87,40 @@ export function azureKeyVault(options: { readonly credential?: TokenCredential }
   };
 }
 
+/** What `AZURE_TOKEN_CREDENTIALS` may hold (`@azure/identity` 4.13; case and surrounding blanks ignored). */
+const AZURE_TOKEN_CREDENTIALS_VALUES = [
+  "prod",
+  "dev",
+  "EnvironmentCredential",
+  "WorkloadIdentityCredential",
+  "ManagedIdentityCredential",
+  "VisualStudioCodeCredential",
+  "AzureCliCredential",
+  "AzurePowerShellCredential",
+  "AzureDeveloperCliCredential",
+] as const;
+
 /**
  * `new DefaultAzureCredential()`. No network here: the chain reads its environment now and asks for a
  * token at the first Key Vault call. `@azure/identity` is required here rather than imported at the
- * top, so that it is loaded only when an Azure provider is created.
+ * top, so that it is loaded only when an Azure provider is created. When it throws (an unknown
+ * `AZURE_TOKEN_CREDENTIALS`), a `KmsConfigError` at `providers.azure-key-vault` says why, without the
+ * SDK's message (which quotes the variable's value).
  */
 function defaultAzureCredential(): TokenCredential {
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on first use (see above)
   const { DefaultAzureCredential } = require("@azure/identity") as typeof import("@azure/identity");
-  return new DefaultAzureCredential();
+  try {
+    return new DefaultAzureCredential();
+  } catch (error) {
+    const chosen = process.env.AZURE_TOKEN_CREDENTIALS?.trim().toLowerCase();
+    const known = AZURE_TOKEN_CREDENTIALS_VALUES.some((v) => v.toLowerCase() === chosen);
+    const why =
+      chosen && !known
+        ? `: AZURE_TOKEN_CREDENTIALS must be one of ${AZURE_TOKEN_CREDENTIALS_VALUES.join(", ")}`
+        : ` (${error instanceof Error ? error.name : typeof error} from @azure/identity)`;
+    throw new KmsConfigError([configIssue(`providers.${PROVIDER_ID}`, "KMS_CONFIG_INVALID", `the Azure credential (DefaultAzureCredential) could not be created${why}`)]);
+  }
 }
 
 /** Creates the provider; throws a `KmsConfigError` listing every problem with the options. No network. */

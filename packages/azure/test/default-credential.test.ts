@@ -9,7 +9,7 @@
  * process-wide (static), so a second endpoint in the same process would not be asked.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
-import { createKms } from "@kms/core";
+import { createKms, docsUrlFor, KmsConfigError } from "@kms/core";
 import { AppServiceManagedIdentityEndpoint, AzureKeyVaultEmulator } from "@kms/testkit/emulators";
 import { azureKeyVault } from "../src";
 
@@ -39,15 +39,35 @@ afterAll(async () => {
 });
 
 describe("azureKeyVault() without a credential", () => {
-  it("makes a DefaultAzureCredential when a provider is created, not before (an invalid AZURE_TOKEN_CREDENTIALS fails there)", () => {
+  it("makes a DefaultAzureCredential when a provider is created, not before (an invalid AZURE_TOKEN_CREDENTIALS fails there, as a configuration issue)", async () => {
     process.env.AZURE_TOKEN_CREDENTIALS = "nonsense";
     try {
       const again = azureKeyVault();
       expect(again.id).toBe("azure-key-vault");
       expect(again.parseSettings({ vaultUrl: emulator.url }).ok).toBe(true);
-      expect(() => again.create({ vaultUrl: emulator.url })).toThrow(
-        "Invalid value for AZURE_TOKEN_CREDENTIALS = nonsense. Valid values are 'prod' or 'dev' or any of these credentials - EnvironmentCredential, WorkloadIdentityCredential, ManagedIdentityCredential, VisualStudioCodeCredential, AzureCliCredential, AzurePowerShellCredential, AzureDeveloperCliCredential.",
-      );
+      let thrown: unknown;
+      try {
+        again.create({ vaultUrl: emulator.url });
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toBeInstanceOf(KmsConfigError);
+      expect((thrown as KmsConfigError).code).toBe("KMS_CONFIG_INVALID");
+      expect((thrown as KmsConfigError).issues).toEqual([
+        {
+          path: "providers.azure-key-vault",
+          code: "KMS_CONFIG_INVALID",
+          message:
+            "the Azure credential (DefaultAzureCredential) could not be created: AZURE_TOKEN_CREDENTIALS must be one of prod, dev, EnvironmentCredential, WorkloadIdentityCredential, ManagedIdentityCredential, VisualStudioCodeCredential, AzureCliCredential, AzurePowerShellCredential, AzureDeveloperCliCredential",
+          docsUrl: docsUrlFor("KMS_CONFIG_INVALID"),
+        },
+      ]);
+      // The value is the user's: not repeated.
+      expect((thrown as Error).message).not.toContain("nonsense");
+      // Accepted values are compared as @azure/identity does: case and surrounding blanks ignored.
+      // (AzureCliCredential: made without touching MSAL's process-wide managed identity state.)
+      process.env.AZURE_TOKEN_CREDENTIALS = " azureCLIcredential ";
+      await again.create({ vaultUrl: emulator.url }).close();
     } finally {
       delete process.env.AZURE_TOKEN_CREDENTIALS;
     }

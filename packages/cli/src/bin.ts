@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** The `kms` executable: runs the CLI and exits with its code once stdout and stderr are flushed. */
 import { main } from "./cli";
+import { unexpectedFailureLine } from "./errors";
 
 // The AWS SDK prints a notice about future Node support on stderr, which would break the CLI's stable
 // output; `kms doctor` reports the Node version instead. Set the variable to "false" to see it.
@@ -12,8 +13,8 @@ main(process.argv.slice(2)).then(
     // A stray handle (an SDK's keep-alive socket) must not keep a finished command alive.
     setTimeout(() => process.exit(code), 2_000).unref();
   },
-  () => {
-    process.stderr.write("error: unexpected failure\n");
+  (error: unknown) => {
+    process.stderr.write(`${unexpectedFailureLine(error)}\n`);
     process.exitCode = 1;
   },
 );

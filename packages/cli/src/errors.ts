@@ -69,8 +69,17 @@ export function reportError(error: unknown): number {
     // A configuration refused late (e.g. by the scheduler's own checks) is still a configuration error.
     return error.code.startsWith("KMS_CONFIG") || error.code === "KMS_PROVIDER_UNKNOWN" || error.code === "KMS_PROVIDER_NOT_INSTALLED" ? EXIT.USAGE : EXIT.FAILED;
   }
-  // Not ours: name it without its message, which could quote anything.
-  const code = (error as NodeJS.ErrnoException)?.code;
-  err(`error: unexpected failure (${typeof code === "string" ? code : error instanceof Error ? error.name : typeof error})`);
+  err(unexpectedFailureLine(error));
   return EXIT.FAILED;
+}
+
+/**
+ * The line for a failure nothing else explains (also bin.ts's, should `main` itself fail): a KmsError
+ * by its name, code and core's public text; anything else by its errno code (`ENOENT`…), else its
+ * name, never its message, which could quote anything (a secret, a value from the environment).
+ */
+export function unexpectedFailureLine(error: unknown): string {
+  if (isKmsError(error)) return `error: unexpected failure (${error.name} ${error.code}: ${publicMessageOf(error)})`;
+  const code = (error as NodeJS.ErrnoException | null | undefined)?.code;
+  return `error: unexpected failure (${typeof code === "string" ? code : error instanceof Error ? error.name : typeof error})`;
 }

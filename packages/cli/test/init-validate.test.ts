@@ -211,9 +211,9 @@ describe("the interactive wizard (on a pseudo-terminal)", () => {
   it("asks each question not given by a flag, asks again after a bad answer, and writes YAML", async () => {
     const path = join(dir, "wizard", "kms.yaml");
     const tty = kmsOnTty(["init", "--config", path, "--cache-capacity", "500"], { cwd: dir });
-    await tty.waitFor("Provider (local, aws-kms, vault, gcp-kms)");
+    await tty.waitFor("Provider (local, aws-kms, vault, gcp-kms, azure-key-vault)");
     tty.type("cloud\r");
-    await tty.waitFor("must be one of local, aws-kms, vault, gcp-kms");
+    await tty.waitFor("must be one of local, aws-kms, vault, gcp-kms, azure-key-vault");
     await tty.waitFor("Provider");
     tty.type("local\r");
     await tty.waitFor("Key id of the default tenant key");

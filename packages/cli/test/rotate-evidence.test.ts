@@ -48,6 +48,22 @@ describe("kms rotate, then kms evidence export / verify", () => {
     expect(usage.stderr.split("\n")[0]).toBe("kms rotate: give exactly one of --tenant T and --all-due");
   });
 
+  it("--tenant with --cryptoperiod-days is a usage error: nothing rotated, nothing recorded (exit 2)", async () => {
+    const before = readFileSync(evidence, "utf8");
+    const result = await kms(["rotate", "--tenant", "tenant-new", "--cryptoperiod-days", "30", "--hmac-key-env", "EVIDENCE_KEY"], { cwd: dir, env: HMAC });
+    expect(result).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: [
+        "kms rotate: --cryptoperiod-days applies to --all-due only (--tenant rotates now, whatever the key's age)",
+        "Usage: kms rotate (--tenant T | --all-due [--cryptoperiod-days N]) [--config F] [--evidence F] [--hmac-key-env VAR] [--json]",
+        "Run `kms rotate --help` for details.",
+        "",
+      ].join("\n"),
+    });
+    expect(readFileSync(evidence, "utf8")).toBe(before);
+  });
+
   it("exports the evidence with a manifest that verifies; a tampered byte names its record", async () => {
     const out = join(dir, "export.jsonl");
     const exported = await kms(["evidence", "export", "--evidence", evidence, "--out", out, "--hmac-key-env", "EVIDENCE_KEY"], { cwd: dir, env: HMAC });

@@ -220,14 +220,21 @@ export function validateConfig(raw: unknown, options: ValidateOptions): Validate
 
   const config = parsed.data;
   const providers = new Map<string, KmsProvider>();
-  for (const [id, settings] of settingsOk) {
-    const provider = registry.get(id)!.create(settings);
-    if (provider.id !== id) {
-      throw new KmsConfigError([
-        configIssue(`providers.${id}`, "KMS_CONFIG_INVALID", `definition "${id}" created a provider with id "${provider.id}"`),
-      ]);
+  try {
+    for (const [id, settings] of settingsOk) {
+      const provider = registry.get(id)!.create(settings);
+      if (provider.id !== id) {
+        void provider.close().catch(() => undefined);
+        throw new KmsConfigError([
+          configIssue(`providers.${id}`, "KMS_CONFIG_INVALID", `definition "${id}" created a provider with id "${provider.id}"`),
+        ]);
+      }
+      providers.set(id, provider);
     }
-    providers.set(id, provider);
+  } catch (error) {
+    // The providers created before the failing one hold SDK clients (sockets, timers): close them.
+    for (const provider of providers.values()) void provider.close().catch(() => undefined);
+    throw error;
   }
   return { config, providers, production };
 }

@@ -189,3 +189,20 @@ describe("validateConfig", () => {
     expect(configError(null).code).toBe("KMS_CONFIG_INVALID");
   });
 });
+
+describe("validateConfig when a provider's create throws", () => {
+  it("closes the providers it already created, then rethrows", () => {
+    const first = new FakeProvider("local");
+    const failing: ProviderDefinition<unknown> = {
+      id: "fake-two",
+      packageName: "fake-two",
+      parseSettings: () => ({ ok: true, settings: {} }),
+      create: () => {
+        throw new KmsConfigError([]);
+      },
+    };
+    const raw = { providers: { local: {}, "fake-two": {} }, tenants: { defaultKey: { provider: "local", keyId: "default" } } };
+    expect(() => validateConfig(raw, { registry: [definitionOf(first, "@kms/core"), failing], env: {} })).toThrow(KmsConfigError);
+    expect(first.closed).toBe(true);
+  });
+});

@@ -11,15 +11,20 @@ import { CliError, EXIT } from "../errors";
 /** The most stdin is read for one message (core encrypts one buffer at a time). */
 export const MAX_INPUT_BYTES = 64 * 1024 * 1024;
 
+/** All of stdin in one buffer; the chunks it came in are zeroed (they may hold plaintext). */
 async function readStdin(): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of process.stdin) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_INPUT_BYTES) throw new CliError(`stdin is larger than ${MAX_INPUT_BYTES} bytes`, EXIT.FAILED, "INPUT_INVALID");
-    chunks.push(chunk as Buffer);
+  try {
+    for await (const chunk of process.stdin) {
+      chunks.push(chunk as Buffer);
+      size += (chunk as Buffer).length;
+      if (size > MAX_INPUT_BYTES) throw new CliError(`stdin is larger than ${MAX_INPUT_BYTES} bytes`, EXIT.FAILED, "INPUT_INVALID");
+    }
+    return Buffer.concat(chunks);
+  } finally {
+    for (const chunk of chunks) chunk.fill(0);
   }
-  return Buffer.concat(chunks);
 }
 
 async function withKms<T>(flags: Flags, fn: (kms: KmsClient) => Promise<T>): Promise<T> {

@@ -3,8 +3,9 @@
  * and a default tenant key, checks it with core, then runs `kms validate`. Every question has a
  * flag; on a terminal the unanswered ones are asked, with `--yes` they take their defaults or fail
  * naming the flag. The file never holds a secret: credentials come from the provider SDK's default
- * chain or the environment (AWS_ACCESS_KEY_ID…, GOOGLE_APPLICATION_CREDENTIALS; for Vault the file
- * names the variable: `auth: { tokenFromEnv: "VAULT_TOKEN" }`, which @kms/vault reads).
+ * chain or the environment (AWS_ACCESS_KEY_ID…, GOOGLE_APPLICATION_CREDENTIALS, Azure's
+ * DefaultAzureCredential; for Vault the file names the variable: `auth: { tokenFromEnv: "VAULT_TOKEN" }`,
+ * which @kms/vault reads).
  * A cache setting equal to core's default is left out of the file, which then follows core's default.
  */
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
@@ -17,7 +18,7 @@ import { out } from "../output";
 import { type Asker, terminalAsker } from "../prompt";
 import { runValidate } from "./validate";
 
-const PROVIDERS = ["local", "aws-kms", "vault", "gcp-kms"] as const;
+const PROVIDERS = ["local", "aws-kms", "vault", "gcp-kms", "azure-key-vault"] as const;
 type ProviderId = (typeof PROVIDERS)[number];
 const DEFAULT_CRYPTOPERIOD_DAYS = 90;
 /** Core's cache settings with their defaults (`cache.encrypt`'s max age and capacity are `cache.decrypt`'s too). */
@@ -25,12 +26,39 @@ const CACHE_DEFAULTS = kmsConfigSchema.shape.cache.parse(undefined);
 /** A cache capacity's upper bound in core's schema. */
 const MAX_CACHE_CAPACITY = 1_000_000;
 
-/** Where each provider's credentials come from with `--credentials environment`. */
-const CREDENTIAL_ENV: Record<Exclude<ProviderId, "local">, readonly string[]> = {
-  "aws-kms": ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
-  vault: ["VAULT_TOKEN"], // written into the file as `auth.tokenFromEnv`
-  "gcp-kms": ["GOOGLE_APPLICATION_CREDENTIALS"],
+/** The variable holding Vault's token: written into the file as `auth.tokenFromEnv`, always checked. */
+const VAULT_TOKEN_ENV = "VAULT_TOKEN";
+
+/**
+ * Where each provider's credentials come from with `--credentials environment`: the variables of one
+ * alternative must all be set. Azure: what @azure/identity 4.13's DefaultAzureCredential reads, a
+ * service principal's secret or certificate (EnvironmentCredential), a federated token file (workload
+ * identity), or the managed identity endpoint App Service, Functions, Container Apps, Arc and Service
+ * Fabric set. A VM's managed identity (IMDS) sets no variable: `default` there.
+ */
+const CREDENTIAL_ENV: Record<Exclude<ProviderId, "local">, readonly (readonly string[])[]> = {
+  "aws-kms": [["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]],
+  vault: [[VAULT_TOKEN_ENV]],
+  "gcp-kms": [["GOOGLE_APPLICATION_CREDENTIALS"]],
+  "azure-key-vault": [
+    ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"],
+    ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_CERTIFICATE_PATH"],
+    ["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_FEDERATED_TOKEN_FILE"],
+    ["IDENTITY_ENDPOINT"],
+  ],
 };
+
+/** Why the environment holds none of the provider's credential alternatives, or undefined. */
+function credentialEnvProblem(provider: Exclude<ProviderId, "local">): string | undefined {
+  const alternatives = CREDENTIAL_ENV[provider];
+  if (alternatives.some((names) => names.every((name) => process.env[name]))) return undefined;
+  if (alternatives.length > 1) return `not set in the environment: ${alternatives.map((names) => names.join(" + ")).join(", or ")}`;
+  const missing = alternatives[0]!.filter((name) => !process.env[name]);
+  return `${missing.join(" and ")} ${missing.length === 1 ? "is" : "are"} not set in the environment`;
+}
+
+/** A loopback host (127.0.0.0/8, ::1, localhost): an emulator, not Azure. */
+const isLoopback = (url: string) => /^(127(\.\d{1,3}){3}|\[::1\]|localhost)$/i.test(new URL(url).hostname);
 
 interface Question {
   readonly flag: string;
@@ -113,15 +141,20 @@ const QUESTIONS: readonly Question[] = [
     check: (endpoint) => settingProblem("vault", { endpoint, auth: { token: "checked-elsewhere" } }, "endpoint"),
   },
   {
+    flag: "vault-url",
+    text: "Key Vault URL (e.g. https://my-vault.vault.azure.net)",
+    providers: ["azure-key-vault"],
+    fallback: () => undefined,
+    check: (vaultUrl) => settingProblem("azure-key-vault", { vaultUrl }, "vaultUrl"),
+  },
+  {
     flag: "credentials",
     text: "Credentials: default (the SDK's default chain) or environment (variables only)",
-    providers: ["aws-kms", "vault", "gcp-kms"],
+    providers: ["aws-kms", "vault", "gcp-kms", "azure-key-vault"],
     fallback: () => "default",
     check: (answer, a) => {
       if (answer !== "default" && answer !== "environment") return "must be default or environment";
-      const needed = answer === "environment" || a.provider === "vault" ? CREDENTIAL_ENV[a.provider as Exclude<ProviderId, "local">] : [];
-      const missing = needed.filter((name) => !process.env[name]);
-      return missing.length === 0 ? undefined : `${missing.join(" and ")} ${missing.length === 1 ? "is" : "are"} not set in the environment`;
+      return answer === "environment" || a.provider === "vault" ? credentialEnvProblem(a.provider as Exclude<ProviderId, "local">) : undefined;
     },
   },
   {
@@ -182,9 +215,13 @@ function providerSettings(a: Answers): Record<string, unknown> {
     case "aws-kms":
       return { region: a.region, ...(a.endpoint ? { endpoint: a.endpoint } : {}) };
     case "vault":
-      return { endpoint: a["vault-address"], auth: { tokenFromEnv: CREDENTIAL_ENV.vault[0] } };
+      return { endpoint: a["vault-address"], auth: { tokenFromEnv: VAULT_TOKEN_ENV } };
     case "gcp-kms":
       return a.endpoint ? (gcpEndpoint(a.endpoint) as Record<string, unknown>) : {};
+    case "azure-key-vault":
+      // The URL's origin (as @kms/azure reads it). An emulator's challenge names Azure's resource, not
+      // its loopback host: the SDK's check of that resource is turned off there, and only there.
+      return { vaultUrl: new URL(a["vault-url"]!).origin, ...(isLoopback(a["vault-url"]!) ? { disableChallengeResourceVerification: true } : {}) };
   }
 }
 
@@ -252,16 +289,18 @@ export const initCommand: Command = {
     "JSON, or YAML for .yaml/.yml; mode 0600. Asks on a terminal; --yes takes defaults. No secret is ever\n" +
     "written: credentials come from the SDK's default chain or the environment.",
   usage:
-    "init [--config F] [--provider local|aws-kms|vault|gcp-kms] [--key KEY_ID] [--region R] [--endpoint URL]\n" +
-    "          [--vault-address URL] [--credentials default|environment] [--local-path P] [--cache-max-age-ms N]\n" +
-    "          [--cache-capacity N] [--rotation-days N] [--yes] [--force] [--no-validate]",
+    "init [--config F] [--provider local|aws-kms|vault|gcp-kms|azure-key-vault] [--key KEY_ID] [--region R]\n" +
+    "          [--endpoint URL] [--vault-address URL] [--vault-url URL] [--credentials default|environment]\n" +
+    "          [--local-path P] [--cache-max-age-ms N] [--cache-capacity N] [--rotation-days N] [--yes] [--force]\n" +
+    "          [--no-validate]",
   flags: {
     config: { type: "string", value: "F", help: "file to write (default: $KMS_CONFIG_FILE, else ./kms.config.json)" },
-    provider: { type: "string", value: "ID", help: "local (default), aws-kms, vault or gcp-kms" },
+    provider: { type: "string", value: "ID", help: "local (default), aws-kms, vault, gcp-kms or azure-key-vault" },
     key: { type: "string", value: "KEY_ID", help: "the default tenant key (default: default, for local and vault)" },
     region: { type: "string", value: "R", help: "aws-kms: the key's region (default: $AWS_REGION)" },
     endpoint: { type: "string", value: "URL", help: "aws-kms, gcp-kms: another endpoint (VPC endpoint, emulator)" },
     "vault-address": { type: "string", value: "URL", help: "vault: Vault's address (default: $VAULT_ADDR)" },
+    "vault-url": { type: "string", value: "URL", help: "azure-key-vault: the vault's https URL (https://NAME.vault.azure.net)" },
     credentials: { type: "string", value: "C", help: "default (SDK chain) or environment (variables only; checked now)" },
     "local-path": { type: "string", value: "P", help: `local: key store file (default: ${LOCAL_DEFAULT_PATH})` },
     "cache-max-age-ms": {

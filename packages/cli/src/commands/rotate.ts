@@ -58,6 +58,8 @@ async function rotate(flags: Flags): Promise<number> {
   if ((tenant === undefined) === !allDue) throw new UsageError("give exactly one of --tenant T and --all-due");
   const json = bool(flags, "json");
   const days = int(flags, "cryptoperiod-days", 1, 3650);
+  // `--tenant` rotates whatever the key's age: a cryptoperiod would be silently ignored.
+  if (tenant !== undefined && days !== undefined) throw new UsageError("--cryptoperiod-days applies to --all-due only (--tenant rotates now, whatever the key's age)");
   const hmacKey = hmacKeyOf(flags);
   const raw = readConfig(configLocation(str(flags, "config")));
   const validated = validate(raw);
@@ -119,13 +121,13 @@ export const rotateCommand: Command = {
     "Rotates one tenant's key now, or every configured key that is due.\n" +
     "Due: older than the cryptoperiod (rotation.cryptoperiodDays, default 90; --cryptoperiod-days overrides).\n" +
     "Each rotation is recorded in the evidence log.",
-  usage: "rotate (--tenant T | --all-due) [--config F] [--evidence F] [--cryptoperiod-days N] [--hmac-key-env VAR] [--json]",
+  usage: "rotate (--tenant T | --all-due [--cryptoperiod-days N]) [--config F] [--evidence F] [--hmac-key-env VAR] [--json]",
   flags: {
     tenant: { type: "string", value: "T", help: "rotate this tenant's key now (its own, else the default key)" },
     "all-due": { type: "boolean", help: "rotate every configured key that is due" },
     config: { type: "string", value: "F", help: "configuration file (default: $KMS_CONFIG_FILE, else ./kms.config.json)" },
     evidence: { type: "string", value: "F", help: "evidence log (default: evidence.jsonl next to the local key store, else .kms/evidence.jsonl)" },
-    "cryptoperiod-days": { type: "string", value: "N", help: "override rotation.cryptoperiodDays (1 to 3650)" },
+    "cryptoperiod-days": { type: "string", value: "N", help: "--all-due: override rotation.cryptoperiodDays (1 to 3650)" },
     "hmac-key-env": { type: "string", value: "VAR", help: "environment variable holding the evidence log's HMAC key" },
     json: { type: "boolean", help: "print one JSON document" },
   },
