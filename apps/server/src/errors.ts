@@ -9,7 +9,7 @@
  * and the full error goes to the server log only. The one exception is `INPUT_INVALID` raised by
  * core itself (see core's `publicMessageOf`).
  */
-import { DOCS_BASE_URL, docsUrlFor, isKmsError, PUBLIC_MESSAGES, publicMessageOf, type KmsError, type KmsErrorCode } from "@kms/core";
+import { DOCS_BASE_URL, docsUrlFor, isKmsError, publicMessageOf, type KmsError, type KmsErrorCode } from "@kms/core";
 
 /** Codes that only exist at the HTTP layer. */
 export type ServerErrorCode =
@@ -48,12 +48,6 @@ export function docsUrlOf(code: ErrorCode): string {
 
 /** Only draining is worth retrying (against another instance); the other server codes need a change. */
 const SERVER_RETRYABLE: ReadonlySet<string> = new Set<ServerErrorCode>(["SHUTTING_DOWN", "ROTATION_IN_PROGRESS"]);
-
-/**
- * The public text of every core code: the only message a KmsError's body ever carries. Core's table
- * (shared with the `kms` CLI); re-exported for the routes.
- */
-export { PUBLIC_MESSAGES };
 
 /** An error the server raises itself, with the status and code it is answered with. */
 export class HttpError extends Error {
