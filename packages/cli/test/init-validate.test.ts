@@ -49,6 +49,15 @@ describe("kms init --yes + kms validate against the AWS KMS emulator", () => {
     expect(readFileSync(config(), "utf8")).not.toContain(awsEnv.AWS_SECRET_ACCESS_KEY);
   });
 
+  it("doctor reports the emulator reachable and its clock (the HTTP Date of one plain GET)", async () => {
+    const result = await kms(["doctor", "--config", config()], { cwd: dir, env: awsEnv });
+    expect(result.code).toBe(0);
+    const lines = result.stdout.split("\n");
+    expect(lines).toContainEqual(expect.stringMatching(/^ok {3}provider aws-kms: reachable, \d+ ms$/));
+    // The Date header has one-second resolution: the skew seen from here is 0, or 1 either way.
+    expect(lines).toContainEqual(expect.stringMatching(/^ok {3}clock aws-kms: skew (0|-1|\+1) s$/));
+  });
+
   it("names exactly the missing permission and its fix (exit 1), in text and JSON", async () => {
     const { accessKeyId } = emulator.clientConfig().credentials;
     emulator.setAllowedActions(accessKeyId, ["kms:DescribeKey", "kms:Encrypt", "kms:Decrypt"]);
