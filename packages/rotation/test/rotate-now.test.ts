@@ -6,7 +6,7 @@ import { describe, expect, it } from "@jest/globals";
 import { KmsError, ManualClock } from "@kms/core";
 import { createEvidenceLog, createRotationScheduler, embeddedLocks, memoryEvidenceStore, rotateKeyNow, verifyEvidence, type RotateKeyNowOptions, type RotationEvent } from "../src";
 import type { EvidenceRecord } from "../src/types";
-import { DAY_MS, addKey, collect, fakeRotationProvider, memoryEvidenceLog } from "./scheduler-fakes";
+import { DAY_MS, addKey, collect, fakeRotationProvider, memoryEvidenceLog, rotationPairs } from "./scheduler-fakes";
 
 const TENANT = { tenantId: "acme", provider: "fake", keyId: "key-a" };
 
@@ -128,6 +128,59 @@ describe("rotateKeyNow", () => {
     expect(provider.rotations.get("key-a")).toBe(1);
     expect(evidence.all.map((r) => `${r.type}:${r.actor}`)).toEqual(["key.rotation-started:admin:alice", "key.rotated:scheduler@test"]);
     expect(evidence.all[1]).toMatchObject({ previousVersion: "1", keyVersion: "2", details: { recovered: true } });
+  });
+
+  // A process killed mid-rotation left a start without an outcome; its rotateKey call happened or not.
+  const interrupted = [
+    {
+      happened: false,
+      recovered: { seq: 2, type: "key.rotation-failed", keyVersion: undefined, previousVersion: "1", outcome: "failure", details: { recovered: true, interrupted: true } },
+      rotation: { previousVersion: "1", currentVersion: "2" },
+      events: [],
+    },
+    {
+      happened: true,
+      recovered: { seq: 2, type: "key.rotated", keyVersion: "2", previousVersion: "1", outcome: "success", details: { recovered: true } },
+      rotation: { previousVersion: "2", currentVersion: "3" },
+      events: [{ type: "rotation.succeeded", tenantId: "acme", provider: "fake", keyId: "key-a", previousVersion: "1", currentVersion: "2", recovered: true, durationMs: 0 }],
+    },
+  ];
+
+  it.each(interrupted)("first gives an interrupted start its outcome (rotation happened: $happened), then rotates", async ({ happened, recovered, rotation, events: recoveredEvents }) => {
+    const { clock, provider, events, options } = setup();
+    const hmacKey = Buffer.alloc(32, 7);
+    const evidence = createEvidenceLog({ store: memoryEvidenceStore(), hmacKey, clock });
+    addKey(provider, clock, "key-a", 10 * DAY_MS);
+    await evidence.append({ type: "key.rotation-started", tenantId: "acme", provider: "fake", keyId: "key-a", keyVersion: "1", previousVersion: "1", actor: "scheduler@old", outcome: "success", details: { fencingToken: 9 } });
+    if (happened) provider.keys.get("key-a")!.version = 2;
+
+    expect(await rotateKeyNow({ ...options, evidence })).toEqual({ status: "rotated", ...rotation });
+    expect(provider.rotations).toEqual(new Map([["key-a", 1]]));
+    const records = await collect(evidence.records());
+    const base = { tenantId: "acme", provider: "fake", keyId: "key-a", errorCode: undefined, requestId: undefined };
+    const onDemand = { ...base, actor: "admin:alice", outcome: "success", details: { fencingToken: 1, onDemand: true } };
+    expect(records.map(fields)).toEqual([
+      { ...base, seq: 1, type: "key.rotation-started", keyVersion: "1", previousVersion: "1", actor: "scheduler@old", outcome: "success", details: { fencingToken: 9 } },
+      { ...base, actor: "admin:alice", ...recovered },
+      { ...onDemand, seq: 3, type: "key.rotation-started", keyVersion: rotation.previousVersion, previousVersion: rotation.previousVersion },
+      { ...onDemand, seq: 4, type: "key.rotated", keyVersion: rotation.currentVersion, previousVersion: rotation.previousVersion },
+    ]);
+    expect(rotationPairs(records)).toEqual([[1, 2], [3, 4]]);
+    expect(await verifyEvidence(records, { hmacKey })).toMatchObject({ ok: true, count: 4 });
+    expect(events).toEqual([...recoveredEvents, { type: "rotation.succeeded", tenantId: "acme", provider: "fake", keyId: "key-a", ...rotation, recovered: false, durationMs: 0 }]);
+  });
+
+  it("an interrupted start it cannot close fails the call before anything is rotated; the lease is released (the next call rotates)", async () => {
+    const { clock, provider, evidence, events, options } = setup();
+    addKey(provider, clock, "key-a", 10 * DAY_MS);
+    await evidence.append({ type: "key.rotation-started", tenantId: "acme", provider: "fake", keyId: "key-a", previousVersion: "1", actor: "scheduler@old", outcome: "success" });
+    evidence.failNext("key.rotation-failed");
+    await expect(rotateKeyNow(options)).rejects.toThrow("evidence store unavailable");
+    expect(provider.rotations.size).toBe(0);
+    expect(evidence.all.map((r) => r.type)).toEqual(["key.rotation-started"]);
+    expect(events).toEqual([{ type: "rotation.failed", tenantId: "acme", provider: "fake", keyId: "key-a", code: "KMS_PROVIDER_ERROR", attempt: 1, retryAt: new Date(clock.now()), durationMs: 0 }]);
+    expect(await rotateKeyNow(options)).toEqual({ status: "rotated", previousVersion: "1", currentVersion: "2" });
+    expect(rotationPairs(evidence.all)).toEqual([[1, 2], [3, 4]]);
   });
 
   it("a lock store that fails: emitted and rethrown, nothing rotated", async () => {

@@ -152,3 +152,27 @@ export async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
   for await (const item of items) out.push(item);
   return out;
 }
+
+/**
+ * Each rotation start with its outcome, as [start seq, outcome seq or undefined when open], in start
+ * order: per key, an outcome closes the latest open start and must name the same previous version.
+ * Written apart from the scheduler's own pairing, which the tests check against it.
+ */
+export function rotationPairs(records: readonly EvidenceRecord[]): Array<[number, number | undefined]> {
+  const pairs = new Map<number, number | undefined>();
+  const open = new Map<string, EvidenceRecord[]>();
+  for (const record of records) {
+    const key = `${record.provider}:${record.keyId}`;
+    const stack = open.get(key) ?? [];
+    open.set(key, stack);
+    if (record.type === "key.rotation-started") {
+      stack.push(record);
+      pairs.set(record.seq, undefined);
+    } else if (record.type === "key.rotated" || record.type === "key.rotation-failed") {
+      const started = stack.pop();
+      if (!started || started.previousVersion !== record.previousVersion) throw new Error(`outcome ${record.seq} closes no start of version ${record.previousVersion}`);
+      pairs.set(started.seq, record.seq);
+    }
+  }
+  return [...pairs];
+}

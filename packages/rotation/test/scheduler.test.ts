@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@jest/globals";
 import { KmsConfigError, ManualClock } from "@kms/core";
 import { createRotationScheduler, embeddedLocks, kmsEventOf, type RotationEvent, type RotationSchedulerOptions, type TenantKey } from "../src";
-import { DAY_MS, addKey, collect, fakeRotationProvider, memoryEvidenceLog } from "./scheduler-fakes";
+import { DAY_MS, addKey, collect, fakeRotationProvider, memoryEvidenceLog, rotationPairs } from "./scheduler-fakes";
 
 /** Deterministic [0, 1) numbers (mulberry32). */
 function seeded(seed: number): () => number {
@@ -310,6 +310,42 @@ describe("recovery after a crash", () => {
     await held!.release();
     expect(await scheduler.runOnce()).toMatchObject({ recovered: 1, rotated: 1 });
     expect(provider.rotations.get("key-a")).toBe(1);
+  });
+
+  it("two interrupted starts of one key: each gets its outcome, the latest first, from what the key's next start found", async () => {
+    const { clock, provider, evidence, events, scheduler, addTenant } = setup();
+    addTenant("a", 100 * DAY_MS);
+    const started = { type: "key.rotation-started", tenantId: "a", provider: "fake", keyId: "key-a", keyVersion: "1", previousVersion: "1", actor: "scheduler@old", outcome: "success" } as const;
+    await evidence.append(started); // killed before rotateKey
+    await evidence.append(started); // killed after rotateKey
+    provider.keys.set("key-a", { version: 2, createdAt: 0, rotatedAt: clock.now() });
+
+    expect(await scheduler.runOnce()).toMatchObject({ recovered: 2, due: 0, rotated: 0 });
+    expect(provider.rotations.size).toBe(0);
+    const base = { tenantId: "a", provider: "fake", keyId: "key-a", actor: "scheduler@test", previousVersion: "1" };
+    expect(evidence.all.slice(2)).toMatchObject([
+      { ...base, seq: 3, type: "key.rotated", keyVersion: "2", outcome: "success", details: { recovered: true } },
+      { ...base, seq: 4, type: "key.rotation-failed", outcome: "failure", details: { recovered: true, interrupted: true } },
+    ]);
+    expect(rotationPairs(evidence.all)).toEqual([[1, 4], [2, 3]]);
+    expect(events.filter((e) => e.type === "rotation.succeeded")).toEqual([{ type: "rotation.succeeded", tenantId: "a", provider: "fake", keyId: "key-a", previousVersion: "1", currentVersion: "2", recovered: true, durationMs: 0 }]);
+    expect((await scheduler.runOnce()).recovered).toBe(0);
+  });
+
+  it("a start left open before another holder rotated the key is resolved from that rotation's start, not the key's version now", async () => {
+    const { provider, evidence, scheduler, addTenant } = setup();
+    addTenant("a", 100 * DAY_MS);
+    const base = { tenantId: "a", provider: "fake", keyId: "key-a", outcome: "success" } as const;
+    // Killed after rotateKey (1 → 2); then a holder that did not recover first rotated 2 → 3.
+    await evidence.append({ ...base, type: "key.rotation-started", keyVersion: "1", previousVersion: "1", actor: "scheduler@old" });
+    await evidence.append({ ...base, type: "key.rotation-started", keyVersion: "2", previousVersion: "2", actor: "admin:alice", details: { onDemand: true } });
+    await evidence.append({ ...base, type: "key.rotated", keyVersion: "3", previousVersion: "2", actor: "admin:alice", details: { onDemand: true } });
+    provider.keys.set("key-a", { version: 3, createdAt: 0, rotatedAt: 0 }); // and due again
+
+    expect(await scheduler.runOnce()).toMatchObject({ recovered: 1, due: 1, rotated: 1 });
+    expect(evidence.all[3]).toMatchObject({ ...base, seq: 4, type: "key.rotated", previousVersion: "1", keyVersion: "2", actor: "scheduler@test", details: { recovered: true } });
+    expect(types(evidence.all.slice(4))).toEqual(["key.rotation-started", "key.rotated"]);
+    expect(rotationPairs(evidence.all)).toEqual([[1, 4], [2, 3], [5, 6]]);
   });
 
   it("an outcome the evidence log failed to take is recovered at the next pass", async () => {

@@ -17,3 +17,4 @@ export {
   type ManifestFailure,
 } from "./export";
 export { canonicalJson, EVIDENCE_FORMAT_VERSION, GENESIS_HASH, hashRecord, MIN_HMAC_KEY_BYTES } from "./record";
+export { permissionsValidatedEvent, type PermissionReportCounts } from "./permissions";

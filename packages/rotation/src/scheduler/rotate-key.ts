@@ -2,10 +2,12 @@
  * Rotating one key, in one place: the step the scheduler runs under a key's lease once it finds the
  * key due (`rotateLeased`), and `rotateKeyNow`, which takes the same lease and runs the same step
  * whatever the key's age. Both write the same evidence records, so crash recovery, `verifyEvidence`
- * and an auditor treat a scheduled and an on-demand rotation alike.
+ * and an auditor treat a scheduled and an on-demand rotation alike. Crash recovery of one key
+ * (`recoverLeased`) is here too: the scheduler runs it for every key its scan finds open, and
+ * `rotateKeyNow` for its key before rotating it.
  */
 import { type Clock, type KeyDescription, KmsError, type KmsErrorCode, type KmsProvider, isKmsError, systemClock } from "@kms/core";
-import type { EvidenceEvent, EvidenceLog, LockLease, LockProvider } from "../types";
+import type { EvidenceEvent, EvidenceEventType, EvidenceLog, EvidenceRecord, LockLease, LockProvider } from "../types";
 import type { RotationEvent, TenantKey } from "./types";
 
 /** The lease on a key while it is rotated (and, by the scheduler, checked). */
@@ -118,6 +120,84 @@ async function record(evidence: EvidenceLog, event: EvidenceEvent): Promise<{ un
   }
 }
 
+// --- crash recovery ---------------------------------------------------------------------------
+
+export const ROTATION_TYPES: readonly EvidenceEventType[] = ["key.rotation-started", "key.rotated", "key.rotation-failed"];
+
+/** A `key.rotation-started` record without an outcome. */
+export interface OpenStart {
+  readonly started: EvidenceRecord;
+  /** The `previousVersion` of the key's next start, if any: its version once this one was over. */
+  versionAfter?: string;
+}
+
+/**
+ * The open starts among rotation records (in seq order), by key name, oldest first. Within a key an
+ * outcome closes the latest open start: every rotation of a key runs under its lease, so its outcome
+ * follows its own start, and a start left open (a crash, a lost record) is followed by the next
+ * holder's start and outcome, which pair with each other. So every open start is found, not only
+ * the key's latest one.
+ */
+export async function openStarts(records: AsyncIterable<EvidenceRecord>): Promise<Map<string, OpenStart[]>> {
+  const open = new Map<string, OpenStart[]>();
+  for await (const record of records) {
+    if (record.provider === undefined || record.keyId === undefined) continue;
+    const name = keyName(record.provider, record.keyId);
+    const stack = open.get(name);
+    if (record.type === "key.rotation-started") {
+      const latest = stack?.at(-1);
+      if (latest) latest.versionAfter ??= record.previousVersion;
+      if (stack) stack.push({ started: record });
+      else open.set(name, [{ started: record }]);
+    } else {
+      stack?.pop();
+      if (stack?.length === 0) open.delete(name);
+    }
+  }
+  return open;
+}
+
+export interface LeasedRecovery {
+  /** The provider's id, as in the records. */
+  readonly providerId: string;
+  readonly provider: KmsProvider;
+  readonly keyId: string;
+  readonly evidence: EvidenceLog;
+  readonly actor: string;
+  /** `rotation.succeeded` with `recovered: true` for each start found done. */
+  readonly emit: (event: RotationEvent) => void;
+}
+
+/**
+ * Holding the key's lease: gives every open start of the key its outcome, the latest first (so
+ * each outcome closes the latest open start, as `openStarts` pairs them). Whether a start's rotation
+ * happened is read from the key's version after it: what the key's next start found, or for its
+ * last start the provider's current version. Unchanged, it did not (`key.rotation-failed`,
+ * `details.interrupted`); changed, it did (`key.rotated`). `unresolved`: starts without a
+ * `previousVersion` (not this package's), left open. Throws what the log or the provider threw.
+ */
+export async function recoverLeased(step: LeasedRecovery): Promise<{ resolved: number; unresolved: number }> {
+  const { providerId, provider, keyId, evidence, actor } = step;
+  const open = (await openStarts(evidence.records({ provider: providerId, keyId, types: ROTATION_TYPES }))).get(keyName(providerId, keyId)) ?? [];
+  let current: string | undefined;
+  let resolved = 0;
+  for (const { started, versionAfter } of open.reverse()) {
+    const { tenantId, previousVersion } = started;
+    if (previousVersion === undefined) continue;
+    const after = versionAfter ?? (current ??= (await provider.describeKey(keyId)).currentVersion);
+    const base = { tenantId, provider: providerId, keyId, actor, previousVersion };
+    if (after === previousVersion) {
+      // Not rotated: close the record so every start has one outcome.
+      await evidence.append({ ...base, type: "key.rotation-failed", outcome: "failure", details: { recovered: true, interrupted: true } });
+    } else {
+      await evidence.append({ ...base, type: "key.rotated", outcome: "success", keyVersion: after, details: { recovered: true } });
+      step.emit({ type: "rotation.succeeded", tenantId: tenantId ?? "", provider: providerId, keyId, previousVersion, currentVersion: after, recovered: true, durationMs: 0 });
+    }
+    resolved++;
+  }
+  return { resolved, unresolved: open.length - resolved };
+}
+
 // --- on demand --------------------------------------------------------------------------------
 
 export interface RotateKeyNowOptions {
@@ -144,7 +224,9 @@ export type RotateKeyNowResult =
 
 /**
  * Rotates one key now, whatever its age and whether or not its provider reports dates: the
- * scheduler's step under the key's lease, its records marked `details.onDemand`. Resolves `busy`
+ * scheduler's step under the key's lease, its records marked `details.onDemand`, after the
+ * scheduler's crash recovery of that key (`recoverLeased`: any open start gets its outcome, a
+ * recovered rotation is emitted as `rotation.succeeded` with `recovered: true`). Resolves `busy`
  * without describing, rotating or recording anything when the lease is held. A failure is emitted as
  * `rotation.failed` and rethrown (a provider error after its `key.rotation-failed` record). A
  * rotation whose `key.rotated` record could not be appended is emitted as `rotation.succeeded` (the
@@ -177,8 +259,22 @@ export async function rotateKeyNow(options: RotateKeyNowOptions): Promise<Rotate
     return fail(error); // the lock store is down: no lease, no rotation
   }
   if (lease === undefined) return { status: "busy" };
+  const provider = providers.get(tenant.provider)!;
   try {
-    const outcome = await rotateLeased({ tenant, provider: providers.get(tenant.provider)!, lease, evidence, actor, clock, details: { onDemand: true } });
+    // Decision: both. Here, under the lease and before its own start, any start of this key left
+    // open (a process killed mid-rotation, a lost outcome record) gets its outcome from the
+    // scheduler's own recovery (`recoverLeased`, not a copy), while the provider's current version
+    // still answers for it; and the scheduler's scan resolves every open start, not only a key's
+    // latest, for logs already in that state and for a scheduler instance that rotated over
+    // another's crash (its passes do not read the log before each rotation: a read per key per pass
+    // is a scan of the whole table on PostgreSQL). A start without `previousVersion` (not ours) is
+    // left to the scheduler; a log or provider failure here fails the call before anything rotates.
+    try {
+      await recoverLeased({ providerId: tenant.provider, provider, keyId: tenant.keyId, evidence, actor, emit });
+    } catch (error) {
+      return fail(error);
+    }
+    const outcome = await rotateLeased({ tenant, provider, lease, evidence, actor, clock, details: { onDemand: true } });
     if (outcome.status === "skipped") return { status: "busy" }; // the lease expired before anything was recorded
     if (outcome.status === "failed") return fail(outcome.error);
     const { previousVersion, currentVersion } = outcome;

@@ -10,8 +10,8 @@ import {
   systemClock,
 } from "@kms/core";
 import { embeddedLocks } from "../locks/embedded";
-import type { EvidenceEventType, EvidenceLog, EvidenceRecord, LockLease, LockProvider } from "../types";
-import { DEFAULT_LOCK_TTL_MS, codeOf, keyName, keyOf, rotateLeased, tenantProblem } from "./rotate-key";
+import type { EvidenceLog, LockLease, LockProvider } from "../types";
+import { DEFAULT_LOCK_TTL_MS, ROTATION_TYPES, codeOf, keyName, keyOf, openStarts, recoverLeased, rotateLeased, tenantProblem } from "./rotate-key";
 import type {
   KeyAgeSummary,
   PassSummary,
@@ -26,7 +26,6 @@ import type {
 const DAY_MS = 86_400_000;
 export const DEFAULT_CRYPTOPERIOD_MS = 90 * DAY_MS;
 const DEFAULTS = { concurrency: 8, intervalMs: 3_600_000, lockTtlMs: DEFAULT_LOCK_TTL_MS, backoffBaseMs: 60_000, backoffMaxMs: 6 * 3_600_000 };
-const ROTATION_TYPES: readonly EvidenceEventType[] = ["key.rotation-started", "key.rotated", "key.rotation-failed"];
 
 /** What this instance last learned about a tenant's key. */
 interface Known {
@@ -234,51 +233,37 @@ class Scheduler implements RotationScheduler {
   // --- recovery -------------------------------------------------------------------------------
 
   /**
-   * Resolves every `rotation-started` record without an outcome: the provider's current version
-   * tells whether the rotation happened. Returns how many were resolved; any it could not resolve
-   * now (lease held elsewhere, provider failing) are tried again at the next pass.
+   * Resolves every `rotation-started` record without an outcome, not only each key's latest: a
+   * start left open may be followed by another holder's rotation of the key (an on-demand one
+   * before `rotateKeyNow` recovered first, or another instance's), and `openStarts` pairs each
+   * outcome with its own start. Returns how many were resolved; any it could not resolve now (lease
+   * held elsewhere, provider failing) are tried again at the next pass. The pass's own rotations do
+   * not read the log first (`rotateKeyNow` does): this scan, at start-up and after a lost record,
+   * finds whatever another instance left open, and resolves it correctly however late.
    */
   async #recover(): Promise<number> {
-    const pending = new Map<string, EvidenceRecord>();
-    for await (const record of this.#evidence.records({ types: ROTATION_TYPES })) {
-      if (record.provider === undefined || record.keyId === undefined) continue;
-      const name = keyName(record.provider, record.keyId);
-      if (record.type === "key.rotation-started") pending.set(name, record);
-      else pending.delete(name);
-    }
+    const open = await openStarts(this.#evidence.records({ types: ROTATION_TYPES }));
     let resolved = 0;
     let unresolved = 0;
-    for (const started of pending.values()) {
-      const result = await this.#resolve(started).catch(() => "unresolved" as const);
-      if (result === "resolved") resolved++;
-      if (result === "unresolved") unresolved++;
+    for (const starts of open.values()) {
+      const { provider, keyId } = starts[0]!.started; // both set: openStarts skips records without them
+      const result = await this.#recoverKey(provider!, keyId!).catch(() => undefined);
+      resolved += result?.resolved ?? 0;
+      unresolved += result?.unresolved ?? 1;
     }
     this.#needsRecovery = unresolved > 0;
     return resolved;
   }
 
-  /** `settled`: its holder recorded the outcome meanwhile. */
-  async #resolve(started: EvidenceRecord): Promise<"resolved" | "settled" | "unresolved"> {
-    const provider = this.#providers.get(started.provider!);
-    const keyId = started.keyId!;
-    if (!provider || started.previousVersion === undefined) return "unresolved";
-    const lease = await this.#locks.tryAcquire(keyName(started.provider!, keyId), this.#lockTtlMs);
-    if (!lease) return "unresolved"; // its holder is still at it, and will record the outcome
+  /** Undefined: not now (no such provider, or its holder is still at it and will record the outcome). */
+  async #recoverKey(providerId: string, keyId: string): Promise<{ resolved: number; unresolved: number } | undefined> {
+    const provider = this.#providers.get(providerId);
+    if (!provider) return undefined;
+    const lease = await this.#locks.tryAcquire(keyName(providerId, keyId), this.#lockTtlMs);
+    if (!lease) return undefined;
     try {
-      // Re-read under the lease: the holder may have recorded the outcome since the scan.
-      let latest: EvidenceRecord | undefined;
-      for await (const record of this.#evidence.records({ provider: started.provider, keyId, types: ROTATION_TYPES })) latest = record;
-      if (latest?.seq !== started.seq) return "settled";
-      const key = await provider.describeKey(keyId);
-      const base = { tenantId: started.tenantId, provider: started.provider, keyId, actor: this.#actor, previousVersion: started.previousVersion };
-      if (key.currentVersion === started.previousVersion) {
-        // Not rotated: close the record so every start has one outcome; the key is due again.
-        await this.#evidence.append({ ...base, type: "key.rotation-failed", outcome: "failure", details: { recovered: true, interrupted: true } });
-        return "resolved";
-      }
-      await this.#evidence.append({ ...base, type: "key.rotated", outcome: "success", keyVersion: key.currentVersion, details: { recovered: true } });
-      this.#emit({ type: "rotation.succeeded", tenantId: started.tenantId ?? "", provider: started.provider!, keyId, previousVersion: started.previousVersion, currentVersion: key.currentVersion, recovered: true, durationMs: 0 });
-      return "resolved";
+      // Read again under the lease: the holder may have recorded the outcome since the scan.
+      return await recoverLeased({ providerId, provider, keyId, evidence: this.#evidence, actor: this.#actor, emit: (event) => this.#emit(event) });
     } finally {
       await lease.release().catch(() => undefined);
     }
