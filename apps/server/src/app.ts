@@ -13,7 +13,7 @@ import Fastify, {
   type FastifyServerOptions,
 } from "fastify";
 import { fromBase64Url, isKmsError, publicPermissionReport, toBase64Url, type KmsClient, type KmsHealth } from "@kms/core";
-import { exportEvidence, type EvidenceLog } from "@kms/rotation";
+import { exportEvidence, permissionsValidatedEvent, type EvidenceLog } from "@kms/rotation";
 import type { Authenticator } from "./auth";
 import { DEFAULT_BODY_LIMIT_BYTES } from "./config";
 import { type ErrorBody, HttpError, errorResponse, mapError } from "./errors";
@@ -457,15 +457,8 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
     const report = await kms.validatePermissions();
     const body = publicPermissionReport(report);
     if (evidence !== undefined) {
-      // Counts only: no provider messages, key ids or request ids in the record.
-      const checks = report.keys.flatMap((k) => k.checks);
-      const failed = checks.filter((c) => !c.ok).length;
-      await evidence.append({
-        type: "permissions.validated",
-        actor: ADMIN_ACTOR,
-        outcome: report.ok ? "success" : "failure",
-        details: { keys: report.keys.length, checks: checks.length, failed, httpRequestId: request.id },
-      });
+      // Counts only (@kms/rotation's one definition, shared with `kms validate --evidence`).
+      await evidence.append(permissionsValidatedEvent(report, ADMIN_ACTOR, { httpRequestId: request.id }));
     }
     if (!report.ok) {
       request.outcome = "PERMISSIONS_FAILED";

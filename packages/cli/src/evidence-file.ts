@@ -10,6 +10,9 @@ import { createEvidenceLog, defaultEvidenceFile, MIN_HMAC_KEY_BYTES, openFileEvi
 import { str, type Flags } from "./command";
 import { CliError, EXIT, UsageError } from "./errors";
 
+/** The `actor` of the evidence records the CLI writes. */
+export const EVIDENCE_ACTOR = "kms-cli";
+
 export function evidencePath(flags: Flags, localStore: string | undefined): string {
   const given = str(flags, "evidence");
   return given !== undefined ? given : defaultEvidenceFile(localStore, process.cwd());

@@ -205,7 +205,7 @@ describe("configuration and usage errors", () => {
     expect(flag).toEqual({
       code: 2,
       stdout: "",
-      stderr: "kms validate: unknown option --bogus\nUsage: kms validate [--config F] [--json]\nRun `kms validate --help` for details.\n",
+      stderr: "kms validate: unknown option --bogus\nUsage: kms validate [--config F] [--json] [--evidence F [--hmac-key-env VAR]]\nRun `kms validate --help` for details.\n",
     });
     const command = await kms(["frobnicate"], { cwd: dir });
     expect(command.code).toBe(2);

@@ -10,12 +10,10 @@ import { createRotationScheduler, embeddedLocks, rotateKeyNow, type PassSummary,
 import { bool, int, str, type Command, type Flags } from "../command";
 import { closeProviders, configLocation, localStorePath, readConfig, validate, type ValidatedConfig } from "../config";
 import { CliError, EXIT, UsageError } from "../errors";
-import { evidencePath, hmacKeyOf, openEvidence } from "../evidence-file";
+import { EVIDENCE_ACTOR, evidencePath, hmacKeyOf, openEvidence } from "../evidence-file";
 import { err, out, paint, withSpinner } from "../output";
 
 const DAY_MS = 86_400_000;
-/** Written into the evidence records. */
-const ACTOR = "kms-cli";
 /** How the default key shows as a tenant: it serves every tenant without a key of its own. */
 export const DEFAULT_TENANT = "(default)";
 
@@ -74,13 +72,13 @@ async function rotate(flags: Flags): Promise<number> {
     try {
       summary = await withSpinner("rotating", () =>
         one !== undefined
-          ? rotateOne({ providers, tenant: one, evidence, actor: ACTOR, onEvent }, events)
+          ? rotateOne({ providers, tenant: one, evidence, actor: EVIDENCE_ACTOR, onEvent }, events)
           : createRotationScheduler({
               providers,
               tenants: configuredTenants(validated.config),
               evidence,
               cryptoperiodMs: (days ?? validated.config.rotation.cryptoperiodDays) * DAY_MS,
-              actor: ACTOR,
+              actor: EVIDENCE_ACTOR,
               onEvent,
             }).runOnce(),
       );
