@@ -355,18 +355,21 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
     },
   );
 
+  /** Decrypt's and rewrap's body: an envelope and the context it was sealed under. */
+  const ciphertextBodySchema = {
+    type: "object",
+    required: ["ciphertext"],
+    additionalProperties: false,
+    properties: { ciphertext: { type: "string", pattern: BASE64URL }, context: contextSchema },
+  };
+
   app.post<DecryptRoute>(
     "/v1/tenants/:tenantId/decrypt",
     {
       onRequest: authorizeTenant,
       schema: {
         params: paramsSchema,
-        body: {
-          type: "object",
-          required: ["ciphertext"],
-          additionalProperties: false,
-          properties: { ciphertext: { type: "string", pattern: BASE64URL }, context: contextSchema },
-        },
+        body: ciphertextBodySchema,
         response: responses({ type: "object", properties: { plaintext: { type: "string" } } }),
       },
     },
@@ -387,12 +390,7 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
       onRequest: authorizeTenant,
       schema: {
         params: paramsSchema,
-        body: {
-          type: "object",
-          required: ["ciphertext"],
-          additionalProperties: false,
-          properties: { ciphertext: { type: "string", pattern: BASE64URL }, context: contextSchema },
-        },
+        body: ciphertextBodySchema,
         response: responses({ type: "object", properties: { ciphertext: { type: "string" } } }),
       },
     },

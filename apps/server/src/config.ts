@@ -5,7 +5,7 @@
  * `createKms` (see `loadServerConfig` callers).
  */
 import { readFileSync, statSync } from "node:fs";
-import { dirname, isAbsolute, resolve } from "node:path";
+import { resolve } from "node:path";
 import { configIssue, isProductionEnv, LOCAL_DEFAULT_PATH, readConfigFile, tenantIdProblem, type ConfigIssue } from "@kms/core";
 import { defaultEvidenceFile } from "@kms/rotation";
 import { TOKEN_PATTERN, tokenDigest, type TokenDigests } from "./auth";
@@ -80,21 +80,20 @@ export function loadServerConfig(env: Env, baseDir: string): LoadResult {
   // Core's test (case-insensitive, `prod` too): `NODE_ENV=Production` must not skip production checks.
   const production = isProductionEnv(env);
 
-  // --- the KMS configuration: the file, or without one the local development default; then
+  // --- the KMS configuration: the file (core's reader makes a relative local key store path
+  // absolute against the file's directory), or without one the local development default; then
   // environment overrides. `undefined` when the file cannot be used: nothing for core to check.
   let kms: Record<string, unknown> | undefined;
-  let fileDir = baseDir;
   const file = env.KMS_CONFIG_FILE;
   if (file === undefined || file === "") {
     // Only the one-command dev start gets defaults. A file states its providers and tenant keys
     // itself: filling in `local` there would quietly keep keys on this host instead of in the KMS.
     kms = {
-      providers: { local: { path: LOCAL_DEFAULT_PATH } },
+      providers: { local: { path: resolve(baseDir, LOCAL_DEFAULT_PATH) } },
       tenants: { defaultKey: { provider: "local", keyId: DEFAULT_KEY_ID } },
     };
   } else {
     const path = resolve(baseDir, file);
-    fileDir = dirname(path);
     const read = readConfigFile(path);
     if (read.ok) kms = read.config;
     else issues.push(read.issue);
@@ -117,8 +116,6 @@ export function loadServerConfig(env: Env, baseDir: string): LoadResult {
       } else {
         warnings.push("KMS_LOCAL_KEY_STORE is set but the configuration does not use the local provider: ignored");
       }
-    } else if (isPlainObject(local) && typeof local.path === "string" && !isAbsolute(local.path)) {
-      kms = { ...kms, providers: { ...providers, local: { ...local, path: resolve(fileDir, local.path) } } };
     }
   }
   // (A non-object `providers` is left as is: core reports it.)

@@ -1,12 +1,10 @@
 /**
  * The configuration file: where it is (`--config`, else KMS_CONFIG_FILE, else ./kms.config.json),
- * reading it with core's strict reader, and the one thing the CLI adds before core validates it,
- * as the reference server does: a relative `providers.local.path` is relative to the file's
- * directory. (Vault credentials need nothing here: the file names their environment variable,
- * `auth: { tokenFromEnv: "VAULT_TOKEN" }`, and @kms/vault reads it.) Then core's `validateConfig` /
- * `createKms` with the same registry as the server.
- */
-import { dirname, isAbsolute, resolve } from "node:path";
+ * read with core's strict reader (which makes a relative `providers.local.path` absolute against the
+ * file's directory, as for the reference server). Vault credentials need nothing here: the file names
+ * their environment variable, `auth: { tokenFromEnv: "VAULT_TOKEN" }`, and @kms/vault reads it. Then
+ * core's `validateConfig` / `createKms` with the same registry as the server. */
+import { resolve } from "node:path";
 import { awsKms } from "@kms/aws";
 import { azureKeyVault } from "@kms/azure";
 import {
@@ -56,18 +54,7 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 export function readConfig(location: ConfigLocation): Record<string, unknown> {
   const read = readConfigFile(location.path);
   if (!read.ok) throw new ConfigProblem([read.issue]);
-  return prepareConfig(read.config, dirname(location.path));
-}
-
-/** What the CLI adds to a configuration object before core sees it (`baseDir`: the file's directory). */
-export function prepareConfig(raw: Record<string, unknown>, baseDir: string): Record<string, unknown> {
-  if (!isPlainObject(raw.providers)) return raw;
-  const providers = { ...raw.providers };
-  const local = providers.local;
-  if (isPlainObject(local) && typeof local.path === "string" && !isAbsolute(local.path)) {
-    providers.local = { ...local, path: resolve(baseDir, local.path) };
-  }
-  return { ...raw, providers };
+  return read.config;
 }
 
 function asProblem(error: unknown): never {

@@ -4,6 +4,7 @@
  * never quote the file, which can hold credentials. The object read is then for `validateConfig`.
  */
 import { readFileSync, statSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
 import { isNode, isScalar, LineCounter, parseDocument, visit, type DocumentOptions, type ParseOptions, type SchemaOptions } from "yaml";
 import { type ConfigIssue, configIssue } from "./errors";
 
@@ -32,14 +33,25 @@ const YAML_OPTIONS: ParseOptions & DocumentOptions & SchemaOptions = {
   strict: true,
 };
 
-/** Reads the object in the file at `path`: `.yaml`/`.yml` as YAML, anything else as JSON. */
+/**
+ * Reads the object in the file at `path`: `.yaml`/`.yml` as YAML, anything else as JSON. A relative
+ * `providers.local.path` (the `local` key store) is made absolute against the file's directory, so
+ * a file means the same key store whichever directory a program reading it runs from.
+ */
 export function readConfigFile(path: string): ConfigFileResult {
   let issue: ConfigIssue | undefined;
   const invalid = (at: string, message: string): void => {
     issue ??= configIssue(at, "KMS_CONFIG_INVALID", message);
   };
   const config = readObject(path, invalid);
-  return config !== undefined ? { ok: true, config } : { ok: false, issue: issue! };
+  return config !== undefined ? { ok: true, config: withAbsoluteLocalPath(config, dirname(resolve(path))) } : { ok: false, issue: issue! };
+}
+
+function withAbsoluteLocalPath(config: Record<string, unknown>, fileDir: string): Record<string, unknown> {
+  const providers = config.providers;
+  const local = isPlainObject(providers) ? providers.local : undefined;
+  if (!isPlainObject(local) || typeof local.path !== "string" || isAbsolute(local.path)) return config;
+  return { ...config, providers: { ...(providers as Record<string, unknown>), local: { ...local, path: resolve(fileDir, local.path) } } };
 }
 
 function readObject(path: string, invalid: (path: string, message: string) => void): Record<string, unknown> | undefined {

@@ -1,6 +1,6 @@
 /** `readConfigFile`: JSON and strict YAML, a size cap before parsing, messages that never quote the file. */
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MAX_CONFIG_FILE_BYTES, readConfigFile } from "../src/config-file";
@@ -47,8 +47,9 @@ describe("readConfigFile", () => {
   ].join("\n");
 
   it.each(["config.yaml", "config.yml", "CONFIG.YAML"])("%s reads like its JSON equivalent", (name) => {
-    expect(readConfigFile(textFile(name, yaml))).toEqual({ ok: true, config: expected });
-    expect(readConfigFile(textFile("config.json", JSON.stringify(expected)))).toEqual({ ok: true, config: expected });
+    const read = { ...expected, providers: { local: { path: join(dir, "keys.json") } } };
+    expect(readConfigFile(textFile(name, yaml))).toEqual({ ok: true, config: read });
+    expect(readConfigFile(textFile("config.json", JSON.stringify(expected)))).toEqual({ ok: true, config: read });
   });
 
   it("invalid JSON: the position, not the content", () => {
@@ -104,3 +105,14 @@ describe("readConfigFile", () => {
   });
 });
 
+
+describe("readConfigFile and the local key store path", () => {
+  it("makes a relative providers.local.path absolute against the file's directory; leaves an absolute one", () => {
+    const nested = join(dir, "conf");
+    mkdirSync(nested, { recursive: true });
+    const relative = readConfigFile(textFile("conf/relative.json", JSON.stringify({ providers: { local: { path: "keys/store.json" }, "aws-kms": {} } })));
+    expect(relative).toEqual({ ok: true, config: { providers: { local: { path: join(nested, "keys/store.json") }, "aws-kms": {} } } });
+    const absolute = readConfigFile(textFile("conf/absolute.yaml", "providers:\n  local: { path: /var/lib/kms/keys.json }\n"));
+    expect(absolute).toEqual({ ok: true, config: { providers: { local: { path: "/var/lib/kms/keys.json" } } } });
+  });
+});

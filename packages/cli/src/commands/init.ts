@@ -12,7 +12,7 @@ import { chmodSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { keyIdProblem, kmsConfigSchema, LOCAL_DEFAULT_PATH } from "@kms/core";
 import { bool, str, type Command, type Flags } from "../command";
-import { closeProviders, configLocation, prepareConfig, REGISTRY, validate } from "../config";
+import { closeProviders, configLocation, REGISTRY, validate } from "../config";
 import { CliError, EXIT, UsageError } from "../errors";
 import { out } from "../output";
 import { type Asker, terminalAsker } from "../prompt";
@@ -271,8 +271,9 @@ async function init(flags: Flags): Promise<number> {
     asker?.close();
   }
   const config = buildConfig(answers);
-  // Core's checks before anything is written: a refused configuration leaves no file behind.
-  await closeProviders(validate(prepareConfig(config, dirname(location.path))));
+  // Core's checks before anything is written (they read no file and call no KMS, so a relative local
+  // key store path needs no resolving here): a refused configuration leaves no file behind.
+  await closeProviders(validate(config));
   const text = /\.ya?ml$/i.test(location.path) ? toYaml(config) : `${JSON.stringify(config, null, 2)}\n`;
   mkdirSync(dirname(location.path), { recursive: true, mode: 0o700 });
   writeFileSync(location.path, text, { mode: 0o600, flag: bool(flags, "force") ? "w" : "wx" });
