@@ -7,7 +7,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import { configIssue, isProductionEnv, LOCAL_DEFAULT_PATH, readConfigFile, tenantIdProblem, type ConfigIssue } from "@kms/core";
-import { defaultEvidenceFile } from "@kms/rotation";
+import { defaultEvidenceFile, MIN_HMAC_KEY_BYTES } from "@kms/rotation";
 import { TOKEN_PATTERN, tokenDigest, type TokenDigests } from "./auth";
 import {
   MIN_HS256_SECRET_BYTES,
@@ -24,7 +24,6 @@ export const DEFAULT_PORT = 8080;
 export const DEFAULT_BODY_LIMIT_BYTES = 1024 * 1024;
 export const DEFAULT_KEY_ID = "default";
 export const DEFAULT_DEMO_TENANTS = ["tenant-a", "tenant-b"];
-export const MIN_EVIDENCE_HMAC_KEY_BYTES = 32;
 export const DEFAULT_CRYPTOPERIOD_DAYS = 90;
 /** Tokens shorter than this are refused in production. */
 export const MIN_PRODUCTION_TOKEN_LENGTH = 16;
@@ -177,7 +176,7 @@ export function loadServerConfig(env: Env, baseDir: string): LoadResult {
   if (hmacRaw !== undefined && hmacRaw !== "") {
     const bytes = Buffer.byteLength(hmacRaw, "utf8");
     // Its length only: the key itself is never repeated.
-    if (bytes < MIN_EVIDENCE_HMAC_KEY_BYTES) invalid("KMS_EVIDENCE_HMAC_KEY", `must be at least ${MIN_EVIDENCE_HMAC_KEY_BYTES} bytes, got ${bytes}`);
+    if (bytes < MIN_HMAC_KEY_BYTES) invalid("KMS_EVIDENCE_HMAC_KEY", `must be at least ${MIN_HMAC_KEY_BYTES} bytes, got ${bytes}`);
     else evidenceHmacKey = Buffer.from(hmacRaw, "utf8");
   }
   // The file's `rotation.cryptoperiodDays` (core validates it) is the default; the environment wins.
