@@ -115,19 +115,21 @@ function clientOptionsFor(settings: GcpKmsSettings): GcpClientOptions {
     ...(port === undefined ? {} : { port }),
     ...(keyFilename === undefined ? {} : { keyFilename }),
     ...(credentials === undefined ? {} : { credentials: { ...credentials } }),
-    // Plaintext, without credentials: `sslCreds` skips auth, and an explicit universe domain skips
-    // the metadata-server probe the client would otherwise make.
-    ...(emulator === true ? { sslCreds: insecureChannel(), universeDomain: "googleapis.com" } : {}),
+    // TLS trusting the emulator's CA, without credentials: `sslCreds` skips auth (gax uses them as
+    // they are, with no call credentials), and an explicit universe domain skips the metadata-server
+    // probe the client would otherwise make.
+    ...(emulator === undefined ? {} : { sslCreds: emulatorChannel(emulator.caCert), universeDomain: "googleapis.com" }),
   };
 }
 
 /**
- * Insecure channel credentials from the grpc-js instance the client uses (credentials from another
- * copy of grpc-js are refused). `google-gax` is the client's own dependency, so it is resolved from it.
+ * TLS channel credentials trusting `caPem` only (not the public roots), from the grpc-js instance the
+ * client uses (credentials from another copy of grpc-js are refused). `google-gax` is the client's own
+ * dependency, so it is resolved from it.
  */
-function insecureChannel(): GcpClientOptions["sslCreds"] {
-  const gax = createRequire(require.resolve("@google-cloud/kms"))("google-gax") as { grpc: { credentials: { createInsecure(): GcpClientOptions["sslCreds"] } } };
-  return gax.grpc.credentials.createInsecure();
+function emulatorChannel(caPem: string): GcpClientOptions["sslCreds"] {
+  const gax = createRequire(require.resolve("@google-cloud/kms"))("google-gax") as { grpc: { credentials: { createSsl(rootCerts: Buffer): GcpClientOptions["sslCreds"] } } };
+  return gax.grpc.credentials.createSsl(Buffer.from(caPem));
 }
 
 class GcpKms implements GcpKmsProvider {

@@ -5,6 +5,7 @@
  *
  * Hand-written rather than zod: `zod` is not a dependency of this package, and the rules are few.
  */
+import { X509Certificate } from "node:crypto";
 import type { SettingsResult } from "@kms/core";
 
 /** A service account key, as in the JSON file Google issues (only the fields the client needs). */
@@ -24,12 +25,20 @@ export interface GcpKmsSettings {
   /** An inline service account key; default Application Default Credentials. Not with `keyFilename`. */
   readonly credentials?: GcpServiceAccountCredentials;
   /**
-   * Speak plaintext gRPC without credentials, for an emulator on this machine: `apiEndpoint` must then
-   * be a loopback address and no credentials may be set. Never for Google's service.
+   * An emulator on this machine, reached over TLS without credentials: `caCert` is the PEM certificate
+   * its TLS certificate is (or is signed by), the only one trusted (as `@kms/vault`'s `caCert`).
+   * `apiEndpoint` must then be a loopback address, `port` is required and no credentials may be set.
+   * Never for Google's service. There is no plaintext mode.
    */
-  readonly emulator?: boolean;
+  readonly emulator?: GcpEmulatorSettings;
   /** Deadline of every call, in ms (gRPC DEADLINE_EXCEEDED → a retryable `KMS_TIMEOUT`). Default 10 000. */
   readonly timeoutMs?: number;
+}
+
+/** `emulator`: how to trust an emulator's TLS certificate. */
+export interface GcpEmulatorSettings {
+  /** PEM certificate(s) of the CA that signed the emulator's certificate (a self-signed one: itself). */
+  readonly caCert: string;
 }
 
 type Issue = { path: string; message: string };
@@ -72,10 +81,10 @@ export function parseGcpKmsSettings(raw: unknown): SettingsResult<GcpKmsSettings
   }
   if (credentials !== undefined) issues.push(...credentialIssues(credentials));
   if (keyFilename !== undefined && credentials !== undefined) issues.push({ path: "credentials", message: "give either keyFilename or credentials, not both" });
-  if (emulator !== undefined && typeof emulator !== "boolean") issues.push({ path: "emulator", message: "must be true or false" });
-  if (emulator === true) {
-    if (typeof apiEndpoint !== "string" || !LOOPBACK.has(apiEndpoint)) issues.push({ path: "apiEndpoint", message: "with emulator: true, must be a loopback address (127.0.0.1, localhost or ::1)" });
-    if (port === undefined) issues.push({ path: "port", message: "with emulator: true, the emulator's port is required" });
+  if (emulator !== undefined) {
+    issues.push(...emulatorIssues(emulator));
+    if (typeof apiEndpoint !== "string" || !LOOPBACK.has(apiEndpoint)) issues.push({ path: "apiEndpoint", message: "with emulator, must be a loopback address (127.0.0.1, localhost or ::1)" });
+    if (port === undefined) issues.push({ path: "port", message: "with emulator, the emulator's port is required" });
     if (keyFilename !== undefined || credentials !== undefined) issues.push({ path: "emulator", message: "an emulator takes no credentials: drop keyFilename / credentials" });
   }
   if (timeoutMs !== undefined && !(Number.isInteger(timeoutMs) && (timeoutMs as number) > 0 && (timeoutMs as number) <= MAX_TIMEOUT_MS)) {
@@ -83,7 +92,7 @@ export function parseGcpKmsSettings(raw: unknown): SettingsResult<GcpKmsSettings
   }
   if (issues.length > 0) return { ok: false, issues };
   const settings: Record<string, unknown> = {};
-  for (const key of SETTINGS) if (raw[key] !== undefined) settings[key] = key === "credentials" ? { ...(raw[key] as object) } : raw[key];
+  for (const key of SETTINGS) if (raw[key] !== undefined) settings[key] = isRecord(raw[key]) ? { ...raw[key] } : raw[key];
   return { ok: true, settings: settings as GcpKmsSettings };
 }
 
@@ -96,6 +105,30 @@ function credentialIssues(credentials: unknown): Issue[] {
     issues.push({ path: "credentials.private_key", message: "must be the PEM private key of a service account key" });
   }
   return issues;
+}
+
+function emulatorIssues(emulator: unknown): Issue[] {
+  if (!isRecord(emulator)) {
+    return [{ path: "emulator", message: 'must be { caCert: "<PEM>" }: an emulator is reached over TLS, trusting its certificate (there is no plaintext mode)' }];
+  }
+  const issues: Issue[] = Object.keys(emulator)
+    .filter((key) => key !== "caCert")
+    .map((key) => ({ path: `emulator.${key}`, message: "unknown setting (expected caCert)" }));
+  const { caCert } = emulator;
+  if (caCert === undefined) issues.push({ path: "emulator.caCert", message: "required: the PEM certificate the emulator's TLS certificate is, or is signed by" });
+  else if (!isCertificate(caCert)) issues.push({ path: "emulator.caCert", message: "must be PEM text of a certificate (-----BEGIN CERTIFICATE----- …)" });
+  return issues;
+}
+
+/** PEM text whose (first) certificate parses. */
+function isCertificate(pem: unknown): boolean {
+  if (typeof pem !== "string" || !pem.includes("-----BEGIN CERTIFICATE-----")) return false;
+  try {
+    new X509Certificate(pem);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** A Cloud KMS CryptoKey name. Project ids are 6-30 characters; the other ids are Cloud KMS's. */

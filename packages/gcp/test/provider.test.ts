@@ -457,8 +457,34 @@ describe("settings and construction", () => {
     const issues = result.ok ? [] : result.issues;
     expect(issues.map((i) => i.path)).toEqual(["retry", "extra", "apiEndpoint", "port", "credentials.client_email", "credentials", "timeoutMs"]);
     expect(JSON.stringify(issues)).not.toContain("secret-key-material");
-    const emulated = parseGcpKmsSettings({ apiEndpoint: "kms.example.com", emulator: true, keyFilename: "/a" });
-    expect(emulated.ok ? [] : emulated.issues.map((i) => i.path)).toEqual(["apiEndpoint", "port", "emulator"]);
+  });
+
+  it("emulator: { caCert } (TLS, a loopback address, a port, no credentials); plaintext emulator: true is refused", () => {
+    const at = { apiEndpoint: "127.0.0.1", port: 8085 };
+    expect(parseGcpKmsSettings({ ...at, emulator: { caCert: emulator.ca } })).toEqual({ ok: true, settings: { ...at, emulator: { caCert: emulator.ca } } });
+    expect(parseGcpKmsSettings({ ...at, emulator: true })).toEqual({
+      ok: false,
+      issues: [{ path: "emulator", message: 'must be { caCert: "<PEM>" }: an emulator is reached over TLS, trusting its certificate (there is no plaintext mode)' }],
+    });
+    expect(parseGcpKmsSettings({ ...at, emulator: {} })).toEqual({
+      ok: false,
+      issues: [{ path: "emulator.caCert", message: "required: the PEM certificate the emulator's TLS certificate is, or is signed by" }],
+    });
+    const notPem = { path: "emulator.caCert", message: "must be PEM text of a certificate (-----BEGIN CERTIFICATE----- …)" };
+    expect(parseGcpKmsSettings({ ...at, emulator: { caCert: "/etc/emulator-ca.pem" } })).toEqual({ ok: false, issues: [notPem] });
+    const garbled = "-----BEGIN CERTIFICATE-----\nc2VjcmV0LWJ1dC1ub3QtYS1jZXJ0\n-----END CERTIFICATE-----\n";
+    expect(parseGcpKmsSettings({ ...at, emulator: { caCert: garbled, insecure: true } })).toEqual({
+      ok: false,
+      issues: [{ path: "emulator.insecure", message: "unknown setting (expected caCert)" }, notPem],
+    });
+    expect(parseGcpKmsSettings({ apiEndpoint: "kms.example.com", emulator: { caCert: emulator.ca }, keyFilename: "/a" })).toEqual({
+      ok: false,
+      issues: [
+        { path: "apiEndpoint", message: "with emulator, must be a loopback address (127.0.0.1, localhost or ::1)" },
+        { path: "port", message: "with emulator, the emulator's port is required" },
+        { path: "emulator", message: "an emulator takes no credentials: drop keyFilename / credentials" },
+      ],
+    });
   });
 
   it("gcpKmsProvider throws one KmsConfigError; a client excludes the settings that build one", () => {
@@ -470,7 +496,7 @@ describe("settings and construction", () => {
     expect(gcpKmsProvider({ client, timeoutMs: 50 }).id).toBe("gcp-kms");
   });
 
-  it("the definition checks key ids at start-up; emulator: true reaches a local emulator from configuration", async () => {
+  it("the definition checks key ids at start-up; emulator: { caCert } reaches a local emulator over TLS from configuration", async () => {
     expect(gcpKms.keyIdProblem!("alias/app")).toBe(GCP_KEY_ID_RULE);
     expect(gcpKms.keyIdProblem!(keyName)).toBeUndefined();
     expect(() =>
@@ -479,7 +505,7 @@ describe("settings and construction", () => {
     const kms = createKms({
       registry: [gcpKms],
       config: {
-        providers: { "gcp-kms": { apiEndpoint: "127.0.0.1", port: emulator.port, emulator: true } },
+        providers: { "gcp-kms": { apiEndpoint: "127.0.0.1", port: emulator.port, emulator: { caCert: emulator.ca } } },
         tenants: { defaultKey: { provider: "gcp-kms", keyId: keyName } },
       },
       env: {},
@@ -489,6 +515,23 @@ describe("settings and construction", () => {
       expect(emulator.counts()).toEqual({ Encrypt: 1, Decrypt: 1 });
     } finally {
       await kms.close();
+    }
+  });
+
+  it("emulator: { caCert } trusts that certificate only: with another emulator's, no call gets through", async () => {
+    const other = new GcpKmsEmulator();
+    await other.start();
+    const p = gcpKmsProvider({ apiEndpoint: "127.0.0.1", port: emulator.port, emulator: { caCert: other.ca } });
+    providers.push(p);
+    try {
+      const error = await kmsErrorOf(p.describeKey(keyName));
+      expect(error.code).toBe("KMS_UNAVAILABLE");
+      expect(error.message).toContain(`gcp-kms: GetCryptoKey on ${keyName} failed: Cloud KMS is unavailable (UNAVAILABLE): `);
+      // grpc-js refused the emulator's certificate: the handshake failed, nothing was sent.
+      expect((error.cause as { details?: unknown }).details).toBe("No connection established. Last error: Error: self-signed certificate. Resolution note: ");
+      expect(emulator.count()).toBe(0);
+    } finally {
+      await other.stop();
     }
   });
 

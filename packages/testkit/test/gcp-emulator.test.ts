@@ -1,6 +1,9 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "@jest/globals";
+import { createRequire } from "node:module";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, jest } from "@jest/globals";
 import { KeyManagementServiceClient } from "@google-cloud/kms";
+import type * as grpc from "@grpc/grpc-js";
 import { crc32c } from "@kms/core";
+import { generate } from "selfsigned";
 import { GCP_EMULATOR_IDENTITY, GCP_KMS_PERMISSIONS, GcpKmsEmulator } from "../src/emulators";
 
 const READER = "reader@emulator-project.iam.gserviceaccount.com";
@@ -27,6 +30,9 @@ async function statusOf(call: Promise<unknown>): Promise<{ code: number; details
   throw new Error("expected the call to fail");
 }
 
+/** The grpc-js instance the client uses (google-gax's): channel credentials must come from it. */
+const clientGrpc = (createRequire(require.resolve("@google-cloud/kms"))("google-gax") as { grpc: typeof grpc }).grpc;
+
 /** The IAM request type wants a protobuf class instance; a plain object is what goes on the wire. */
 const iamRequest = (resource: string, permissions: string[]) => ({ resource, permissions }) as unknown as Parameters<KeyManagementServiceClient["testIamPermissions"]>[0];
 const crc = (bytes: Uint8Array) => ({ value: String(crc32c(bytes)) });
@@ -50,6 +56,50 @@ beforeEach(() => {
 afterEach(() => {
   emulator.clearFaults();
   emulator.setPermissions(GCP_EMULATOR_IDENTITY, "*");
+});
+
+describe("gRPC over TLS with a per-client trusted certificate", () => {
+  it("serves TLS with a certificate generated at start(); clientOptions() trusts it, with no call credentials", async () => {
+    expect(emulator.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    expect(emulator.ca).toMatch(/^-----BEGIN CERTIFICATE-----\n/);
+    expect(emulator.clientOptions().sslCreds._isSecure()).toBe(true);
+    const kms = client();
+    // sslCreds are used as they are: Google credentials are never looked up (no ADC, no metadata server).
+    const lookup = jest.spyOn(kms.auth, "getClient");
+    expect((await kms.getCryptoKey({ name: keyName }, ONCE))[0].name).toBe(keyName);
+    expect(lookup).not.toHaveBeenCalled();
+    expect(emulator.requests).toEqual([{ operation: "GetCryptoKey", keyId: keyName, status: 200, identity: GCP_EMULATOR_IDENTITY }]);
+  });
+
+  it("refuses a plaintext client and one that does not trust its certificate: no call reaches it", async () => {
+    for (const sslCreds of [clientGrpc.credentials.createInsecure(), clientGrpc.credentials.createSsl()]) {
+      const c = new KeyManagementServiceClient({ ...emulator.clientOptions(), sslCreds });
+      clients.push(c);
+      expect((await statusOf(c.getCryptoKey({ name: keyName }, ONCE))).code).toBe(clientGrpc.status.UNAVAILABLE);
+    }
+    expect(emulator.count()).toBe(0);
+    expect(process.env.NODE_TLS_REJECT_UNAUTHORIZED).toBeUndefined();
+  });
+
+  it("uses a certificate it is given, as is", async () => {
+    const given = await generate([{ name: "commonName", value: "127.0.0.1" }], {
+      keyType: "ec",
+      curve: "P-256",
+      algorithm: "sha256",
+      extensions: [{ name: "subjectAltName", altNames: [{ type: 7, ip: "127.0.0.1" }] }],
+    });
+    const own = new GcpKmsEmulator({ tls: { cert: given.cert, key: given.private } });
+    await own.start();
+    const c = new KeyManagementServiceClient(own.clientOptions());
+    try {
+      expect(own.ca).toBe(given.cert);
+      const name = own.createKey("k");
+      expect((await c.getCryptoKey({ name }, ONCE))[0].name).toBe(name);
+    } finally {
+      await c.close();
+      await own.stop();
+    }
+  });
 });
 
 describe("Encrypt and Decrypt through @google-cloud/kms over gRPC", () => {
@@ -352,9 +402,11 @@ describe("faults", () => {
 });
 
 describe("construction", () => {
-  it("refuses TLS and bad resource name parts", () => {
-    expect(() => new GcpKmsEmulator({ tls: { cert: "", key: "" } } as never)).toThrow("insecure gRPC only");
+  it("refuses bad resource name parts; ca and clientOptions() need start()", () => {
     expect(() => new GcpKmsEmulator({ project: "a/b" })).toThrow(RangeError);
+    const idle = new GcpKmsEmulator();
+    expect(() => idle.ca).toThrow("gcp-kms emulator: not started");
+    expect(() => idle.clientOptions()).toThrow("gcp-kms emulator: not started");
   });
 
   it("names keys in its key ring and refuses duplicates", () => {

@@ -8,7 +8,7 @@
  * which @kms/vault reads).
  * A cache setting equal to core's default is left out of the file, which then follows core's default.
  */
-import { chmodSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { keyIdProblem, kmsConfigSchema, LOCAL_DEFAULT_PATH } from "@kms/core";
 import { bool, str, type Command, type Flags } from "../command";
@@ -86,18 +86,37 @@ function settingProblem(provider: ProviderId, settings: Record<string, unknown>,
 const integerFrom = (min: number, max: number) => (answer: string) =>
   /^\d{1,15}$/.test(answer) && Number(answer) >= min && Number(answer) <= max ? undefined : `must be an integer from ${min} to ${max}`;
 
-/** `--endpoint` for GCP: a URL becomes host, port, and emulator mode for plain http on loopback. */
-function gcpEndpoint(url: string): Record<string, unknown> | string {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    return "must be a URL such as https://cloudkms.googleapis.com or http://127.0.0.1:8085 (an emulator)";
+/**
+ * `--endpoint` and `--ca-cert` for GCP: the URL becomes host and port; the PEM file of an emulator's
+ * certificate, read now, becomes emulator mode (TLS trusting that certificate only, no credentials).
+ * Cloud KMS is only ever reached over TLS. Returns the settings, or the problem.
+ */
+function gcpSettings(url: string, caCertFile: string): Record<string, unknown> | string {
+  const settings: Record<string, unknown> = {};
+  if (url !== "") {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(url);
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed?.protocol !== "https:") return "must be an https URL such as https://cloudkms.googleapis.com, or https://localhost:8085 for an emulator (with --ca-cert)";
+    settings.apiEndpoint = parsed.hostname.replace(/^\[|\]$/g, "");
+    if (parsed.port !== "") settings.port = Number(parsed.port);
   }
-  const emulator = parsed.protocol === "http:";
-  if (!emulator && parsed.protocol !== "https:") return "must be an http(s) URL";
-  const host = parsed.hostname.replace(/^\[|\]$/g, "");
-  return { apiEndpoint: host, ...(parsed.port === "" ? {} : { port: Number(parsed.port) }), ...(emulator ? { emulator: true } : {}) };
+  if (caCertFile === "") return settings;
+  try {
+    return { ...settings, emulator: { caCert: readFileSync(caCertFile, "utf8") } };
+  } catch (error) {
+    return `cannot read ${caCertFile} (${(error as NodeJS.ErrnoException).code ?? "unreadable"})`;
+  }
+}
+
+/** The problems @kms/gcp finds with settings from `gcpSettings` (each with its path), or undefined. */
+function gcpProblem(settings: Record<string, unknown> | string): string | undefined {
+  if (typeof settings === "string") return settings;
+  const result = definition("gcp-kms").parseSettings(settings);
+  return result.ok ? undefined : result.issues.map((i) => `${i.path}: ${i.message}`).join("; ");
 }
 
 const QUESTIONS: readonly Question[] = [
@@ -129,9 +148,16 @@ const QUESTIONS: readonly Question[] = [
     check: (url, a) => {
       if (url === "") return undefined;
       if (a.provider === "aws-kms") return settingProblem("aws-kms", { region: "us-east-1", endpoint: url }, "endpoint");
-      const settings = gcpEndpoint(url);
-      return typeof settings === "string" ? settings : settingProblem("gcp-kms", settings, "");
+      return gcpProblem(gcpSettings(url, ""));
     },
+  },
+  {
+    flag: "ca-cert",
+    text: "Emulator certificate to trust, a PEM file (empty: Google's service)",
+    providers: ["gcp-kms"],
+    optional: true,
+    fallback: () => "",
+    check: (file, a) => (file === "" ? undefined : gcpProblem(gcpSettings(a.endpoint!, file))),
   },
   {
     flag: "vault-address",
@@ -217,7 +243,7 @@ function providerSettings(a: Answers): Record<string, unknown> {
     case "vault":
       return { endpoint: a["vault-address"], auth: { tokenFromEnv: VAULT_TOKEN_ENV } };
     case "gcp-kms":
-      return a.endpoint ? (gcpEndpoint(a.endpoint) as Record<string, unknown>) : {};
+      return gcpSettings(a.endpoint!, a["ca-cert"]!) as Record<string, unknown>;
     case "azure-key-vault":
       // The URL's origin (as @kms/azure reads it). An emulator's challenge names Azure's resource, not
       // its loopback host: the SDK's check of that resource is turned off there, and only there.
@@ -291,7 +317,7 @@ export const initCommand: Command = {
     "written: credentials come from the SDK's default chain or the environment.",
   usage:
     "init [--config F] [--provider local|aws-kms|vault|gcp-kms|azure-key-vault] [--key KEY_ID] [--region R]\n" +
-    "          [--endpoint URL] [--vault-address URL] [--vault-url URL] [--credentials default|environment]\n" +
+    "          [--endpoint URL] [--ca-cert FILE] [--vault-address URL] [--vault-url URL] [--credentials default|environment]\n" +
     "          [--local-path P] [--cache-max-age-ms N] [--cache-capacity N] [--rotation-days N] [--yes] [--force]\n" +
     "          [--no-validate]",
   flags: {
@@ -300,6 +326,7 @@ export const initCommand: Command = {
     key: { type: "string", value: "KEY_ID", help: "the default tenant key (default: default, for local and vault)" },
     region: { type: "string", value: "R", help: "aws-kms: the key's region (default: $AWS_REGION)" },
     endpoint: { type: "string", value: "URL", help: "aws-kms, gcp-kms: another endpoint (VPC endpoint, emulator)" },
+    "ca-cert": { type: "string", value: "FILE", help: "gcp-kms: an emulator's certificate (PEM), trusted for it only (--endpoint https://localhost:PORT)" },
     "vault-address": { type: "string", value: "URL", help: "vault: Vault's address (default: $VAULT_ADDR)" },
     "vault-url": { type: "string", value: "URL", help: "azure-key-vault: the vault's https URL (https://NAME.vault.azure.net)" },
     credentials: { type: "string", value: "C", help: "default (SDK chain) or environment (variables only; checked now)" },

@@ -41,7 +41,6 @@
  * identity, and `details` (`apiVersion`, and `version` when the path named one).
  */
 import { KeyObject, constants, createCipheriv, createDecipheriv, createHash, generateKeyPair, privateDecrypt, publicEncrypt, randomBytes } from "node:crypto";
-import { generate as generateCertificate } from "selfsigned";
 import {
   type AuthResult,
   Emulator,
@@ -51,9 +50,9 @@ import {
   type EmulatorResponse,
   type FaultKind,
   type RoutedRequest,
-  type TlsMaterial,
   newRequestId,
 } from "./framework";
+import { EmulatorCertificate } from "./certificate";
 
 /** Key Vault's names for the key operations this emulator serves, as logged. */
 export const AZURE_KEY_VAULT_OPERATIONS = ["CreateKey", "GetKey", "RotateKey", "WrapKey", "UnwrapKey", "ListKeyVersions", "UpdateKey", "DeleteKey", "GetDeletedKey"] as const;
@@ -166,7 +165,7 @@ export class AzureKeyVaultEmulator extends Emulator<AzureCallState> {
   readonly managedHsm: boolean;
   /** Seconds announced in `Retry-After` by the throttle fault. */
   throttleRetryAfterSeconds = 1;
-  readonly #tls: { current: { cert: string; key: string } | undefined };
+  readonly #certificate: EmulatorCertificate;
   readonly #keys = new Map<string, KeyVersionRecord[]>();
   readonly #deleted = new Map<string, { versions: KeyVersionRecord[]; deletedDate: number }>();
   readonly #retentionDays: number;
@@ -174,14 +173,10 @@ export class AzureKeyVaultEmulator extends Emulator<AzureCallState> {
 
   constructor(options: AzureKeyVaultEmulatorOptions = {}) {
     // The certificate is generated when the emulator first listens (selfsigned is asynchronous),
-    // unless one is given; `ca` reads it from here.
-    const given = options.tls;
-    const tls: { current: { cert: string; key: string } | undefined } = { current: undefined };
-    super({
-      ...options,
-      tls: async () => (tls.current ??= given === undefined ? await selfSignedCertificate() : pem(typeof given === "function" ? await given() : given)),
-    });
-    this.#tls = tls;
+    // unless one is given; `ca` reads it from there.
+    const certificate = new EmulatorCertificate(options.tls);
+    super({ ...options, tls: certificate.material });
+    this.#certificate = certificate;
     this.tenantId = options.tenantId ?? "72f988bf-86f1-41af-91ab-2d7cd011db47";
     this.managedHsm = options.managedHsm ?? false;
     this.#retentionDays = options.retentionDays ?? 90;
@@ -190,8 +185,7 @@ export class AzureKeyVaultEmulator extends Emulator<AzureCallState> {
 
   /** The PEM certificate clients must trust (the generated self-signed one, or the one given); after `start()`. */
   get ca(): string {
-    if (this.#tls.current === undefined) throw new Error("azure-key-vault emulator: not started");
-    return this.#tls.current.cert;
+    return this.#certificate.pem(this.protocol);
   }
 
   // --- test helpers -----------------------------------------------------------------------------
@@ -606,28 +600,4 @@ function aesKeyWrap(wrap: boolean, key: Buffer, value: Buffer): Buffer | undefin
 
 function rsaPrivateKey(modulusLength: number): Promise<KeyObject> {
   return new Promise((resolve, reject) => generateKeyPair("rsa", { modulusLength }, (err, _publicKey, privateKey) => (err ? reject(err) : resolve(privateKey))));
-}
-
-function pem(tls: TlsMaterial): { cert: string; key: string } {
-  return { cert: tls.cert.toString(), key: tls.key.toString() };
-}
-
-/** One self-signed certificate for 127.0.0.1 and localhost (EC P-256: quick to make), valid for a day. */
-async function selfSignedCertificate(): Promise<{ cert: string; key: string }> {
-  const notBeforeDate = new Date(Date.now() - 60_000);
-  const notAfterDate = new Date(Date.now() + 86_400_000);
-  const result = await generateCertificate([{ name: "commonName", value: "127.0.0.1" }], {
-    keyType: "ec",
-    curve: "P-256",
-    algorithm: "sha256",
-    notBeforeDate,
-    notAfterDate,
-    extensions: [
-      { name: "basicConstraints", cA: true, critical: true },
-      { name: "keyUsage", digitalSignature: true, keyCertSign: true, critical: true },
-      { name: "extKeyUsage", serverAuth: true },
-      { name: "subjectAltName", altNames: [{ type: 7, ip: "127.0.0.1" }, { type: 2, value: "localhost" }] },
-    ],
-  });
-  return { cert: result.cert, key: result.private };
 }

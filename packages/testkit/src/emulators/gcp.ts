@@ -1,9 +1,14 @@
 /**
  * Google Cloud KMS over gRPC, its production transport in Node: an `@grpc/grpc-js` server on
- * 127.0.0.1 (insecure channel) serving `google.cloud.kms.v1.KeyManagementService` and
+ * 127.0.0.1, over TLS, serving `google.cloud.kms.v1.KeyManagementService` and
  * `google.iam.v1.IAMPolicy` from the SDK's own shipped protos, so `@google-cloud/kms` runs against it
  * unchanged (`new KeyManagementServiceClient(emulator.clientOptions())`). `@google-cloud/kms` is an
  * optional peer: it is resolved when the emulator starts, with an error naming it when absent.
+ *
+ * TLS as the service has it, never plaintext: the certificate is one generated at `start()` for
+ * 127.0.0.1 and localhost (unless `tls` gives one), and `clientOptions()` trusts it for that client
+ * only (`sslCreds` from `createSsl(ca)`); a plaintext client, or one that does not trust `ca`, never
+ * gets a call through.
  *
  * Served: Encrypt, Decrypt, GetCryptoKey, CreateCryptoKeyVersion, UpdateCryptoKeyPrimaryVersion,
  * ListCryptoKeyVersions, UpdateCryptoKeyVersion (`update_mask` `state` only: ENABLED ⇄ DISABLED),
@@ -14,8 +19,9 @@
  * - **IAM per identity**: each identity holds a set of permissions; a request missing the operation's
  *   permission is PERMISSION_DENIED "Permission '<permission>' denied on resource '<name>' (or it may
  *   not exist)." — also for a key that does not exist, as on Google's; with the permission, a missing
- *   key is NOT_FOUND. With insecure credentials no token is sent, so the identity rides in the
- *   user-agent: `clientOptions(identity)` sets it; a request without it is the default identity.
+ *   key is NOT_FOUND. The channel carries no call credentials (no token is sent), so the identity
+ *   rides in the user-agent: `clientOptions(identity)` sets it; a request without it is the default
+ *   identity.
  * - **version states** ENABLED / DISABLED / DESTROYED: only an ENABLED version encrypts or decrypts
  *   (else FAILED_PRECONDITION "… is not enabled, current state is: DISABLED."). Destruction is
  *   immediate here (Google schedules it 24 h ahead: DESTROY_SCHEDULED).
@@ -57,6 +63,7 @@ import {
   IV_BYTES,
   TAG_BYTES,
 } from "./framework";
+import { EmulatorCertificate } from "./certificate";
 
 /** The identity of requests that name none: allowed every permission unless changed. */
 export const GCP_EMULATOR_IDENTITY = "kms-emulator@emulator-project.iam.gserviceaccount.com";
@@ -117,7 +124,7 @@ export interface GcpEmulatorKeyInfo {
   readonly versions: readonly { readonly version: number; readonly name: string; readonly state: GcpVersionState }[];
 }
 
-export interface GcpKmsEmulatorOptions extends Omit<EmulatorOptions, "tls"> {
+export interface GcpKmsEmulatorOptions extends EmulatorOptions {
   /** Used by `createKey` for short ids; default `emulator-project`, `global`, `emulator-ring`. */
   readonly project?: string;
   readonly location?: string;
@@ -197,10 +204,13 @@ export class GcpKmsEmulator extends Emulator<GcpKmsCallState> {
   readonly #identities = new Map<string, ReadonlySet<string> | "*">();
   #corruptions: Corruption[] = [];
   #created = 0;
+  readonly #certificate: EmulatorCertificate;
 
   constructor(options: GcpKmsEmulatorOptions = {}) {
-    if ((options as EmulatorOptions).tls !== undefined) throw new RangeError("the gcp-kms emulator serves insecure gRPC only: drop tls");
-    super(options);
+    // The certificate is generated when the emulator first listens, unless one is given; `ca` reads it from there.
+    const certificate = new EmulatorCertificate(options.tls);
+    super({ ...options, tls: certificate.material });
+    this.#certificate = certificate;
     this.project = options.project ?? "emulator-project";
     this.location = options.location ?? "global";
     this.keyRing = options.keyRing ?? "emulator-ring";
@@ -211,21 +221,27 @@ export class GcpKmsEmulator extends Emulator<GcpKmsCallState> {
   }
 
   protected override createTransport(options: EmulatorOptions): EmulatorTransport {
-    return new GrpcTransport(options.maxBodyBytes ?? 1024 * 1024);
+    return new GrpcTransport(options.maxBodyBytes ?? 1024 * 1024, options.tls!);
+  }
+
+  /** The PEM certificate clients must trust (the generated self-signed one, or the one given); after `start()`. */
+  get ca(): string {
+    return this.#certificate.pem(this.protocol);
   }
 
   // --- test helpers -----------------------------------------------------------------------------
 
   /**
-   * Options for `new KeyManagementServiceClient(...)`: this emulator's address, an insecure channel,
-   * no credential lookup, a short reconnect backoff and the identity (default: the default identity).
+   * Options for `new KeyManagementServiceClient(...)`: this emulator's address, a TLS channel that
+   * trusts `ca` (and nothing else) without call credentials, so no Google credential lookup, a short
+   * reconnect backoff and the identity (default: the default identity). After `start()`.
    */
   clientOptions(identity?: string): GcpEmulatorClientOptions {
     if (identity !== undefined && !this.#identities.has(identity)) throw new RangeError(`unknown identity ${identity}`);
     return {
       apiEndpoint: "127.0.0.1",
       port: this.#startedPort(),
-      sslCreds: sdk().grpc.credentials.createInsecure(),
+      sslCreds: sdk().grpc.credentials.createSsl(Buffer.from(this.ca)),
       universeDomain: "googleapis.com",
       "grpc.initial_reconnect_backoff_ms": RECONNECT_BACKOFF_MS,
       "grpc.max_reconnect_backoff_ms": RECONNECT_BACKOFF_MS,
@@ -584,9 +600,11 @@ type UnaryCall = grpc.ServerUnaryCall<Buffer, Buffer>;
 class GrpcTransport implements EmulatorTransport {
   #server: grpc.Server | undefined;
   readonly #maxMessageBytes: number;
+  readonly #tls: NonNullable<EmulatorOptions["tls"]>;
 
-  constructor(maxMessageBytes: number) {
+  constructor(maxMessageBytes: number, tls: NonNullable<EmulatorOptions["tls"]>) {
     this.#maxMessageBytes = maxMessageBytes;
+    this.#tls = tls;
   }
 
   async listen(port: number, serve: (exchange: TransportExchange) => Promise<void>): Promise<number> {
@@ -611,9 +629,10 @@ class GrpcTransport implements EmulatorTransport {
       }
       server.addService(definition, handlers);
     }
-    const bound = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (error, p) => (error ? reject(error) : resolve(p))),
-    );
+    const tls = typeof this.#tls === "function" ? await this.#tls() : this.#tls;
+    // No client certificate is asked for (`false`): callers are told apart by the identity they name.
+    const credentials = grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(tls.cert), private_key: Buffer.from(tls.key) }], false);
+    const bound = await new Promise<number>((resolve, reject) => server.bindAsync(`127.0.0.1:${port}`, credentials, (error, p) => (error ? reject(error) : resolve(p))));
     this.#server = server;
     return bound;
   }
