@@ -53,6 +53,8 @@ export interface CacheEntry<T> extends EntryOwner {
 export interface Loaded<T> {
   value: T;
   material: DataKeyMaterial;
+  /** When the key was loaded from the KMS, if before now (the shared tier's entries): its age counts from then. */
+  createdAt?: number;
 }
 
 const SWEEP_INTERVAL_MS = 60_000;
@@ -307,15 +309,17 @@ export class KeyCache<T> {
     const { maxAgeMs, hardMaxAgeMs, jitter } = this.#limits;
     const previous = this.#entries.get(key);
     if (previous) this.#evict(key, previous, "max-age");
+    const born = Math.min(loaded.createdAt ?? now, now);
     const entry: CacheEntry<T> = {
       value: loaded.value,
       material: loaded.material,
       tenantId: meta.tenantId,
       provider: meta.provider,
       keyId: meta.keyId,
-      createdAt: now,
-      freshUntil: now + Math.floor(maxAgeMs * (1 - jitter * this.#random())),
-      hardExpiry: now + hardMaxAgeMs,
+      createdAt: born,
+      // Fresh for at least this turn: an entry installed already stale would be loaded again and again.
+      freshUntil: Math.max(born + Math.floor(maxAgeMs * (1 - jitter * this.#random())), now + 1),
+      hardExpiry: born + hardMaxAgeMs,
       messages: 0,
       bytes: 0,
     };

@@ -1,4 +1,5 @@
 import type { KmsError } from "./errors";
+import type { SharedTierHealth } from "./shared-cache";
 import type { CircuitState, KmsEventListener } from "./events";
 import type { EncryptionContext, KeyDescription, PermissionCheck } from "./provider";
 
@@ -43,6 +44,11 @@ export interface KmsHealth {
   ready: boolean;
   providers: Record<string, ProviderHealthReport>;
   cache: CacheStats;
+  /**
+   * The shared tier, when configured: `degraded` while it is skipped after a failed or late store
+   * operation (the in-process tier and the KMS serve; `ready` does not depend on it).
+   */
+  sharedCache?: SharedTierHealth;
 }
 
 export interface PermissionReport {

@@ -17,11 +17,12 @@ import type {
   ProviderStats,
 } from "./client-types";
 import { type Clock, systemClock } from "./clock";
-import { type KmsConfigInput, validateConfig } from "./config";
+import { type KmsConfigInput, sharedCacheUrl, validateConfig } from "./config";
 import {
   type DataKeyMaterial,
   type EncryptTemplate,
   type DecryptTemplate,
+  type KeySection,
   type ParsedEnvelope,
   FIXED_HEADER_BYTES,
   authFailed,
@@ -35,6 +36,7 @@ import {
   locateKeySection,
   openWith,
   parseEnvelope,
+  parseKeySection,
   replaceKeySection,
   seal,
   toBase64Url,
@@ -45,6 +47,8 @@ import { KmsError, isKmsError } from "./errors";
 import { type KmsEventListener, KmsEvents } from "./events";
 import { DATA_KEY_BYTES, type EncryptionContext, type KmsProvider, type ProviderDefinition } from "./provider";
 import { ProviderPolicy } from "./resilience";
+import { type SharedCacheStore, type SharedLoaded, type SharedLookup, type SharedValue, SharedTier } from "./shared-cache";
+import { redisSharedCacheStore } from "./shared-cache-store";
 import { type KeyRef, type TenantKeyResolver, type TenantKeys, configResolver, tenantKeys } from "./tenant";
 
 /** The encryption-context key under which core sends the tenant id to the KMS. Reserved. */
@@ -66,6 +70,11 @@ export interface CreateKmsOptions {
   clock?: Clock;
   /** For deterministic tests of jitter and backoff. */
   random?: () => number;
+  /**
+   * The shared tier's store, for a keyv store other than Redis (`keyvSharedCacheStore`); then
+   * `cache.shared` holds the tier's settings without a URL. Closed by `close()`.
+   */
+  sharedCacheStore?: SharedCacheStore;
 }
 
 export function createKms(options: CreateKmsOptions): KmsClient {
@@ -73,6 +82,7 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     registry: options.registry,
     env: options.env,
     customResolver: options.resolveTenantKeys !== undefined,
+    sharedCacheStore: options.sharedCacheStore !== undefined,
   });
   const clock = options.clock ?? systemClock;
   const events = new KmsEvents();
@@ -126,7 +136,8 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     return policy.execute(operation, (signal) => fn(provider, signal));
   };
 
-  const generate = async (ref: KeyRef, context: EncryptionContext) => {
+  /** A new data key under `ref`: its plaintext (the caller zeroes it) and its encoded key section. */
+  const generateDataKey = async (ref: KeyRef, context: EncryptionContext): Promise<{ plaintextKey: Buffer; keySection: Buffer }> => {
     const dataKey = await call(ref, "generateDataKey", async (p, signal) => {
       if (p.generateDataKey) return p.generateDataKey({ keyId: ref.keyId, context, signal });
       const plaintextKey = randomBytes(DATA_KEY_BYTES);
@@ -139,26 +150,15 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     });
     try {
       checkKey(ref.provider, dataKey.plaintextKey);
-      return {
-        material: deriveMaterial(dataKey.plaintextKey),
-        keySection: encodeKeySection({ providerId: ref.provider, keyId: ref.keyId, keyVersion: dataKey.keyVersion, wrappedKey: dataKey.wrappedKey }),
-      };
+      const keySection = encodeKeySection({ providerId: ref.provider, keyId: ref.keyId, keyVersion: dataKey.keyVersion, wrappedKey: dataKey.wrappedKey });
+      return { plaintextKey: Buffer.from(dataKey.plaintextKey), keySection };
     } finally {
       dataKey.plaintextKey.fill(0);
     }
   };
 
-  /**
-   * Unwraps an envelope's data key and checks it against the envelope's commitment and tag, through
-   * the template that will open it (so the tag's HMAC is computed once per unwrap).
-   */
-  const unwrapFor = async (
-    parsed: ParsedEnvelope,
-    tenantContext: Buffer,
-    kmsContext: EncryptionContext,
-    keep: (dek: Uint8Array) => void = () => {},
-  ): Promise<{ material: DataKeyMaterial; template: DecryptTemplate }> => {
-    const { keySection: ks } = parsed;
+  /** Unwraps a key section's data key (the caller zeroes it). */
+  const unwrapKeySection = async (ks: KeySection, kmsContext: EncryptionContext): Promise<Buffer> => {
     const dek = await call({ provider: ks.providerId, keyId: ks.keyId }, "unwrapDataKey", (p, signal) =>
       p.unwrapDataKey({ keyId: ks.keyId, keyVersion: ks.keyVersion, wrappedKey: ks.wrappedKey, context: kmsContext, signal }),
     ).catch((error: unknown) => {
@@ -168,21 +168,80 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     });
     try {
       checkKey(ks.providerId, dek);
-      const material = deriveMaterial(dek);
-      const template = createDecryptTemplate(material, parsed.keySectionBytes, tenantContext);
-      // Both comparisons always run (timingSafeEqual is constant time for equal lengths).
-      const commitmentOk = timingSafeEqual(template.commitment, parsed.commitment);
-      const tagOk = timingSafeEqual(template.keySectionTag, parsed.keySectionTag);
-      if (!commitmentOk || !tagOk) {
-        zeroMaterial(material);
-        if (events.active) events.emit({ type: "cache.integrity-failure", side: "decrypt", provider: ks.providerId });
-        throw authFailed();
-      }
-      keep(dek);
-      return { material, template };
+      return Buffer.from(dek);
     } finally {
       dek.fill(0);
     }
+  };
+
+  /**
+   * The template that opens the envelope with `dek`, when `dek` is the envelope's data key (checked
+   * against its commitment and key-section tag, so the tag's HMAC is computed once); else undefined.
+   */
+  const verifiedTemplate = (parsed: ParsedEnvelope, tenantContext: Buffer, dek: Uint8Array): { material: DataKeyMaterial; template: DecryptTemplate } | undefined => {
+    const material = deriveMaterial(dek);
+    const template = createDecryptTemplate(material, parsed.keySectionBytes, tenantContext);
+    // Both comparisons always run (timingSafeEqual is constant time for equal lengths).
+    const commitmentOk = timingSafeEqual(template.commitment, parsed.commitment);
+    const tagOk = timingSafeEqual(template.keySectionTag, parsed.keySectionTag);
+    if (commitmentOk && tagOk) return { material, template };
+    zeroMaterial(material);
+    return undefined;
+  };
+
+  /** Unwraps an envelope's data key from the KMS; a key that does not match the envelope is an integrity failure. */
+  const unwrapVerified = async (parsed: ParsedEnvelope, tenantContext: Buffer, kmsContext: EncryptionContext, dek: Buffer): Promise<{ material: DataKeyMaterial; template: DecryptTemplate }> => {
+    const unwrapped = await unwrapKeySection(parsed.keySection, kmsContext);
+    try {
+      const verified = verifiedTemplate(parsed, tenantContext, unwrapped);
+      if (verified === undefined) {
+        if (events.active) events.emit({ type: "cache.integrity-failure", side: "decrypt", provider: parsed.keySection.providerId, tier: "local" });
+        throw authFailed();
+      }
+      dek.set(unwrapped);
+      return verified;
+    } finally {
+      unwrapped.fill(0);
+    }
+  };
+
+  /**
+   * The shared tier (`cache.shared`), when configured: its sealing key is a data key under
+   * `cache.shared.sealingKey` (default: the tenants' default key), through that provider's policy.
+   */
+  const shared = ((): SharedTier | undefined => {
+    const settings = cache.shared;
+    if (settings === undefined) return undefined;
+    const sealingRef = settings.sealingKey ?? config.tenants.defaultKey!; // validated: one of them is set
+    const store = options.sharedCacheStore ?? redisSharedCacheStore({ url: sharedCacheUrl(settings, options.env ?? process.env), keyPrefix: settings.keyPrefix, connectTimeoutMs: settings.connectTimeoutMs });
+    return new SharedTier(
+      store,
+      { ...settings, hardMaxAgeMs: cache.hardMaxAgeMs },
+      {
+        clock,
+        events,
+        random: options.random ?? Math.random,
+        kms: {
+          generate: (context) => generateDataKey(sealingRef, context),
+          unwrap: (ks, context) => {
+            // Only the configured sealing key: a record naming another (a tenant's) is refused unread.
+            if (ks.providerId !== sealingRef.provider || ks.keyId !== sealingRef.keyId) return Promise.reject(authFailed());
+            return unwrapKeySection(ks, context);
+          },
+        },
+      },
+    );
+  })();
+
+  /**
+   * Loads an entry through the shared tier when there is one (the tier calls `load` on its miss),
+   * straight from `load` otherwise. Entries are taken from the tier only while younger than the
+   * side's shortest jittered max age, so every entry installed here starts fresh.
+   */
+  const throughShared = (lookup: Omit<SharedLookup, "maxAgeMs">, load: () => Promise<SharedValue>): Promise<SharedLoaded & { fromStore?: boolean }> => {
+    if (shared === undefined) return load().then((value) => ({ ...value, createdAt: clock.now() }));
+    const maxAgeMs = Math.floor(cache[lookup.side].maxAgeMs * (1 - cache.jitter));
+    return shared.load({ ...lookup, maxAgeMs }, load);
   };
 
   /**
@@ -203,8 +262,26 @@ export function createKms(options: CreateKmsOptions): KmsClient {
       cacheKey!, // defined: an input without a key fails validation above
       { tenantId, provider: current.provider, keyId: current.keyId, bytes: data.length },
       async () => {
-        const { material, keySection } = await generate(current, kmsContextFor(tenantId, context));
-        return { value: createEncryptTemplate(material, keySection, tenantContext), material };
+        const owner = { tenantId, provider: current.provider, keyId: current.keyId };
+        const loaded = await throughShared(
+          // A shared entry must hold a key section of this key (it is authentic; this is depth).
+          { side: "encrypt", cacheKey: cacheKey!, owner, check: (value) => keySectionOf(value.extra, current) },
+          async () => {
+            const { plaintextKey, keySection } = await generateDataKey(current, kmsContextFor(tenantId, context));
+            return { dek: plaintextKey, extra: keySection };
+          },
+        );
+        try {
+          const material = deriveMaterial(loaded.dek);
+          if (shared !== undefined && !loaded.fromStore) {
+            // Instances decrypting what this one encrypts find the key in the tier too.
+            const decryptKey = `${input!.length}:${input}${loaded.extra.toString("latin1")}`;
+            shared.share({ side: "decrypt", cacheKey: decryptKey }, loaded, loaded.createdAt, Math.floor(cache.decrypt.maxAgeMs * (1 - cache.jitter)));
+          }
+          return { value: createEncryptTemplate(material, loaded.extra, tenantContext), material, createdAt: loaded.createdAt };
+        } finally {
+          loaded.dek.fill(0);
+        }
       },
       (entry) => seal(entry.value, data),
     );
@@ -240,14 +317,30 @@ export function createKms(options: CreateKmsOptions): KmsClient {
       { tenantId, provider: providerId, keyId, bytes: 0 },
       async () => {
         verifyKeySectionChecksum(parsed);
-        const { material, template } = await unwrapFor(parsed, tenantContext, kmsContextFor(tenantId, context));
+        // Set by the shared entry's check (when the tier had it) or by the KMS unwrap.
+        let verified: { material: DataKeyMaterial; template: DecryptTemplate } | undefined;
+        const loaded = await throughShared(
+          {
+            side: "decrypt",
+            cacheKey: cacheKey!,
+            owner: { tenantId, provider: providerId, keyId },
+            check: (value) => (verified = verifiedTemplate(parsed, tenantContext, value.dek)) !== undefined,
+          },
+          async () => {
+            const dek = Buffer.alloc(DATA_KEY_BYTES);
+            verified = await unwrapVerified(parsed, tenantContext, kmsContextFor(tenantId, context), dek);
+            return { dek, extra: Buffer.alloc(0) };
+          },
+        );
+        loaded.dek.fill(0);
+        const { material, template } = verified!;
         // The caller's buffer is read again after the await: the entry must describe the key section
         // its cache key names, so a buffer changed meanwhile installs nothing.
         if (buf.toString("latin1", FIXED_HEADER_BYTES, keySectionEnd) !== keySectionText) {
           zeroMaterial(material);
           throw authFailed();
         }
-        return { value: { template, providerId, keyId }, material };
+        return { value: { template, providerId, keyId }, material, createdAt: loaded.createdAt };
       },
       (entry) => openWith(entry.value.template, buf, keySectionEnd),
     );
@@ -301,7 +394,7 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     if (!keys.decryptable.get(parsed.keySection.providerId)?.has(parsed.keySection.keyId)) throw authFailed();
     const dek = Buffer.alloc(DATA_KEY_BYTES);
     try {
-      const { material, template } = await unwrapFor(parsed, tenantContext, kmsContext, (key) => dek.set(key));
+      const { material, template } = await unwrapVerified(parsed, tenantContext, kmsContext, dek);
       try {
         // Authenticate the whole envelope for this tenant and context before its data key goes to
         // any other key: a provider that does not bind context would otherwise let one tenant
@@ -414,7 +507,7 @@ export function createKms(options: CreateKmsOptions): KmsClient {
         }),
       );
       const ready = Object.values(reports).every((r) => r.status !== "down");
-      return { ready, providers: reports, cache: cacheStats() };
+      return { ready, providers: reports, cache: cacheStats(), ...(shared === undefined ? {} : { sharedCache: shared.health() }) };
     },
 
     async describeKeys(): Promise<KeyReport[]> {
@@ -459,11 +552,13 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     invalidateTenant(tenantId) {
       encryptCache.invalidateTenant(tenantId);
       decryptCache.invalidateTenant(tenantId);
+      shared?.revokeTenant(tenantId);
     },
 
     invalidateKey(provider, keyId) {
       encryptCache.invalidateKey(provider, keyId);
       decryptCache.invalidateKey(provider, keyId);
+      shared?.revokeKey(provider, keyId);
     },
 
     async close() {
@@ -471,6 +566,7 @@ export function createKms(options: CreateKmsOptions): KmsClient {
       closed = true;
       encryptCache.clear();
       decryptCache.clear();
+      await shared?.close(); // its writes under way finish first: they may still need a provider
       await Promise.allSettled([...providers.values()].map((p) => p.close()));
     },
   };
@@ -535,6 +631,12 @@ function checkReservedKeys(context: EncryptionContext | undefined): void {
 /** What the KMS sees as encryption context: the caller's pairs plus the tenant id (built on a miss only). */
 function kmsContextFor(tenantId: string, context: EncryptionContext | undefined): EncryptionContext {
   return { ...context, [TENANT_CONTEXT_KEY]: tenantId };
+}
+
+/** Whether `bytes` is a well-formed key section of `ref`'s key. */
+function keySectionOf(bytes: Buffer, ref: KeyRef): boolean {
+  const ks = parseKeySection(bytes);
+  return ks !== undefined && ks.providerId === ref.provider && ks.keyId === ref.keyId;
 }
 
 function checkKey(provider: string, key: Uint8Array): void {

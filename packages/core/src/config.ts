@@ -47,6 +47,28 @@ const cacheSchema = z
     jitter: z.number().min(0).max(0.5).default(0.1),
     /** While the KMS fails, cached keys keep serving past their max age until this age. */
     hardMaxAgeMs: positiveInt.default(3_600_000),
+    /** The shared tier (docs/SCALING.md): data keys shared between instances, sealed, in Redis. Off when absent. */
+    shared: z
+      .strictObject({
+        /** `redis://` or `rediss://` URL. Credentials in it are a secret: prefer `urlFromEnv`. */
+        url: z.string().regex(/^rediss?:\/\/\S+$/, "must be a redis:// or rediss:// URL").optional(),
+        /** The environment variable holding the URL. */
+        urlFromEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an environment variable name").optional(),
+        /** Namespace of every name the tier writes (`<keyPrefix>::<name>`). */
+        keyPrefix: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, "1 to 64 of [A-Za-z0-9_.:-]").default("kms"),
+        /** Each Redis operation's time limit: past it the tier is skipped (the in-process tier and the KMS serve). */
+        timeoutMs: positiveInt.max(10_000).default(50),
+        connectTimeoutMs: positiveInt.max(60_000).default(1_000),
+        /** How long a failed tier is skipped before one request probes it again. */
+        retryAfterMs: positiveInt.max(600_000).default(1_000),
+        /** How long the instance loading a cold key from the KMS holds its lock (others poll meanwhile). */
+        lockTtlMs: positiveInt.max(60_000).default(3_000),
+        /** The key that wraps the cache-sealing key. Default: `tenants.defaultKey`. */
+        sealingKey: keyRefSchema.optional(),
+        /** A new cache-sealing key per this period. */
+        sealingKeyRotationMs: z.number().int().min(60_000).max(30 * 86_400_000).default(86_400_000),
+      })
+      .optional(),
   })
   .prefault({});
 
@@ -115,6 +137,7 @@ export type KmsConfig = z.output<typeof kmsConfigSchema>;
 export type KeyRefConfig = z.output<typeof keyRefSchema>;
 export type TenantKeyConfig = z.output<typeof tenantKeySchema>;
 export type CacheConfig = KmsConfig["cache"];
+export type SharedCacheConfig = NonNullable<CacheConfig["shared"]>;
 export type ResilienceConfig = KmsConfig["resilience"];
 export type RotationConfig = KmsConfig["rotation"];
 
@@ -130,6 +153,8 @@ export interface ValidateOptions {
   env?: Readonly<Record<string, string | undefined>>;
   /** When the app resolves tenant keys itself, `tenants` may be empty. */
   customResolver?: boolean;
+  /** When the app passes the shared tier's store in code, `cache.shared` names no URL. */
+  sharedCacheStore?: boolean;
 }
 
 /**
@@ -215,6 +240,7 @@ export function validateConfig(raw: unknown, options: ValidateOptions): Validate
     if (cache.hardMaxAgeMs < cache.encrypt.maxAgeMs || cache.hardMaxAgeMs < cache.decrypt.maxAgeMs) {
       issues.push(configIssue("cache.hardMaxAgeMs", "KMS_CONFIG_INVALID", "must be >= cache.encrypt.maxAgeMs and cache.decrypt.maxAgeMs"));
     }
+    if (cache.shared !== undefined) issues.push(...sharedCacheIssues(cache.shared, parsed.data.tenants, parsed.data.providers, env, options.sharedCacheStore === true));
   }
   if (!parsed.success || issues.length > 0) throw new KmsConfigError(issues);
 
@@ -277,6 +303,39 @@ function tenantIssues(
     }
   }
   return issues;
+}
+
+/** The shared tier: where Redis is (one of url, urlFromEnv set, or a store in code), and a sealing key on a configured provider. */
+function sharedCacheIssues(
+  shared: NonNullable<KmsConfig["cache"]["shared"]>,
+  tenants: KmsConfig["tenants"],
+  providersInput: Record<string, unknown>,
+  env: Readonly<Record<string, string | undefined>>,
+  storeInCode: boolean,
+): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const path = "cache.shared";
+  if (storeInCode) {
+    if (shared.url !== undefined || shared.urlFromEnv !== undefined) {
+      issues.push(configIssue(path, "KMS_CONFIG_INVALID", "the store is passed to createKms (sharedCacheStore): remove url and urlFromEnv"));
+    }
+  } else if ((shared.url === undefined) === (shared.urlFromEnv === undefined)) {
+    issues.push(configIssue(path, "KMS_CONFIG_INVALID", "set exactly one of url and urlFromEnv"));
+  } else if (shared.urlFromEnv !== undefined && !/^rediss?:\/\/\S+$/.test(env[shared.urlFromEnv] ?? "")) {
+    issues.push(configIssue(`${path}.urlFromEnv`, "KMS_CONFIG_INVALID", `environment variable ${shared.urlFromEnv} must hold a redis:// or rediss:// URL`));
+  }
+  const sealingKey = shared.sealingKey ?? tenants.defaultKey;
+  if (sealingKey === undefined) {
+    issues.push(configIssue(`${path}.sealingKey`, "KMS_CONFIG_INVALID", "set cache.shared.sealingKey (there is no tenants.defaultKey to use)"));
+  } else if (!(sealingKey.provider in providersInput)) {
+    issues.push(configIssue(`${path}.sealingKey.provider`, "KMS_CONFIG_INVALID", `provider "${sealingKey.provider}" has no settings: add providers.${sealingKey.provider}`));
+  }
+  return issues;
+}
+
+/** The shared tier's Redis URL (validated: `sharedCacheIssues`). */
+export function sharedCacheUrl(shared: NonNullable<KmsConfig["cache"]["shared"]>, env: Readonly<Record<string, string | undefined>>): string {
+  return shared.url ?? env[shared.urlFromEnv!]!;
 }
 
 function providerMissing(path: string, id: string): ConfigIssue {

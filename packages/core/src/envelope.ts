@@ -273,6 +273,12 @@ function readKeySection(buf: Buffer, start: number, end: number, verifyChecksum 
   return { ks: { providerId, keyId, keyVersion, wrappedKey: buf.subarray(wrappedStart, checksum) }, end: at.end };
 }
 
+/** Parses a key section on its own (as `encodeKeySection` wrote it, checksum included); undefined when malformed. */
+export function parseKeySection(bytes: Buffer): KeySection | undefined {
+  const read = readKeySection(bytes, 0, bytes.length);
+  return typeof read === "string" || read.end !== bytes.length ? undefined : read.ks;
+}
+
 function decodeUtf8(buf: Buffer, start: number, end: number): string | undefined {
   let ascii = true;
   for (let i = start; i < end && ascii; i++) ascii = buf[i]! < 0x80;

@@ -31,7 +31,15 @@ export type KmsEvent =
     }
   | { type: "cache.miss"; side: CacheSide; tenantId: string; provider: string; coalesced: boolean }
   | { type: "cache.evict"; side: CacheSide; provider: string; reason: EvictionReason }
-  | { type: "cache.integrity-failure"; side: CacheSide; provider: string }
+  /**
+   * A data key that failed authentication, never used: an unwrapped key not matching its envelope
+   * (tier `local`), or a shared-tier entry that did not open or check (tier `shared`; deleted).
+   */
+  | { type: "cache.integrity-failure"; side: CacheSide; provider: string; tier?: "local" | "shared" }
+  /** One lookup in the shared tier (`cache.shared`): found and authentic, absent, or failed authentication. */
+  | { type: "cache.shared.lookup"; side: CacheSide; outcome: "hit" | "miss" | "integrity-failure" }
+  /** The shared tier became degraded (a store operation failed or was late) or up again. */
+  | { type: "cache.shared.state"; from: "up" | "degraded"; to: "up" | "degraded" }
   /** One attempt at a provider call (a retried operation emits one per attempt). */
   | {
       type: "kms.call";

@@ -26,8 +26,16 @@ export {
   type KmsConfigInput,
   type ResilienceConfig,
   type RotationConfig,
+  type SharedCacheConfig,
   type TenantKeyConfig,
 } from "./config";
+export {
+  type SharedCacheSettings,
+  type SharedCacheStore,
+  type SharedTierHealth,
+  type SharedTierStatus,
+} from "./shared-cache";
+export { keyvSharedCacheStore, redisSharedCacheStore, type KeyvSharedCacheOptions, type RedisSharedCacheOptions } from "./shared-cache-store";
 export { MAX_CONFIG_FILE_BYTES, readConfigFile, type ConfigFileResult } from "./config-file";
 export {
   ENVELOPE_VERSION,
