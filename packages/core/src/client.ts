@@ -276,7 +276,7 @@ export function createKms(options: CreateKmsOptions): KmsClient {
           if (shared !== undefined && !loaded.fromStore) {
             // Instances decrypting what this one encrypts find the key in the tier too.
             const decryptKey = `${input!.length}:${input}${loaded.extra.toString("latin1")}`;
-            shared.share({ side: "decrypt", cacheKey: decryptKey }, loaded, loaded.createdAt, Math.floor(cache.decrypt.maxAgeMs * (1 - cache.jitter)));
+            shared.share({ side: "decrypt", cacheKey: decryptKey }, { dek: loaded.dek, extra: Buffer.alloc(0) }, loaded.createdAt, Math.floor(cache.decrypt.maxAgeMs * (1 - cache.jitter)));
           }
           return { value: createEncryptTemplate(material, loaded.extra, tenantContext), material, createdAt: loaded.createdAt };
         } finally {

@@ -150,7 +150,6 @@ export class SharedTier {
   readonly #pending = new Set<Promise<unknown>>();
   #status: SharedTierStatus = "up";
   #skipUntil = 0;
-  #probing = false;
   #lastError: { reason: string; at: number } | undefined;
   #closed = false;
   #connecting: boolean;
@@ -271,16 +270,16 @@ export class SharedTier {
       return undefined;
     }
     const opened = await this.#open(name, value);
+    if (opened !== undefined && this.#clock.now() - opened.createdAt >= lookup.maxAgeMs) {
+      opened.dek.fill(0);
+      this.#emitLookup(lookup.side, "miss");
+      return undefined; // written by an instance with a longer max age, or about to expire: load anew
+    }
+    // The caller's check runs last: what it builds from an entry that passes is what gets used.
     if (opened === undefined || (lookup.check !== undefined && !lookup.check(opened))) {
       opened?.dek.fill(0);
       this.#integrityFailure(lookup, name);
       return undefined;
-    }
-    const age = this.#clock.now() - opened.createdAt;
-    if (age >= lookup.maxAgeMs) {
-      opened.dek.fill(0);
-      this.#emitLookup(lookup.side, "miss");
-      return undefined; // written by an instance with a longer max age, or about to expire: load anew
     }
     this.#emitLookup(lookup.side, "hit");
     return { ...opened, fromStore: true };
@@ -454,12 +453,16 @@ export class SharedTier {
     }
   }
 
-  /** Whether to use the store now: up, or degraded long enough that this request may probe it. */
+  /**
+   * Whether to use the store now: up, or degraded for `retryAfterMs`, when this one request probes it
+   * (the next probe is another `retryAfterMs` away, whatever becomes of this one).
+   */
   #usable(): boolean {
     if (this.#closed) return false;
     if (this.#status === "up") return true;
-    if (this.#probing || performance.now() < this.#skipUntil) return false;
-    this.#probing = true;
+    const now = performance.now();
+    if (now < this.#skipUntil) return false;
+    this.#skipUntil = now + this.#settings.retryAfterMs;
     return true;
   }
 
@@ -488,7 +491,6 @@ export class SharedTier {
   }
 
   #setStatus(status: SharedTierStatus): void {
-    this.#probing = false;
     if (status === this.#status) return;
     const from = this.#status;
     this.#status = status;
