@@ -18,8 +18,9 @@
  * - Distributed single-flight: a cold key is loaded from the KMS by the one instance holding a short
  *   lock in the store; the others poll the store for its result (stores without `setIfAbsent`: no
  *   lock, each instance loads).
- * - Revocation: `invalidateTenant`/`invalidateKey` also write a marker that keeps the tenant's (or
- *   key's) entries from being read or written by any instance for `hardMaxAgeMs`.
+ * - Revocation: `invalidateTenant`/`invalidateKey` also write a marker (the time, kept
+ *   `hardMaxAgeMs`) that keeps every instance from using the tenant's (or key's) entries made before
+ *   it; entries made after it are shared as usual.
  */
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Clock } from "./clock";
@@ -119,6 +120,8 @@ const MAX_SEALING_KEYS = 8;
 const POLL_MIN_MS = 5;
 const POLL_MAX_MS = 50;
 const PURPOSE_CONTEXT_KEY = "kms:purpose";
+/** The KMS refuses this instance the sealing key: a configuration problem, not a forged value. */
+const NO_ACCESS_CODES: ReadonlySet<string> = new Set(["KMS_ACCESS_DENIED", "KMS_KEY_DISABLED"]);
 const EPOCH_CONTEXT_KEY = "kms:epoch";
 
 /** The store failed or was late, or the KMS could not unwrap a sealing key just now: skip the tier. */
@@ -177,41 +180,46 @@ export class SharedTier {
   async load(lookup: SharedLookup, load: () => Promise<SharedValue>): Promise<SharedLoaded> {
     if (!this.#usable()) return this.#fromKms(load);
     const name = `${lookup.side === "encrypt" ? "e" : "d"}:${digest(lookup.cacheKey)}`;
-    const markers = [`revoked:t:${digest(lookup.owner.tenantId)}`, `revoked:k:${digest(`${lookup.owner.provider}\0${lookup.owner.keyId}`)}`];
-    let revoked = false;
+    const markers = [revocationName("t", lookup.owner.tenantId), revocationName("k", `${lookup.owner.provider}\0${lookup.owner.keyId}`)];
     try {
       const found = await this.#read(lookup, name, markers);
-      if (found === "revoked") revoked = true;
-      else if (found !== undefined) return found;
-      if (revoked || this.#store.setIfAbsent === undefined) return this.#loadAndShare(lookup, name, load, revoked);
+      if (found !== undefined) return found;
+      if (this.#store.setIfAbsent === undefined) return this.#loadAndShare(lookup, name, load);
       const lockName = `lock:${name}`;
       const deadline = performance.now() + this.#settings.lockTtlMs;
       for (let pause = POLL_MIN_MS; ; pause = Math.min(pause * 2, POLL_MAX_MS)) {
-        const token = toBase64Url(randomBytes(12));
-        if (await this.#op(this.#store.setIfAbsent(lockName, token, this.#settings.lockTtlMs))) {
-          return await this.#loadAndShare(lookup, name, load, false, lockName);
+        if (await this.#op(this.#store.setIfAbsent(lockName, toBase64Url(randomBytes(12)), this.#settings.lockTtlMs))) {
+          // The previous holder may have written the entry and let go between our read and our lock.
+          const written = await this.#read(lookup, name, markers, false);
+          if (written === undefined) return await this.#loadAndShare(lookup, name, load, lockName);
+          this.#track(this.#op(this.#store.delete(lockName)));
+          return written;
         }
         if (performance.now() >= deadline) break; // the holder is slow or gone: load without the lock
         await new Promise((resolve) => setTimeout(resolve, pause));
         const polled = await this.#read(lookup, name, markers);
-        if (polled === "revoked") return this.#loadAndShare(lookup, name, load, true);
         if (polled !== undefined) return polled;
       }
-      return this.#loadAndShare(lookup, name, load, false);
+      return this.#loadAndShare(lookup, name, load);
     } catch (error) {
       if (!(error instanceof StoreUnavailable)) throw error;
       return this.#fromKms(load);
     }
   }
 
-  /** Keeps every instance from reading or writing the tenant's entries for `hardMaxAgeMs`. */
+  /** Keeps every instance from using the tenant's entries made before now (the marker lives `hardMaxAgeMs`). */
   revokeTenant(tenantId: string): void {
-    this.#background(`revoked:t:${digest(tenantId)}`, "1", this.#settings.hardMaxAgeMs);
+    this.#revoke(revocationName("t", tenantId));
   }
 
-  /** Keeps every instance from reading or writing entries of the key for `hardMaxAgeMs`. */
+  /** Keeps every instance from using entries of the key made before now (the marker lives `hardMaxAgeMs`). */
   revokeKey(provider: string, keyId: string): void {
-    this.#background(`revoked:k:${digest(`${provider}\0${keyId}`)}`, "1", this.#settings.hardMaxAgeMs);
+    this.#revoke(revocationName("k", `${provider}\0${keyId}`));
+  }
+
+  #revoke(name: string): void {
+    if (!this.#usable()) return;
+    this.#track(this.#op(this.#store.set(name, String(this.#clock.now()), this.#settings.hardMaxAgeMs)));
   }
 
   /** Shares an entry loaded elsewhere (the decrypt side of a key the encrypt side just made). */
@@ -236,7 +244,7 @@ export class SharedTier {
     return { ...value, createdAt: this.#clock.now() };
   }
 
-  async #loadAndShare(lookup: SharedLookup, name: string, load: () => Promise<SharedValue>, revoked: boolean, lockName?: string): Promise<SharedLoaded> {
+  async #loadAndShare(lookup: SharedLookup, name: string, load: () => Promise<SharedValue>, lockName?: string): Promise<SharedLoaded> {
     let loaded: SharedLoaded;
     try {
       loaded = await this.#fromKms(load);
@@ -244,36 +252,33 @@ export class SharedTier {
       if (lockName !== undefined) this.#track(this.#op(this.#store.delete(lockName)));
       throw error;
     }
-    if (!revoked) {
-      // Sealed now (the copy of the key lives no longer than this call); written in the background.
-      const sealing = this.#seal(name, loaded, loaded.createdAt);
-      this.#track(
-        sealing
-          .then((sealed) => this.#op(this.#store.set(name, sealed, lookup.maxAgeMs)))
-          .finally(() => (lockName === undefined ? undefined : this.#op(this.#store.delete(lockName)))),
-      );
-    } else if (lockName !== undefined) {
-      this.#track(this.#op(this.#store.delete(lockName)));
-    }
+    // Sealed now (the copy of the key lives no longer than this call); written in the background.
+    const sealing = this.#seal(name, loaded, loaded.createdAt);
+    this.#track(
+      sealing
+        .then((sealed) => this.#op(this.#store.set(name, sealed, lookup.maxAgeMs)))
+        .finally(() => (lockName === undefined ? undefined : this.#op(this.#store.delete(lockName)))),
+    );
     return loaded;
   }
 
-  /** The entry if present, authentic and fresh; "revoked" under a marker; undefined otherwise (a bad one is deleted). */
-  async #read(lookup: SharedLookup, name: string, markers: readonly string[]): Promise<SharedLoaded | "revoked" | undefined> {
+  /**
+   * The entry if present, authentic, fresh and not revoked; undefined otherwise (an inauthentic one
+   * is counted and deleted). `count`: emit the lookup's outcome (not for a second look under the lock).
+   */
+  async #read(lookup: SharedLookup, name: string, markers: readonly string[], count = true): Promise<SharedLoaded | undefined> {
     const [value, ...marks] = await this.#op(this.#store.getMany([name, ...markers]));
-    if (marks.some((m) => m !== undefined)) {
-      this.#emitLookup(lookup.side, "miss");
-      return "revoked";
-    }
     if (value === undefined) {
-      this.#emitLookup(lookup.side, "miss");
+      if (count) this.#emitLookup(lookup.side, "miss");
       return undefined;
     }
     const opened = await this.#open(name, value);
-    if (opened !== undefined && this.#clock.now() - opened.createdAt >= lookup.maxAgeMs) {
+    // Revoked: made before (or, clocks being what they are, shortly after) a marker's time.
+    const revokedAt = Math.max(...marks.map((m) => (m !== undefined && /^\d{1,15}$/.test(m) ? Number(m) + MAX_CLOCK_SKEW_MS : m === undefined ? -Infinity : Infinity)));
+    if (opened !== undefined && (this.#clock.now() - opened.createdAt >= lookup.maxAgeMs || opened.createdAt <= revokedAt)) {
       opened.dek.fill(0);
-      this.#emitLookup(lookup.side, "miss");
-      return undefined; // written by an instance with a longer max age, or about to expire: load anew
+      if (count) this.#emitLookup(lookup.side, "miss");
+      return undefined; // too old for this instance, or revoked: load anew (the new entry replaces it)
     }
     // The caller's check runs last: what it builds from an entry that passes is what gets used.
     if (opened === undefined || (lookup.check !== undefined && !lookup.check(opened))) {
@@ -359,6 +364,7 @@ export class SharedTier {
   /** The epoch's key: the one its pointer names, or a new one made under the epoch's lock. */
   async #sealingKeyOfEpoch(epoch: number): Promise<SealingKey> {
     const pointer = `seal-epoch:${epoch}`;
+    const lockName = `lock:${pointer}`;
     const ttl = 3 * this.#settings.sealingKeyRotationMs + this.#settings.hardMaxAgeMs;
     const deadline = performance.now() + this.#settings.lockTtlMs;
     for (let pause = POLL_MIN_MS; ; pause = Math.min(pause * 2, POLL_MAX_MS)) {
@@ -367,15 +373,27 @@ export class SharedTier {
         const key = await this.#sealingKeyById(id);
         if (key !== undefined && key.epoch === epoch) return key;
       }
-      const locked =
-        this.#store.setIfAbsent === undefined || performance.now() >= deadline
-          ? true
-          : await this.#op(this.#store.setIfAbsent(`lock:${pointer}`, "1", this.#settings.lockTtlMs));
-      if (locked) break;
+      if (this.#store.setIfAbsent === undefined || performance.now() >= deadline) break;
+      if (await this.#op(this.#store.setIfAbsent(lockName, "1", this.#settings.lockTtlMs))) {
+        // Another instance may have made the key and let go between our read and our lock.
+        const [made] = await this.#op(this.#store.getMany([pointer]));
+        const key = made === undefined ? undefined : await this.#sealingKeyById(made);
+        if (key === undefined || key.epoch !== epoch) break;
+        this.#track(this.#op(this.#store.delete(lockName)));
+        return key;
+      }
       await new Promise((resolve) => setTimeout(resolve, pause));
     }
-    const context = sealingContext(epoch);
-    const { plaintextKey, keySection } = await this.#kms.generate(context);
+    let made: { plaintextKey: Buffer; keySection: Buffer };
+    try {
+      made = await this.#kms.generate(sealingContext(epoch));
+    } catch (error) {
+      if (this.#store.setIfAbsent !== undefined) this.#track(this.#op(this.#store.delete(lockName)));
+      const code = isKmsError(error) ? error.code : undefined;
+      if (code !== undefined && NO_ACCESS_CODES.has(code)) this.#fail(`the sealing key could not be made: ${code}`);
+      throw error;
+    }
+    const { plaintextKey, keySection } = made;
     try {
       const id = sealingKeyId(epoch, keySection);
       const derived = deriveSealing(plaintextKey, id);
@@ -389,7 +407,7 @@ export class SharedTier {
       // Sealed under only once its record is in the store: other instances must be able to open what it seals.
       this.#remember(key);
       await this.#op(this.#store.set(pointer, id, ttl));
-      if (this.#store.setIfAbsent !== undefined) this.#track(this.#op(this.#store.delete(`lock:${pointer}`)));
+      if (this.#store.setIfAbsent !== undefined) this.#track(this.#op(this.#store.delete(lockName)));
       return key;
     } finally {
       plaintextKey.fill(0);
@@ -424,8 +442,11 @@ export class SharedTier {
     try {
       plaintextKey = await this.#kms.unwrap(keySection, sealingContext(epoch));
     } catch (error) {
-      // Unavailable now (outage, throttling, open circuit): not the value's fault; skip the tier.
-      if (isKmsError(error) && UNAVAILABLE_NOW_CODES.has(error.code)) throw new StoreUnavailable("the sealing key could not be unwrapped now");
+      // This instance cannot unwrap now (an outage), or at all (no access): not the value's fault;
+      // skip the tier for this lookup, keep the value for the instances that can.
+      const code = isKmsError(error) ? error.code : undefined;
+      if (code !== undefined && UNAVAILABLE_NOW_CODES.has(code)) throw new StoreUnavailable("the sealing key could not be unwrapped now");
+      if (code !== undefined && NO_ACCESS_CODES.has(code)) throw this.#fail(`the sealing key could not be unwrapped: ${code}`);
       return undefined; // not a key the KMS made for this epoch: the value naming it is not authentic
     }
     try {
@@ -480,14 +501,18 @@ export class SharedTier {
     } catch (error) {
       void operation.catch(() => undefined); // a late failure is not unhandled
       // The store's own message (a connection or protocol error: never a value) helps the operator.
-      const reason = error instanceof StoreUnavailable ? error.message : `store error: ${String((error as Error)?.message ?? error).slice(0, 160)}`;
-      this.#lastError = { reason, at: this.#clock.now() };
-      this.#skipUntil = performance.now() + this.#settings.retryAfterMs;
-      this.#setStatus("degraded");
-      throw error instanceof StoreUnavailable ? error : new StoreUnavailable(reason);
+      throw this.#fail(error instanceof StoreUnavailable ? error.message : `store error: ${String((error as Error)?.message ?? error).slice(0, 160)}`);
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** Marks the tier degraded (skipped for `retryAfterMs`) for `reason`; returns the error that skips this lookup. */
+  #fail(reason: string): StoreUnavailable {
+    this.#lastError = { reason, at: this.#clock.now() };
+    this.#skipUntil = performance.now() + this.#settings.retryAfterMs;
+    this.#setStatus("degraded");
+    return new StoreUnavailable(reason);
   }
 
   #setStatus(status: SharedTierStatus): void {
@@ -501,16 +526,15 @@ export class SharedTier {
     if (this.#events.active) this.#events.emit({ type: "cache.shared.lookup", side, outcome });
   }
 
-  #background(name: string, value: string, ttlMs: number): void {
-    if (!this.#usable()) return;
-    this.#track(this.#op(this.#store.set(name, value, ttlMs)));
-  }
-
   #track(work: Promise<unknown>): void {
     const settled = work.catch(() => undefined); // failures are counted by #op; nothing waits on them
     this.#pending.add(settled);
     void settled.finally(() => this.#pending.delete(settled));
   }
+}
+
+function revocationName(kind: "t" | "k", of: string): string {
+  return `revoked:${kind}:${digest(of)}`;
 }
 
 function aadOf(sealingKeyId: string, name: string): Buffer {

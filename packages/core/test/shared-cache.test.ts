@@ -11,6 +11,7 @@ import { createClient } from "@keyv/redis";
 import { createKms } from "../src/client";
 import { ManualClock } from "../src/clock";
 import { type KmsConfigInput, validateConfig } from "../src/config";
+import { KmsError } from "../src/errors";
 import type { KmsEvent } from "../src/events";
 import { definitionOf } from "../src/provider";
 import type { SharedCacheStore } from "../src/shared-cache";
@@ -269,8 +270,51 @@ describe("tampering with Redis: detected, counted, deleted, re-fetched, never us
   });
 });
 
+describe("an instance the KMS refuses the sealing key", () => {
+  it("skips the tier and shows why, without counting or deleting the entries other instances use", async () => {
+    const c = cluster(1);
+    await c.instances[0]!.kms.encrypt("tenant-1", "shared");
+    await until(async () => (await entries(c.prefix, "e")).length === 1, "the entry");
+    const [e1] = await entries(c.prefix, "e");
+    const value = await redis.get(e1!);
+    // Same KMS, but this instance's identity may not unwrap (a missing grant).
+    const denied = new Proxy(c.provider, {
+      get(target, property) {
+        if (property === "unwrapDataKey") {
+          return async () => {
+            throw new KmsError("KMS_ACCESS_DENIED", "denied", { provider: "fake" });
+          };
+        }
+        const value: unknown = Reflect.get(target, property, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const events: KmsEvent[] = [];
+    const kms = createKms({
+      registry: [definitionOf(denied)],
+      config: {
+        providers: { fake: {} },
+        tenants: { defaultKey: { provider: "fake", keyId: "default" } },
+        cache: { shared: { url: REDIS_URL, keyPrefix: c.prefix } },
+      },
+      env: {},
+      clock: c.clock,
+      onEvent: (e) => events.push(e),
+    });
+    openClients.push(kms);
+    const envelope = await kms.encrypt("tenant-1", "served"); // with a data key of its own, from the KMS
+    expect((await c.instances[0]!.kms.decrypt("tenant-1", envelope)).toString()).toBe("served");
+    expect(integrityFailures(events)).toEqual([]);
+    expect(await redis.get(e1!)).toBe(value);
+    expect((await kms.checkHealth()).sharedCache).toEqual({
+      status: "degraded",
+      lastError: { reason: "the sealing key could not be unwrapped: KMS_ACCESS_DENIED", at: c.clock.now() },
+    });
+  });
+});
+
 describe("revocation and rotation", () => {
-  it("invalidateTenant on one instance keeps every instance from using the tenant's shared entries", async () => {
+  it("invalidateTenant on one instance keeps every instance from using the tenant's entries made before it", async () => {
     const { provider, prefix, instances } = cluster(2);
     const [a, b] = instances;
     await a!.kms.encrypt("tenant-1", "before");
