@@ -91,6 +91,8 @@ describe("every alert", () => {
         "KmsLatencyHigh",
         "KmsRotationFailing",
         "KmsRotationOverdue",
+        "KmsSharedCacheDegraded",
+        "KmsSharedCacheIntegrityFailure",
         "KmsThrottled",
       ].sort(),
     );

@@ -3,10 +3,10 @@
  * from the client at scrape time. Names follow Prometheus conventions (`_total` counters, base units);
  * the runbooks' alert rules read them (every metric is listed in README.md).
  *
- * Cardinality is bounded: labels are the cache side, the provider id, the operation, the outcome and
- * the error code, all from closed sets; the tenant id is a label only when asked for, for at most
- * `tenantLabel.maxTenants` tenants (the rest share `tenant="other"`). Events carry no key material,
- * plaintext or context values, so no metric can.
+ * Cardinality is bounded: labels are the cache side and tier, the provider id, the operation, the
+ * outcome and the error code, all from closed sets; the tenant id is a label only when asked for, for
+ * at most `tenantLabel.maxTenants` tenants (the rest share `tenant="other"`). Events carry no key
+ * material, plaintext or context values, so no metric can.
  *
  * The hot path (a cache hit) costs a few plain additions: cache requests and lookup times are counted
  * in memory and handed to the registry when it is scraped (prom-client's own `inc`/`observe` cost
@@ -52,6 +52,12 @@ export interface KmsMetricsOptions {
   tenantLabel?: { maxTenants: number };
   /** Registers the key-age gauges, read from this source at each scrape. */
   rotation?: RotationStatusSource;
+  /**
+   * The client has a shared cache tier (`cache.shared`): `kms_shared_cache_up` is 1 from now on,
+   * until the tier reports itself degraded. Without it the gauge has no sample until the tier's first
+   * event (a lookup or a state change), so a client without a shared tier never shows one.
+   */
+  sharedCache?: boolean;
 }
 
 export interface KmsMetrics {
@@ -117,9 +123,30 @@ export function registerKmsMetrics(kms: MetricsSource, options: KmsMetricsOption
   });
   const cacheIntegrityFailures = new Counter({
     name: name("cache_integrity_failures_total"),
-    help: "Cache entries or unwrapped keys that failed authentication (discarded, never used).",
-    labelNames: ["cache"],
+    help: "Cache entries or unwrapped keys that failed authentication (discarded, never used), by tier (local: in-process; shared: Redis).",
+    labelNames: ["cache", "tier"],
     registers,
+  });
+  const sharedRequests = new Counter({
+    name: name("shared_cache_requests_total"),
+    help: "Lookups in the shared (Redis) cache tier after an in-process miss, by outcome (hit, miss, integrity-failure: a tampered entry, deleted and never used).",
+    labelNames: ["cache", "outcome"],
+    registers,
+  });
+  /**
+   * The shared tier's state as its last event said: 1 up, 0 degraded (skipped: the in-process tier
+   * and the KMS serve); undefined while there is no sign of a tier, and then no sample. Event-driven
+   * rather than read from `checkHealth()` at scrape time: that call checks every provider.
+   */
+  let sharedUp: number | undefined = options.sharedCache === true ? 1 : undefined;
+  new Gauge({
+    name: name("shared_cache_up"),
+    help: "Shared (Redis) cache tier: 1 up, 0 degraded (skipped after a failed or late Redis operation; requests are still served).",
+    registers,
+    collect() {
+      if (sharedUp === undefined) this.remove();
+      else this.set(sharedUp);
+    },
   });
   const providerRequests = new Counter({
     name: name("provider_requests_total"),
@@ -224,7 +251,15 @@ export function registerKmsMetrics(kms: MetricsSource, options: KmsMetricsOption
         cacheEvictions.inc({ cache: event.side, reason: event.reason });
         return;
       case "cache.integrity-failure":
-        cacheIntegrityFailures.inc({ cache: event.side });
+        cacheIntegrityFailures.inc({ cache: event.side, tier: event.tier ?? "local" });
+        return;
+      case "cache.shared.lookup":
+        sharedRequests.inc({ cache: event.side, outcome: event.outcome });
+        // A lookup follows a Redis answer: the tier is up, unless a state event has said otherwise.
+        sharedUp ??= 1;
+        return;
+      case "cache.shared.state":
+        sharedUp = event.to === "up" ? 1 : 0;
         return;
       case "kms.call":
         // Attempt 0 is a bulkhead refusal and KMS_CIRCUIT_OPEN a fail-fast: neither reached the KMS.

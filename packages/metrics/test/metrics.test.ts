@@ -235,6 +235,62 @@ describe("registerKmsMetrics options", () => {
     expect(await samples(registry, "kms_key_oldest_age_seconds")).toEqual(["kms_key_oldest_age_seconds 7862400"]);
   });
 
+  it("counts shared-tier lookups by cache and outcome, and integrity failures by tier (local when the event names none)", async () => {
+    const source = fakeSource();
+    const registry = new Registry();
+    registerKmsMetrics(source, { registry });
+    for (const outcome of ["miss", "hit", "hit", "integrity-failure"] as const) source.emit({ type: "cache.shared.lookup", side: "encrypt", outcome });
+    source.emit({ type: "cache.shared.lookup", side: "decrypt", outcome: "hit" });
+    // The tier's integrity failure comes with its own event; an unwrapped key not matching its
+    // envelope (in-process) names tier local, and events from before tiers existed name none.
+    source.emit({ type: "cache.integrity-failure", side: "encrypt", provider: "aws-kms", tier: "shared" });
+    source.emit({ type: "cache.integrity-failure", side: "decrypt", provider: "aws-kms", tier: "local" });
+    source.emit({ type: "cache.integrity-failure", side: "decrypt", provider: "aws-kms" });
+    expect(await samples(registry, "kms_shared_cache_requests_total")).toEqual([
+      'kms_shared_cache_requests_total{cache="decrypt",outcome="hit"} 1',
+      'kms_shared_cache_requests_total{cache="encrypt",outcome="hit"} 2',
+      'kms_shared_cache_requests_total{cache="encrypt",outcome="integrity-failure"} 1',
+      'kms_shared_cache_requests_total{cache="encrypt",outcome="miss"} 1',
+    ]);
+    expect(await samples(registry, "kms_cache_integrity_failures_total")).toEqual([
+      'kms_cache_integrity_failures_total{cache="decrypt",tier="local"} 2',
+      'kms_cache_integrity_failures_total{cache="encrypt",tier="shared"} 1',
+    ]);
+  });
+
+  it("kms_shared_cache_up: no sample without a sign of a shared tier, 1 with sharedCache, then follows the tier's state events", async () => {
+    // No shared tier (or not told, and no event yet): no sample, so `== 0` alerts cannot fire.
+    const without = fakeSource();
+    const none = new Registry();
+    registerKmsMetrics(without, { registry: none });
+    expect(await samples(none, "kms_shared_cache_up")).toEqual([]);
+    without.emit({ type: "cache.hit", side: "encrypt", tenantId: "a", provider: "p", stale: false });
+    expect(await samples(none, "kms_shared_cache_up")).toEqual([]);
+    // Not told, but the tier answers a lookup: it is up.
+    without.emit({ type: "cache.shared.lookup", side: "decrypt", outcome: "miss" });
+    expect(await samples(none, "kms_shared_cache_up")).toEqual(["kms_shared_cache_up 1"]);
+
+    // Told: 1 from registration (a tier starts up), 0 while degraded, 1 again when it recovers.
+    const source = fakeSource();
+    const registry = new Registry();
+    registerKmsMetrics(source, { registry, sharedCache: true });
+    expect(await samples(registry, "kms_shared_cache_up")).toEqual(["kms_shared_cache_up 1"]);
+    source.emit({ type: "cache.shared.state", from: "up", to: "degraded" });
+    expect(await samples(registry, "kms_shared_cache_up")).toEqual(["kms_shared_cache_up 0"]);
+    // A lookup answered before the failure but reported after it does not hide the degradation.
+    source.emit({ type: "cache.shared.lookup", side: "encrypt", outcome: "hit" });
+    expect(await samples(registry, "kms_shared_cache_up")).toEqual(["kms_shared_cache_up 0"]);
+    source.emit({ type: "cache.shared.state", from: "degraded", to: "up" });
+    expect(await samples(registry, "kms_shared_cache_up")).toEqual(["kms_shared_cache_up 1"]);
+
+    // Not told, and the first sign is a failure: 0.
+    const late = fakeSource();
+    const lateRegistry = new Registry();
+    registerKmsMetrics(late, { registry: lateRegistry });
+    late.emit({ type: "cache.shared.state", from: "up", to: "degraded" });
+    expect(await samples(lateRegistry, "kms_shared_cache_up")).toEqual(["kms_shared_cache_up 0"]);
+  });
+
   it("unregister() stops counting and removes exactly its own metrics", async () => {
     const source = fakeSource();
     const registry = new Registry();
@@ -242,7 +298,7 @@ describe("registerKmsMetrics options", () => {
     const other = registerKmsMetrics(fakeSource(), { registry });
     metrics.unregister();
     expect(registry.getMetricsAsArray().every((m) => m.name.startsWith("kms_"))).toBe(true);
-    expect(registry.getMetricsAsArray()).toHaveLength(14);
+    expect(registry.getMetricsAsArray()).toHaveLength(16);
     source.emit({ type: "cache.miss", side: "encrypt", tenantId: "a", provider: "p", coalesced: false });
     other.unregister();
     expect(registry.getMetricsAsArray()).toEqual([]);
