@@ -89,8 +89,11 @@ describe("exportEvidence", () => {
     const dropped = join(lines.toSpliced(2, 1));
     const swapped = join(lines.with(0, lines[1]!).with(1, lines[0]!));
 
-    // Content changed, manifest not: the content hash catches it, with or without the key.
-    expect((await verifyExport(changed, manifest)).firstBad).toEqual({ reason: "contentSha256" });
+    // Content changed, manifest not: the changed record is named, with or without the key...
+    expect(await verifyExport(changed, manifest)).toEqual({ ok: false, count: 2, firstBad: { seq: 4, position: 2, reason: "hash" } });
+    expect((await verifyExport(changed, manifest, { hmacKey: HMAC_KEY })).firstBad).toEqual({ seq: 4, position: 2, reason: "hash" });
+    // ...and a change no record check sees (here, a dropped record) is the content hash's.
+    expect(await verifyExport(dropped, manifest)).toEqual({ ok: false, count: 3, firstBad: { reason: "contentSha256" } });
     // Manifest re-hashed to match, without the key: the signature catches it...
     expect((await verifyExport(changed, rehashed(changed), { hmacKey: HMAC_KEY })).firstBad).toEqual({ reason: "signature" });
     // ...and without the key, the record's own hash names it.

@@ -114,6 +114,8 @@ export type ManifestFailure =
  * Checks an export on its own: the signature (with the key), the content hash, every record's hash
  * (and mac, with the key), increasing seqs that match the filter, consecutive seqs chained, and the
  * manifest's count and ends. An unfiltered export is also checked as a whole chain from record 1.
+ * When the content is not what the manifest describes, `firstBad` names the first record that no
+ * longer checks out, if any does; else the reason is `contentSha256`.
  */
 export async function verifyExport(content: string, manifest: EvidenceManifest, options: { hmacKey?: Uint8Array } = {}): Promise<ExportVerification> {
   const hmacKey = checkHmacKey(options.hmacKey);
@@ -123,7 +125,10 @@ export async function verifyExport(content: string, manifest: EvidenceManifest, 
     const { signature, ...unsigned } = manifest;
     if (typeof signature !== "string" || !sameHex(signatureOf(hmacKey, unsigned), signature)) return fail({ reason: "signature" });
   }
-  if (typeof content !== "string" || !sameHex(sha256(content), String(manifest.contentSha256))) return fail({ reason: "contentSha256" });
+  if (typeof content !== "string") return fail({ reason: "contentSha256" });
+  // A content hash that does not match is reported last: the record checks below name the first
+  // record that no longer checks out, which says more (`contentSha256` when none does).
+  const contentOk = sameHex(sha256(content), String(manifest.contentSha256));
   let rows: unknown[];
   try {
     rows = manifest.format === "csv" ? fromCsv(content) : content.split("\n").filter((line, i, all) => i < all.length - 1 || line !== "").map((line) => JSON.parse(line) as unknown);
@@ -159,6 +164,7 @@ export async function verifyExport(content: string, manifest: EvidenceManifest, 
     if (!matchesFilter(record, filter)) return bad("manifest");
     previous = record;
   }
+  if (!contentOk) return fail({ reason: "contentSha256" }, rows.length);
   const first = parseRecordOrUndefined(rows[0]);
   const ends =
     manifest.count === rows.length &&
