@@ -18,6 +18,12 @@ import type { Authenticator } from "./auth";
 import { DEFAULT_BODY_LIMIT_BYTES } from "./config";
 import { type ErrorBody, HttpError, errorResponse, mapError } from "./errors";
 import type { RotationService } from "./rotation";
+import { createAdminGuard } from "./console/admin-guard";
+import { registerConsole } from "./console/routes";
+import { createSessionStore, type SessionStoreOptions } from "./console/session";
+import { createSetupWizard } from "./console/setup";
+import { createStatsHistory } from "./console/stats";
+import { REGISTRY } from "./registry";
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -64,6 +70,12 @@ export interface BuildAppOptions {
    * body limit, schema and base64 decoding; it answers the plaintext back. Default: absent.
    */
   noopRoute?: boolean;
+  /**
+   * The admin console (`/admin/console`, src/console/): session timeouts, the figures' sampling
+   * interval (`statsIntervalMs`, default 10 s) and how long an answer waits for key statuses
+   * (`keyStatusWaitMs`, default 3 s). Always served; these only tune it.
+   */
+  console?: SessionStoreOptions & { statsIntervalMs?: number; keyStatusWaitMs?: number };
 }
 
 /** What `GET /metrics` needs of a prom-client `Registry`. */
@@ -446,8 +458,12 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
   // --- admin API: the admin token only (a tenant's token is 403 FORBIDDEN, none or unknown 401).
   // Checked in onRequest, before any body is read. Nothing here returns key material or tenant data.
 
+  // The admin credential, or an admin console session (cookie, plus its CSRF token on methods that
+  // change state): src/console/admin-guard.ts.
+  const sessions = createSessionStore(options.console);
+  const adminGuard = createAdminGuard(auth, sessions);
   const authorizeAdmin = async (request: FastifyRequest) => {
-    auth.authorizeAdmin(request.headers.authorization);
+    adminGuard(request);
   };
 
   const evidence = options.evidence;
@@ -575,6 +591,21 @@ export function buildApp(options: BuildAppOptions): FastifyInstance {
     });
   }
 
+  const stats = createStatsHistory(kms, { intervalMs: options.console?.statsIntervalMs });
+  app.addHook("onClose", async () => stats.stop());
+  registerConsole(app, {
+    auth,
+    sessions,
+    guard: adminGuard,
+    checkHealth: () => checkHealth(app.log),
+    stats,
+    cache: () => kms.cacheStats(),
+    wizard: createSetupWizard(REGISTRY),
+    rotation: options.rotation,
+    evidenceHmacKey: options.evidenceHmacKey,
+    keyStatusWaitMs: options.console?.keyStatusWaitMs,
+  });
+
   return app;
 }
 
@@ -588,15 +619,20 @@ function redactPathsOf(options: LoggerOptions | undefined): string[] {
 export interface PublicHealth {
   ready: boolean;
   providers: Record<string, Pick<KmsHealth["providers"][string], "healthy" | "status" | "insecure" | "circuit">>;
+  /** The shared cache tier's status, when configured (never its error: `/admin/health` has that). */
+  sharedCache?: NonNullable<KmsHealth["sharedCache"]>["status"];
 }
 
 /**
  * What an unauthenticated caller may see: readiness and, per provider, health, status (up, degraded:
- * served from the cache, down), the insecure flag and the circuit state. A provider's own `detail`
- * (it may name key ids), its last error and the cache figures go to the log and the admin API only.
+ * served from the cache, down), the insecure flag and the circuit state; and the shared cache tier's
+ * status (up, degraded). A provider's own `detail` (it may name key ids), its last error, the shared
+ * tier's last error (it may name Redis's address) and the cache figures go to the log and the admin
+ * API only.
  */
 function publicHealth(health: KmsHealth): PublicHealth {
   const providers: PublicHealth["providers"] = {};
   for (const [id, { healthy, status, insecure, circuit }] of Object.entries(health.providers)) providers[id] = { healthy, status, insecure, circuit };
-  return { ready: health.ready, providers };
+  // A degraded shared tier is skipped (the in-process tier and the KMS serve): `ready` ignores it.
+  return { ready: health.ready, providers, ...(health.sharedCache === undefined ? {} : { sharedCache: health.sharedCache.status }) };
 }

@@ -47,8 +47,22 @@ export interface ServerConfig {
   demoTenants: string[];
   /** Non-fatal remarks for the log. */
   warnings: string[];
-  /** The evidence log's JSON Lines file (`KMS_EVIDENCE_FILE`; default `evidence.jsonl` next to the local key store). */
+  /**
+   * The evidence log's JSON Lines file (`KMS_EVIDENCE_FILE`; default `evidence.jsonl` next to the
+   * local key store). Not used when `evidenceDatabaseUrl` is set.
+   */
   evidenceFile: string;
+  /**
+   * `KMS_EVIDENCE_DATABASE_URL` (`postgres://` or `postgresql://`): the evidence log in PostgreSQL,
+   * shared by every instance, instead of the file. Holds credentials: never logged or echoed.
+   */
+  evidenceDatabaseUrl: string | undefined;
+  /**
+   * `KMS_ROTATION_LOCKS_URL`: the per-key rotation leases in Redis or PostgreSQL, shared by every
+   * instance; `undefined`: the in-process lock (one instance). The URL holds credentials: never
+   * logged or echoed.
+   */
+  rotationLocks: RotationLocksConfig | undefined;
   /** `KMS_EVIDENCE_HMAC_KEY` (≥ 32 bytes): MACs every evidence record and signs exports. Never logged. */
   evidenceHmacKey: Buffer | undefined;
   /** `KMS_ROTATION_CRYPTOPERIOD_DAYS`, else the file's `rotation.cryptoperiodDays`, else 90; in milliseconds. */
@@ -57,6 +71,12 @@ export interface ServerConfig {
   rotationIntervalMs: number | undefined;
   /** `KMS_BENCH_NOOP_ROUTE=true`: the benchmark's no-op route (`POST /v1/tenants/:tenantId/noop`); refused in production. */
   benchNoopRoute: boolean;
+}
+
+/** Where the rotation leases live (`KMS_ROTATION_LOCKS_URL`). */
+export interface RotationLocksConfig {
+  kind: "redis" | "postgres";
+  url: string;
 }
 
 export type LoadResult = { ok: true; config: ServerConfig } | { ok: false; issues: ConfigIssue[]; partial: ServerConfig };
@@ -179,6 +199,23 @@ export function loadServerConfig(env: Env, baseDir: string): LoadResult {
     if (bytes < MIN_HMAC_KEY_BYTES) invalid("KMS_EVIDENCE_HMAC_KEY", `must be at least ${MIN_HMAC_KEY_BYTES} bytes, got ${bytes}`);
     else evidenceHmacKey = Buffer.from(hmacRaw, "utf8");
   }
+  let evidenceDatabaseUrl: string | undefined;
+  const evidenceDatabase = serviceUrl(env, "KMS_EVIDENCE_DATABASE_URL", POSTGRES_SCHEMES, invalid);
+  if (evidenceDatabase !== undefined && env.KMS_EVIDENCE_FILE !== undefined && env.KMS_EVIDENCE_FILE !== "") {
+    invalid("KMS_EVIDENCE_DATABASE_URL", "set either KMS_EVIDENCE_FILE or KMS_EVIDENCE_DATABASE_URL, not both");
+  } else if (evidenceDatabase !== undefined) {
+    evidenceDatabaseUrl = evidenceDatabase.url;
+  }
+  let rotationLocks: RotationLocksConfig | undefined;
+  const locks = serviceUrl(env, "KMS_ROTATION_LOCKS_URL", [...REDIS_SCHEMES, ...POSTGRES_SCHEMES], invalid);
+  if (locks !== undefined) rotationLocks = { kind: REDIS_SCHEMES.includes(locks.scheme) ? "redis" : "postgres", url: locks.url };
+  if (rotationLocks !== undefined && evidenceDatabase === undefined) {
+    warnings.push(
+      "KMS_ROTATION_LOCKS_URL is set but the evidence log is a file of this instance: with several instances each keeps its own " +
+        "log, and a rotation's records (and its crash recovery) are only in the log of the instance that made it; " +
+        "set KMS_EVIDENCE_DATABASE_URL for one log shared by every instance",
+    );
+  }
   // The file's `rotation.cryptoperiodDays` (core validates it) is the default; the environment wins.
   const fileRotation = isPlainObject(kms?.rotation) ? kms.rotation.cryptoperiodDays : undefined;
   const fileDays = Number.isInteger(fileRotation) && (fileRotation as number) >= 1 && (fileRotation as number) <= 3650 ? (fileRotation as number) : DEFAULT_CRYPTOPERIOD_DAYS;
@@ -214,6 +251,8 @@ export function loadServerConfig(env: Env, baseDir: string): LoadResult {
     demoTenants,
     warnings,
     evidenceFile,
+    evidenceDatabaseUrl,
+    rotationLocks,
     evidenceHmacKey,
     cryptoperiodMs: (cryptoperiodDays ?? fileDays) * 86_400_000,
     rotationIntervalMs,
@@ -227,6 +266,39 @@ function parseInteger(raw: string | undefined, fallback: number): number | undef
   if (!/^\d+$/.test(raw)) return undefined;
   const n = Number(raw);
   return Number.isSafeInteger(n) ? n : undefined;
+}
+
+const REDIS_SCHEMES: readonly string[] = ["redis", "rediss"];
+const POSTGRES_SCHEMES: readonly string[] = ["postgres", "postgresql"];
+/** A scheme followed by `://`: only this much of a service URL is ever repeated in a message. */
+const URL_SCHEME = /^([A-Za-z][A-Za-z0-9+.-]{0,31}):\/\//;
+
+/**
+ * A service URL from the environment (`undefined` when unset or empty, or with an issue). Messages
+ * name at most its scheme: the rest may hold a user name and password.
+ */
+function serviceUrl(
+  env: Env,
+  name: string,
+  schemes: readonly string[],
+  invalid: (path: string, message: string) => void,
+): { scheme: string; url: string } | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return undefined;
+  const expected = `must be a ${schemes.map((s) => `${s}://`).join(", ").replace(/, ([^,]*)$/, " or $1")} URL`;
+  const scheme = URL_SCHEME.exec(raw)?.[1]?.toLowerCase();
+  if (scheme === undefined) return void invalid(name, `${expected} (the value is not repeated: it may hold a password)`);
+  if (!schemes.includes(scheme)) return void invalid(name, `${expected}, got "${scheme}://…"`);
+  let url: URL;
+  try {
+    url = new URL(raw);
+    // The clients decode the user name and password: a bad escape would fail only when connecting.
+    decodeURIComponent(url.username);
+    decodeURIComponent(url.password);
+  } catch {
+    return void invalid(name, `is not a valid ${scheme}:// URL (the value is not repeated: it may hold a password)`);
+  }
+  return { scheme, url: raw };
 }
 
 /** A token hash as configured: `sha256:` then the 64 hex digits of the token's SHA-256 digest. */

@@ -5,24 +5,14 @@
  */
 import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
-import { awsKms } from "@kms/aws";
-import { azureKeyVault } from "@kms/azure";
-import { configIssue, createKms, isKmsError, KmsConfigError, localKms, validateConfig, type ConfigIssue, type KmsClient, type KmsProvider } from "@kms/core";
-import { createEvidenceLog, openFileEvidenceStore, type EvidenceLog } from "@kms/rotation";
-import { gcpKms } from "@kms/gcp";
-import { vaultKms } from "@kms/vault";
+import { configIssue, createKms, isKmsError, KmsConfigError, validateConfig, type ConfigIssue, type KmsClient, type KmsProvider } from "@kms/core";
+import { createEvidenceLog, openFileEvidenceStore, type EvidenceLog, type EvidenceStore, type LockProvider } from "@kms/rotation";
 import { createTokenAuth, digestsOf, generateToken, type TokenSet } from "./auth";
 import { createJwtAuth } from "./jwt";
 import { loadServerConfig, type ServerConfig } from "./config";
+import { REGISTRY } from "./registry";
 import { createRotationService, tenantKeysOf, type RotationService } from "./rotation";
-
-/**
- * The provider definitions this server installed: the only providers its configuration may name.
- * Azure Key Vault (`@kms/azure`) authenticates with `DefaultAzureCredential` from its environment
- * (service principal, workload or managed identity, Azure CLI…), made only when the configuration
- * names `azure-key-vault`.
- */
-const REGISTRY = [localKms, awsKms, vaultKms, gcpKms, azureKeyVault()];
+import { createSharedConnections, openPgEvidenceStore, openRotationLocks, type SharedConnections } from "./shared-stores";
 
 /** How long in-flight requests get to finish on shutdown before the process exits anyway. */
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -76,14 +66,23 @@ function rotationProviders(kmsConfig: Record<string, unknown>): Record<string, K
 }
 
 /**
- * Opens the evidence log (its file store takes the single-writer lock) and records the start.
- * `recoveredBytes`: an unfinished last line (a crash mid-write, never acknowledged) cut on opening,
- * for the server's log.
+ * Opens the evidence log and records the start: in PostgreSQL with `KMS_EVIDENCE_DATABASE_URL` (one
+ * log for every instance), else the file (its store takes the single-writer lock). `recoveredBytes`:
+ * an unfinished last line of the file (a crash mid-write, never acknowledged) cut on opening, for the
+ * server's log.
  */
-async function openEvidence(config: ServerConfig): Promise<{ evidence: EvidenceLog; recoveredBytes?: number }> {
-  // Like the local key store's directory: created on first start, readable by this user only.
-  await mkdir(dirname(config.evidenceFile), { recursive: true, mode: 0o700 });
-  const store = await openFileEvidenceStore({ path: config.evidenceFile });
+async function openEvidence(config: ServerConfig, connections: SharedConnections): Promise<{ evidence: EvidenceLog; recoveredBytes?: number }> {
+  let store: EvidenceStore;
+  let recoveredBytes: number | undefined;
+  if (config.evidenceDatabaseUrl !== undefined) {
+    store = await openPgEvidenceStore(config.evidenceDatabaseUrl, connections);
+  } else {
+    // Like the local key store's directory: created on first start, readable by this user only.
+    await mkdir(dirname(config.evidenceFile), { recursive: true, mode: 0o700 });
+    const file = await openFileEvidenceStore({ path: config.evidenceFile });
+    recoveredBytes = file.recovery?.truncatedBytes;
+    store = file;
+  }
   const evidence = createEvidenceLog({ store, ...(config.evidenceHmacKey === undefined ? {} : { hmacKey: config.evidenceHmacKey }) });
   const providerIds = Object.keys((config.kms?.providers ?? {}) as Record<string, unknown>).sort();
   await evidence.append({
@@ -96,9 +95,11 @@ async function openEvidence(config: ServerConfig): Promise<{ evidence: EvidenceL
       auth: config.jwt !== undefined ? "jwt" : "tokens",
       cryptoperiodMs: config.cryptoperiodMs,
       hmac: config.evidenceHmacKey !== undefined,
+      evidenceStore: config.evidenceDatabaseUrl !== undefined ? "postgres" : "file",
+      rotationLocks: config.rotationLocks?.kind ?? "embedded",
     },
   });
-  return { evidence, ...(store.recovery === undefined ? {} : { recoveredBytes: store.recovery.truncatedBytes }) };
+  return { evidence, ...(recoveredBytes === undefined ? {} : { recoveredBytes }) };
 }
 
 async function main(): Promise<void> {
@@ -123,15 +124,23 @@ async function main(): Promise<void> {
   // a few hundred milliseconds sooner.
   const { buildApp } = require("./app") as typeof import("./app");
   const { createMetrics } = require("./metrics") as typeof import("./metrics");
-  const metrics = createMetrics(kms);
+  // Registered before the first request: a shared cache tier starts up (its gauge then follows its events).
+  const metrics = createMetrics(kms, { sharedCache: (config.kms?.cache as { shared?: unknown } | undefined)?.shared !== undefined });
   // A valid configuration always has a KMS part (else createKmsClient failed above).
   const adminProviders = rotationProviders(config.kms!);
+  // The Redis and PostgreSQL clients of KMS_ROTATION_LOCKS_URL and KMS_EVIDENCE_DATABASE_URL:
+  // closed last, after the scheduler and the evidence log that use them.
+  const connections = createSharedConnections();
+  const closeClients = () => Promise.all([connections.close(), kms.close(), ...Object.values(adminProviders).map((p) => p.close())]);
+  let locks: LockProvider | undefined;
+  let locksWarning: string | undefined;
   let evidence: EvidenceLog;
   let recoveredBytes: number | undefined;
   try {
-    ({ evidence, recoveredBytes } = await openEvidence(config));
+    ({ locks, warning: locksWarning } = await openRotationLocks(config.rotationLocks, connections));
+    ({ evidence, recoveredBytes } = await openEvidence(config, connections));
   } catch (error) {
-    await Promise.all([kms.close(), ...Object.values(adminProviders).map((p) => p.close())]).catch(() => undefined);
+    await closeClients().catch(() => undefined);
     throw error;
   }
   const credentialTenants = config.jwt !== undefined ? [] : Object.keys(tokens?.tenants ?? {});
@@ -142,6 +151,8 @@ async function main(): Promise<void> {
     kms,
     cryptoperiodMs: config.cryptoperiodMs,
     intervalMs: config.rotationIntervalMs,
+    // Unset (KMS_ROTATION_LOCKS_URL not set): the in-process lock, for one instance.
+    ...(locks === undefined ? {} : { locks }),
     observe: (event) => metrics.metrics.observe(event),
   });
   const app = buildApp({
@@ -157,6 +168,7 @@ async function main(): Promise<void> {
   });
   for (const warning of config.warnings) app.log.warn(warning);
   if (config.benchNoopRoute) app.log.warn("KMS_BENCH_NOOP_ROUTE: the benchmark's no-op route POST /v1/tenants/:tenantId/noop is enabled");
+  if (locksWarning !== undefined) app.log.warn(locksWarning);
   if (recoveredBytes !== undefined) app.log.warn({ truncatedBytes: recoveredBytes }, "evidence: cut an unfinished last line (a crash mid-write; never acknowledged)");
 
   let stopping = false;
@@ -172,13 +184,15 @@ async function main(): Promise<void> {
       process.exit(1);
     }, SHUTDOWN_GRACE_MS);
     timer.unref();
-    // In-flight requests finish first (they may append evidence), then the scheduler's pass, then
-    // the evidence log is flushed and closed, then the clients.
+    // In-flight requests finish first (they may append evidence and hold leases), then the
+    // scheduler's pass, then the evidence log is flushed and closed, then the clients (the lock
+    // store's and the evidence database's among them).
     app
       .close()
       .then(() => rotation.stop())
       .then(() => evidence.close())
-      .then(() => Promise.all([kms.close(), ...Object.values(adminProviders).map((p) => p.close())]))
+      .then(() => locks?.close())
+      .then(closeClients)
       .then(
         () => {
           app.log.info("stopped");
@@ -201,7 +215,10 @@ async function main(): Promise<void> {
     });
   } catch (error) {
     if (stopping) return; // a signal arrived while starting: shutdown() exits
-    const closing = Promise.all([evidence.close(), kms.close(), ...Object.values(adminProviders).map((p) => p.close())]);
+    const closing = evidence
+      .close()
+      .catch(() => undefined)
+      .then(closeClients);
     await Promise.race([closing, new Promise((resolve) => setTimeout(resolve, 500).unref())]).catch(() => {});
     throw error;
   }

@@ -14,8 +14,9 @@ export interface ServerMetrics {
   readonly metrics: KmsMetrics;
 }
 
-export function createMetrics(kms: KmsClient): ServerMetrics {
+/** `sharedCache`: the configuration has a shared cache tier (`cache.shared`), so `kms_shared_cache_up` starts at 1. */
+export function createMetrics(kms: KmsClient, options: { sharedCache?: boolean } = {}): ServerMetrics {
   const registry = new Registry();
-  const metrics = registerKmsMetrics(kms, { registry, rotation: keyAgesFrom(kms) });
+  const metrics = registerKmsMetrics(kms, { registry, rotation: keyAgesFrom(kms), sharedCache: options.sharedCache === true });
   return { registry, metrics };
 }

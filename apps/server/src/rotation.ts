@@ -2,7 +2,8 @@
  * Key rotation in the server: the @kms/rotation scheduler over the configured tenant keys, rotation
  * status per tenant, and on-demand rotation of one tenant's key (`rotateKeyNow`), every step recorded
  * in the evidence log. On-demand rotation takes the same lease as the scheduler (`<provider>:<keyId>`,
- * the shared embedded lock), so the two never rotate one key at once.
+ * from `locks`: the in-process lock by default, Redis or PostgreSQL when every instance shares one,
+ * see KMS_ROTATION_LOCKS_URL), so the two never rotate one key at once, in one process or across several.
  */
 import type { KmsClient, KmsEvent, KmsProvider } from "@kms/core";
 import {
@@ -41,6 +42,8 @@ export interface RotationResultBody {
 }
 
 export interface RotationService {
+  /** Every tenant key it looks after (the admin API's tenant listing reads them). */
+  readonly tenants: readonly TenantKey[];
   /** Fresh from the provider; `undefined` for a tenant with no configured key. */
   status(tenantId: string): Promise<PublicRotationStatus | undefined>;
   /** Rotates the tenant's key now; `undefined` for a tenant with no configured key. */
@@ -90,6 +93,8 @@ export function createRotationService(options: RotationServiceOptions): Rotation
   const find = (tenantId: string) => tenants.find((t) => t.tenantId === tenantId);
 
   return {
+    tenants,
+
     async status(tenantId) {
       if (find(tenantId) === undefined) return undefined;
       // A scheduler's status is as of its own last look; a throw-away one describes the key now

@@ -95,6 +95,15 @@ class FakeKms {
 
   invalidated: string[] = [];
 
+  /** For the admin console's figures (src/console/stats.ts). */
+  onEvent(): () => void {
+    return () => undefined;
+  }
+
+  cacheStats(): KmsHealth["cache"] {
+    return this.health.cache;
+  }
+
   invalidateTenant(tenantId: string): void {
     this.invalidated.push(tenantId);
   }
@@ -512,7 +521,7 @@ describe("/health/kms cache", () => {
   /** An app over a KMS that only has `checkHealth`; `arrived` resolves once `n` health requests reached their handler. */
   async function startHealthApp(checkHealth: () => Promise<KmsHealth>, options: Partial<BuildAppOptions>, n = 0) {
     const healthApp = buildApp({
-      kms: { checkHealth } as unknown as KmsClient,
+      kms: { checkHealth, onEvent: () => () => undefined, cacheStats: () => healthy.cache } as unknown as KmsClient,
       auth: createTokenAuth(digestsOf({ tenants: TOKENS })),
       logger: false,
       ...options,

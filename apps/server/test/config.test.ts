@@ -285,3 +285,96 @@ describe("KMS_BENCH_NOOP_ROUTE", () => {
     expect(bad.ok ? [] : bad.issues.map((i) => i.path)).toEqual(["KMS_BENCH_NOOP_ROUTE"]);
   });
 });
+
+describe("several instances: KMS_ROTATION_LOCKS_URL and KMS_EVIDENCE_DATABASE_URL", () => {
+  const password = "s3cret-Pa55word";
+  const issuesOf = (env: Record<string, string>) => {
+    const loaded = loadServerConfig(env, dir);
+    return loaded.ok ? [] : loaded.issues.map((i) => [i.path, i.message]);
+  };
+
+  it("unset: the in-process lock and the evidence file, as for one instance", () => {
+    const loaded = loadServerConfig({ KMS_ROTATION_LOCKS_URL: "", KMS_EVIDENCE_DATABASE_URL: "" }, dir);
+    expect(loaded.ok && loaded.config).toMatchObject({ rotationLocks: undefined, evidenceDatabaseUrl: undefined, evidenceFile: join(dir, ".kms", "evidence.jsonl") });
+    expect(loaded.ok && loaded.config.warnings).toEqual([]);
+  });
+
+  it.each([
+    ["redis", `redis://kms:${password}@redis.internal:6379/2`],
+    ["redis", `rediss://kms:${password}@redis.internal:6380`],
+    ["postgres", `postgres://kms:${password}@db.internal:5432/kms`],
+    ["postgres", `postgresql://kms:${password}@db.internal/kms?sslmode=verify-full`],
+    ["postgres", "POSTGRES:///kms?host=/var/run/postgresql"],
+  ])("KMS_ROTATION_LOCKS_URL #%#: %s leases", (kind, url) => {
+    const loaded = loadServerConfig({ KMS_ROTATION_LOCKS_URL: url, KMS_EVIDENCE_DATABASE_URL: `postgres://kms:${password}@db.internal/kms` }, dir);
+    expect(loaded.ok && loaded.config.rotationLocks).toEqual({ kind, url });
+    expect(loaded.ok && loaded.config.warnings).toEqual([]);
+  });
+
+  it("KMS_EVIDENCE_DATABASE_URL: the evidence log in PostgreSQL", () => {
+    const url = `postgresql://kms:${password}@db.internal:5432/kms?options=-c%20search_path%3Daudit`;
+    const loaded = loadServerConfig({ KMS_EVIDENCE_DATABASE_URL: url }, dir);
+    expect(loaded.ok && loaded.config).toMatchObject({ evidenceDatabaseUrl: url, rotationLocks: undefined });
+  });
+
+  it("shared locks with the evidence in a file of each instance: a warning", () => {
+    const loaded = loadServerConfig({ KMS_ROTATION_LOCKS_URL: "redis://127.0.0.1:6379" }, dir);
+    expect(loaded.ok && loaded.config.warnings).toEqual([
+      "KMS_ROTATION_LOCKS_URL is set but the evidence log is a file of this instance: with several instances each keeps its own " +
+        "log, and a rotation's records (and its crash recovery) are only in the log of the instance that made it; " +
+        "set KMS_EVIDENCE_DATABASE_URL for one log shared by every instance",
+    ]);
+  });
+
+  it("a wrong scheme names the variable and the scheme, never the rest of the URL", () => {
+    const env = {
+      KMS_ROTATION_LOCKS_URL: `https://kms:${password}@redis.internal:6379`,
+      KMS_EVIDENCE_DATABASE_URL: `redis://kms:${password}@redis.internal:6379`,
+    };
+    expect(issuesOf(env)).toEqual([
+      ["KMS_EVIDENCE_DATABASE_URL", 'must be a postgres:// or postgresql:// URL, got "redis://…"'],
+      ["KMS_ROTATION_LOCKS_URL", 'must be a redis://, rediss://, postgres:// or postgresql:// URL, got "https://…"'],
+    ]);
+    const loaded = loadServerConfig(env, dir);
+    expect(JSON.stringify(loaded)).not.toContain(password);
+    expect(JSON.stringify(loaded.ok ? [] : loaded.issues)).not.toContain("redis.internal");
+  });
+
+  it("a value that is not a URL, or a malformed one, is not repeated (it may hold a password)", () => {
+    expect(
+      issuesOf({
+        KMS_ROTATION_LOCKS_URL: `kms:${password}@redis.internal:6379`,
+        KMS_EVIDENCE_DATABASE_URL: `postgres://kms:${password}%zz@db.internal/kms`,
+      }),
+    ).toEqual([
+      ["KMS_EVIDENCE_DATABASE_URL", "is not a valid postgres:// URL (the value is not repeated: it may hold a password)"],
+      ["KMS_ROTATION_LOCKS_URL", "must be a redis://, rediss://, postgres:// or postgresql:// URL (the value is not repeated: it may hold a password)"],
+    ]);
+    expect(issuesOf({ KMS_ROTATION_LOCKS_URL: "redis://[::1" })).toEqual([
+      ["KMS_ROTATION_LOCKS_URL", "is not a valid redis:// URL (the value is not repeated: it may hold a password)"],
+    ]);
+  });
+
+  it("KMS_EVIDENCE_FILE and KMS_EVIDENCE_DATABASE_URL together are refused", () => {
+    const env = { KMS_EVIDENCE_FILE: "audit/e.jsonl", KMS_EVIDENCE_DATABASE_URL: `postgres://kms:${password}@db.internal/kms` };
+    expect(issuesOf(env)).toEqual([["KMS_EVIDENCE_DATABASE_URL", "set either KMS_EVIDENCE_FILE or KMS_EVIDENCE_DATABASE_URL, not both"]]);
+    const loaded = loadServerConfig(env, dir);
+    expect(!loaded.ok && loaded.partial.evidenceDatabaseUrl).toBeUndefined();
+    expect(JSON.stringify(!loaded.ok && loaded.issues)).not.toContain(password);
+  });
+
+  it("production needs nothing more than valid URLs", () => {
+    const tokens = { KMS_TENANT_TOKENS: JSON.stringify({ t: "a-production-token-0123" }), KMS_ADMIN_TOKEN: "an-admin-token-0123456" };
+    const loaded = loadServerConfig(
+      {
+        ...tokens,
+        NODE_ENV: "production",
+        KMS_ALLOW_LOCAL_IN_PRODUCTION: "true",
+        KMS_ROTATION_LOCKS_URL: `rediss://kms:${password}@redis.internal:6380`,
+        KMS_EVIDENCE_DATABASE_URL: `postgres://kms:${password}@db.internal/kms`,
+      },
+      dir,
+    );
+    expect(loaded.ok).toBe(true);
+  });
+});
