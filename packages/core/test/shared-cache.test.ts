@@ -17,6 +17,7 @@ import { definitionOf } from "../src/provider";
 import type { SharedCacheStore } from "../src/shared-cache";
 import { keyvSharedCacheStore } from "../src/shared-cache-store";
 import { FakeProvider } from "./support/fake-provider";
+import { fakeKms } from "./support/kms";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const redis = createClient({ url: REDIS_URL });
@@ -67,22 +68,11 @@ function cluster(count: number, shared: Record<string, unknown> = {}, extra: Par
   const clock = new ManualClock();
   const prefix = newPrefix();
   const make = (store?: SharedCacheStore) => {
-    const events: KmsEvent[] = [];
-    const kms = createKms({
-      registry: [definitionOf(provider)],
-      config: {
-        providers: { fake: {} },
-        tenants: { defaultKey: { provider: "fake", keyId: "default" } },
-        resilience: { retry: { maxAttempts: 1, baseDelayMs: 0, maxDelayMs: 0 } },
-        cache: { shared: store ? { ...shared } : { url: REDIS_URL, keyPrefix: prefix, ...shared } },
-        ...extra,
-      },
-      env: {},
-      clock,
-      random: () => 0,
-      onEvent: (e) => events.push(e),
-      ...(store ? { sharedCacheStore: store } : {}),
-    });
+    const { kms, events } = fakeKms(
+      { cache: { shared: store ? { ...shared } : { url: REDIS_URL, keyPrefix: prefix, ...shared } }, ...extra },
+      store ? { sharedCacheStore: store } : {},
+      { provider, clock },
+    );
     openClients.push(kms);
     return { kms, events };
   };

@@ -5,10 +5,17 @@ import type { KmsEvent } from "../../src/events";
 import { definitionOf } from "../../src/provider";
 import { FakeProvider } from "./fake-provider";
 
-/** A client over a FakeProvider with a manual clock and a recorded event log. */
-export function fakeKms(config: Partial<KmsConfigInput> = {}, options: Partial<CreateKmsOptions> = {}) {
-  const provider = new FakeProvider();
-  const clock = new ManualClock();
+/**
+ * A client over a FakeProvider with a manual clock and a recorded event log; pass `shared` for
+ * several clients over one provider and clock (instances of one deployment).
+ */
+export function fakeKms(
+  config: Partial<KmsConfigInput> = {},
+  options: Partial<CreateKmsOptions> = {},
+  shared: { provider?: FakeProvider; clock?: ManualClock } = {},
+) {
+  const provider = shared.provider ?? new FakeProvider();
+  const clock = shared.clock ?? new ManualClock();
   const events: KmsEvent[] = [];
   const kms = createKms({
     registry: [definitionOf(provider)],
