@@ -27,6 +27,7 @@ import {
   FIXED_HEADER_BYTES,
   authFailed,
   createDecryptTemplate,
+  copyKeyBytes,
   createEncryptTemplate,
   deriveMaterial,
   encodeKeySection,
@@ -143,7 +144,7 @@ export function createKms(options: CreateKmsOptions): KmsClient {
       const plaintextKey = randomBytes(DATA_KEY_BYTES);
       try {
         const wrapped = await p.wrapDataKey({ keyId: ref.keyId, plaintextKey, context, signal });
-        return { ...wrapped, plaintextKey: Buffer.from(plaintextKey) };
+        return { ...wrapped, plaintextKey: copyKeyBytes(plaintextKey) };
       } finally {
         plaintextKey.fill(0);
       }
@@ -151,7 +152,7 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     try {
       checkKey(ref.provider, dataKey.plaintextKey);
       const keySection = encodeKeySection({ providerId: ref.provider, keyId: ref.keyId, keyVersion: dataKey.keyVersion, wrappedKey: dataKey.wrappedKey });
-      return { plaintextKey: Buffer.from(dataKey.plaintextKey), keySection };
+      return { plaintextKey: copyKeyBytes(dataKey.plaintextKey), keySection };
     } finally {
       dataKey.plaintextKey.fill(0);
     }
@@ -168,7 +169,7 @@ export function createKms(options: CreateKmsOptions): KmsClient {
     });
     try {
       checkKey(ks.providerId, dek);
-      return Buffer.from(dek);
+      return copyKeyBytes(dek);
     } finally {
       dek.fill(0);
     }

@@ -24,7 +24,7 @@
  */
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Clock } from "./clock";
-import { type KeySection, fromBase64Url, parseKeySection, toBase64Url } from "./envelope";
+import { type KeySection, copyKeyBytes, fromBase64Url, parseKeySection, toBase64Url } from "./envelope";
 import { UNAVAILABLE_NOW_CODES, isKmsError } from "./errors";
 import type { CacheSide, KmsEvents } from "./events";
 import type { EncryptionContext } from "./provider";
@@ -341,7 +341,7 @@ export class SharedTier {
       if (!Number.isFinite(createdAt) || createdAt > this.#clock.now() + MAX_CLOCK_SKEW_MS) return undefined;
       return {
         createdAt,
-        dek: Buffer.from(plaintext.subarray(CREATED_AT_BYTES, CREATED_AT_BYTES + DEK_BYTES)),
+        dek: copyKeyBytes(plaintext.subarray(CREATED_AT_BYTES, CREATED_AT_BYTES + DEK_BYTES)),
         extra: Buffer.from(plaintext.subarray(CREATED_AT_BYTES + DEK_BYTES)),
       };
     } finally {
@@ -552,8 +552,8 @@ function sealingKeyId(epoch: number, keySection: Buffer): string {
 /** The sealing AES key and the record's check value, both from the data key by HKDF, bound to the id. */
 function deriveSealing(dek: Buffer, id: string): { key: Buffer; check: Buffer } {
   const okm = Buffer.from(hkdfSync("sha256", dek, Buffer.from(id, "hex"), SEAL_INFO, 64));
-  const key = Buffer.from(okm.subarray(0, 32));
-  const check = Buffer.from(okm.subarray(32));
+  const key = copyKeyBytes(okm.subarray(0, 32));
+  const check = copyKeyBytes(okm.subarray(32));
   okm.fill(0);
   return { key, check };
 }
