@@ -94,4 +94,17 @@ export {
   type WrappedDataKey,
 } from "./provider";
 export { DEFAULT_RESILIENCE, type ResilienceOptions } from "./resilience";
+export {
+  buildSetupConfig,
+  SETUP_PROVIDERS,
+  SETUP_QUESTIONS,
+  setupConfigText,
+  setupConfigYaml,
+  setupQuestionApplies,
+  VAULT_TOKEN_ENV,
+  type SetupAnswers,
+  type SetupContext,
+  type SetupProviderId,
+  type SetupQuestion,
+} from "./setup";
 export { parseTenantIdAsUuid, type KeyRef, type TenantKeyResolver, type TenantKeySpec } from "./tenant";

@@ -7,10 +7,24 @@
  * DefaultAzureCredential; for Vault the file names the variable: `auth: { tokenFromEnv: "VAULT_TOKEN" }`,
  * which @kms/vault reads).
  * A cache setting equal to core's default is left out of the file, which then follows core's default.
+ * The questions, their checks, the configuration the answers make and its text are @kms/core's
+ * (`SETUP_QUESTIONS`, `buildSetupConfig`, `setupConfigText`), shared with the server's admin console;
+ * this command asks them, reads `--ca-cert`'s file, and checks `--credentials` in its environment.
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
-import { keyIdProblem, kmsConfigSchema, LOCAL_DEFAULT_PATH } from "@kms/core";
+import {
+  buildSetupConfig,
+  LOCAL_DEFAULT_PATH,
+  SETUP_PROVIDERS,
+  SETUP_QUESTIONS,
+  setupConfigText,
+  setupQuestionApplies,
+  VAULT_TOKEN_ENV,
+  type SetupContext,
+  type SetupProviderId,
+  type SetupQuestion,
+} from "@kms/core";
 import { bool, str, type Command, type Flags } from "../command";
 import { closeProviders, configLocation, REGISTRY, validate } from "../config";
 import { CliError, EXIT, UsageError } from "../errors";
@@ -18,16 +32,8 @@ import { out } from "../output";
 import { type Asker, terminalAsker } from "../prompt";
 import { runValidate } from "./validate";
 
-const PROVIDERS = ["local", "aws-kms", "vault", "gcp-kms", "azure-key-vault"] as const;
-type ProviderId = (typeof PROVIDERS)[number];
-const DEFAULT_CRYPTOPERIOD_DAYS = 90;
-/** Core's cache settings with their defaults (`cache.encrypt`'s max age and capacity are `cache.decrypt`'s too). */
-const CACHE_DEFAULTS = kmsConfigSchema.shape.cache.parse(undefined);
-/** A cache capacity's upper bound in core's schema. */
-const MAX_CACHE_CAPACITY = 1_000_000;
-
-/** The variable holding Vault's token: written into the file as `auth.tokenFromEnv`, always checked. */
-const VAULT_TOKEN_ENV = "VAULT_TOKEN";
+/** What core's checks of the answers use: this CLI's providers, and messages naming a question by its flag. */
+const CONTEXT: SetupContext = { registry: REGISTRY, mention: (id) => `--${id}` };
 
 /**
  * Where each provider's credentials come from with `--credentials environment`: the variables of one
@@ -36,7 +42,7 @@ const VAULT_TOKEN_ENV = "VAULT_TOKEN";
  * identity), or the managed identity endpoint App Service, Functions, Container Apps, Arc and Service
  * Fabric set. A VM's managed identity (IMDS) sets no variable: `default` there.
  */
-const CREDENTIAL_ENV: Record<Exclude<ProviderId, "local">, readonly (readonly string[])[]> = {
+const CREDENTIAL_ENV: Record<Exclude<SetupProviderId, "local">, readonly (readonly string[])[]> = {
   "aws-kms": [["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]],
   vault: [[VAULT_TOKEN_ENV]],
   "gcp-kms": [["GOOGLE_APPLICATION_CREDENTIALS"]],
@@ -49,7 +55,7 @@ const CREDENTIAL_ENV: Record<Exclude<ProviderId, "local">, readonly (readonly st
 };
 
 /** Why the environment holds none of the provider's credential alternatives, or undefined. */
-function credentialEnvProblem(provider: Exclude<ProviderId, "local">): string | undefined {
+function credentialEnvProblem(provider: Exclude<SetupProviderId, "local">): string | undefined {
   const alternatives = CREDENTIAL_ENV[provider];
   if (alternatives.some((names) => names.every((name) => process.env[name]))) return undefined;
   if (alternatives.length > 1) return `not set in the environment: ${alternatives.map((names) => names.join(" + ")).join(", or ")}`;
@@ -57,227 +63,67 @@ function credentialEnvProblem(provider: Exclude<ProviderId, "local">): string | 
   return `${missing.join(" and ")} ${missing.length === 1 ? "is" : "are"} not set in the environment`;
 }
 
-/** A loopback host (127.0.0.0/8, ::1, localhost): an emulator, not Azure. */
-const isLoopback = (url: string) => /^(127(\.\d{1,3}){3}|\[::1\]|localhost)$/i.test(new URL(url).hostname);
-
-interface Question {
-  readonly flag: string;
-  readonly text: string;
-  /** Which providers ask it (all when absent). */
-  readonly providers?: readonly ProviderId[];
-  /** An empty answer is allowed (the provider's own default applies). */
-  readonly optional?: boolean;
-  fallback(answers: Answers): string | undefined;
-  /** The problem with an answer, or undefined. */
-  check(answer: string, answers: Answers): string | undefined;
-}
-
 type Answers = Record<string, string>;
 
-const definition = (id: string) => REGISTRY.find((d) => d.id === id)!;
-
-/** The provider's own settings check, for one setting: its message, or undefined. */
-function settingProblem(provider: ProviderId, settings: Record<string, unknown>, path: string): string | undefined {
-  const result = definition(provider).parseSettings(settings);
-  return result.ok ? undefined : result.issues.find((i) => i.path === path || i.path.startsWith(`${path}.`))?.message;
-}
-
-/** The problem with an answer that must be an integer from `min` to `max`, or undefined. */
-const integerFrom = (min: number, max: number) => (answer: string) =>
-  /^\d{1,15}$/.test(answer) && Number(answer) >= min && Number(answer) <= max ? undefined : `must be an integer from ${min} to ${max}`;
-
 /**
- * `--endpoint` and `--ca-cert` for GCP: the URL becomes host and port; the PEM file of an emulator's
- * certificate, read now, becomes emulator mode (TLS trusting that certificate only, no credentials).
- * Cloud KMS is only ever reached over TLS. Returns the settings, or the problem.
+ * An answer as `kms init` takes it, checked: a file question's answer is a path, and the file's
+ * content is the answer core checks and builds from; `--credentials environment` (and Vault's token,
+ * always) are also checked in this process's environment. The answer to keep, or the problem.
  */
-function gcpSettings(url: string, caCertFile: string): Record<string, unknown> | string {
-  const settings: Record<string, unknown> = {};
-  if (url !== "") {
-    let parsed: URL | undefined;
+function checked(q: SetupQuestion, answer: string, answers: Answers): { answer: string } | { problem: string } {
+  let value = answer;
+  if (q.file === true && answer !== "") {
     try {
-      parsed = new URL(url);
-    } catch {
-      parsed = undefined;
+      value = readFileSync(answer, "utf8");
+    } catch (error) {
+      return { problem: `cannot read ${answer} (${(error as NodeJS.ErrnoException).code ?? "unreadable"})` };
     }
-    if (parsed?.protocol !== "https:") return "must be an https URL such as https://cloudkms.googleapis.com, or https://localhost:8085 for an emulator (with --ca-cert)";
-    settings.apiEndpoint = parsed.hostname.replace(/^\[|\]$/g, "");
-    if (parsed.port !== "") settings.port = Number(parsed.port);
   }
-  if (caCertFile === "") return settings;
-  try {
-    return { ...settings, emulator: { caCert: readFileSync(caCertFile, "utf8") } };
-  } catch (error) {
-    return `cannot read ${caCertFile} (${(error as NodeJS.ErrnoException).code ?? "unreadable"})`;
+  let problem = q.check(value, answers, CONTEXT);
+  if (problem === undefined && q.id === "credentials" && (value === "environment" || answers.provider === "vault")) {
+    problem = credentialEnvProblem(answers.provider as Exclude<SetupProviderId, "local">);
   }
+  return problem === undefined ? { answer: value } : { problem };
 }
 
-/** The problems @kms/gcp finds with settings from `gcpSettings` (each with its path), or undefined. */
-function gcpProblem(settings: Record<string, unknown> | string): string | undefined {
-  if (typeof settings === "string") return settings;
-  const result = definition("gcp-kms").parseSettings(settings);
-  return result.ok ? undefined : result.issues.map((i) => `${i.path}: ${i.message}`).join("; ");
-}
+/** An integer question's range and its default, for the flags' help. */
+const question = (id: string) => SETUP_QUESTIONS.find((q) => q.id === id)!;
+const range = (id: string) => `${question(id).integer!.min} to ${question(id).integer!.max}`;
+const byDefault = (id: string) => question(id).fallback({}, {});
 
-const QUESTIONS: readonly Question[] = [
-  {
-    flag: "provider",
-    text: `Provider (${PROVIDERS.join(", ")})`,
-    fallback: () => "local",
-    check: (a) => ((PROVIDERS as readonly string[]).includes(a) ? undefined : `must be one of ${PROVIDERS.join(", ")}`),
-  },
-  {
-    flag: "key",
-    text: "Key id of the default tenant key",
-    fallback: (a) => (a.provider === "local" || a.provider === "vault" ? "default" : undefined),
-    check: (key, a) => keyIdProblem(key) ?? definition(a.provider!).keyIdProblem?.(key),
-  },
-  {
-    flag: "region",
-    text: "AWS region",
-    providers: ["aws-kms"],
-    fallback: () => process.env.AWS_REGION || process.env.AWS_DEFAULT_REGION || undefined,
-    check: (region) => settingProblem("aws-kms", { region }, "region"),
-  },
-  {
-    flag: "endpoint",
-    text: "Endpoint URL (empty: the service's public endpoint)",
-    providers: ["aws-kms", "gcp-kms"],
-    optional: true,
-    fallback: () => "",
-    check: (url, a) => {
-      if (url === "") return undefined;
-      if (a.provider === "aws-kms") return settingProblem("aws-kms", { region: "us-east-1", endpoint: url }, "endpoint");
-      return gcpProblem(gcpSettings(url, ""));
-    },
-  },
-  {
-    flag: "ca-cert",
-    text: "Emulator certificate to trust, a PEM file (empty: Google's service)",
-    providers: ["gcp-kms"],
-    optional: true,
-    fallback: () => "",
-    check: (file, a) => (file === "" ? undefined : gcpProblem(gcpSettings(a.endpoint!, file))),
-  },
-  {
-    flag: "vault-address",
-    text: "Vault address (e.g. https://vault.example.com:8200)",
-    providers: ["vault"],
-    fallback: () => process.env.VAULT_ADDR || undefined,
-    check: (endpoint) => settingProblem("vault", { endpoint, auth: { token: "checked-elsewhere" } }, "endpoint"),
-  },
-  {
-    flag: "vault-url",
-    text: "Key Vault URL (e.g. https://my-vault.vault.azure.net)",
-    providers: ["azure-key-vault"],
-    fallback: () => undefined,
-    check: (vaultUrl) => settingProblem("azure-key-vault", { vaultUrl }, "vaultUrl"),
-  },
-  {
-    flag: "credentials",
-    text: "Credentials: default (the SDK's default chain) or environment (variables only)",
-    providers: ["aws-kms", "vault", "gcp-kms", "azure-key-vault"],
-    fallback: () => "default",
-    check: (answer, a) => {
-      if (answer !== "default" && answer !== "environment") return "must be default or environment";
-      return answer === "environment" || a.provider === "vault" ? credentialEnvProblem(a.provider as Exclude<ProviderId, "local">) : undefined;
-    },
-  },
-  {
-    flag: "local-path",
-    text: "Local key store file (development only)",
-    providers: ["local"],
-    fallback: () => LOCAL_DEFAULT_PATH,
-    check: (path) => settingProblem("local", { path }, "path"),
-  },
-  {
-    flag: "cache-max-age-ms",
-    text: "Data key cache: max age of an entry, in ms",
-    fallback: () => String(CACHE_DEFAULTS.encrypt.maxAgeMs),
-    // Up to core's hard max age (kept as its default), which a max age may not exceed.
-    check: integerFrom(1, CACHE_DEFAULTS.hardMaxAgeMs),
-  },
-  {
-    flag: "cache-capacity",
-    text: "Data key cache: entries per cache (encrypt, decrypt)",
-    fallback: () => String(CACHE_DEFAULTS.encrypt.capacity),
-    check: integerFrom(1, MAX_CACHE_CAPACITY),
-  },
-  {
-    flag: "rotation-days",
-    text: "Rotate keys every N days (cryptoperiod)",
-    fallback: () => String(DEFAULT_CRYPTOPERIOD_DAYS),
-    check: integerFrom(1, 3650),
-  },
-];
+/** The prompt: a terminal shows no list, so the choices are named, unless the question names them already. */
+const promptOf = (q: SetupQuestion) =>
+  q.choices === undefined || q.choices.every((c) => q.text.includes(c)) ? q.text : `${q.text} (${q.choices.join(", ")})`;
 
 /** Answers every question for the provider: from flags, the terminal, or (with --yes) defaults. */
 async function collectAnswers(flags: Flags, asker: Asker | undefined): Promise<Answers> {
   const answers: Answers = {};
-  for (const q of QUESTIONS) {
-    const given = str(flags, q.flag);
-    const applies = q.providers === undefined || q.providers.includes(answers.provider as ProviderId);
-    if (!applies) {
-      if (given !== undefined) throw new UsageError(`--${q.flag} does not apply to --provider ${answers.provider}`);
+  for (const q of SETUP_QUESTIONS) {
+    const given = str(flags, q.id);
+    if (!setupQuestionApplies(q, answers.provider)) {
+      if (given !== undefined) throw new UsageError(`--${q.id} does not apply to --provider ${answers.provider}`);
       continue;
     }
+    const fallback = q.fallback(answers, process.env);
     if (given !== undefined || asker === undefined) {
-      const answer = given ?? q.fallback(answers);
-      if (answer === undefined) throw new UsageError(`missing --${q.flag} (no default with --provider ${answers.provider})`);
-      const problem = q.check(answer, answers);
-      if (problem !== undefined) throw new UsageError(`--${q.flag}: ${problem}`);
-      answers[q.flag] = answer;
+      const answer = given ?? fallback;
+      if (answer === undefined) throw new UsageError(`missing --${q.id} (no default with --provider ${answers.provider})`);
+      const result = checked(q, answer, answers);
+      if ("problem" in result) throw new UsageError(`--${q.id}: ${result.problem}`);
+      answers[q.id] = result.answer;
     } else {
-      answers[q.flag] = await asker.ask(q.text, q.fallback(answers), (a) => (a === "" && !q.optional ? "an answer is needed" : q.check(a, answers)));
+      let kept = "";
+      await asker.ask(promptOf(q), fallback, (a) => {
+        if (a === "" && !q.optional) return "an answer is needed";
+        const result = checked(q, a, answers);
+        if ("problem" in result) return result.problem;
+        kept = result.answer;
+        return undefined;
+      });
+      answers[q.id] = kept;
     }
   }
   return answers;
-}
-
-function providerSettings(a: Answers): Record<string, unknown> {
-  switch (a.provider as ProviderId) {
-    case "local":
-      return { path: a["local-path"] };
-    case "aws-kms":
-      return { region: a.region, ...(a.endpoint ? { endpoint: a.endpoint } : {}) };
-    case "vault":
-      return { endpoint: a["vault-address"], auth: { tokenFromEnv: VAULT_TOKEN_ENV } };
-    case "gcp-kms":
-      return gcpSettings(a.endpoint!, a["ca-cert"]!) as Record<string, unknown>;
-    case "azure-key-vault":
-      // The URL's origin (as @kms/azure reads it). An emulator's challenge names Azure's resource, not
-      // its loopback host: the SDK's check of that resource is turned off there, and only there.
-      return { vaultUrl: new URL(a["vault-url"]!).origin, ...(isLoopback(a["vault-url"]!) ? { disableChallengeResourceVerification: true } : {}) };
-  }
-}
-
-export function buildConfig(a: Answers): Record<string, unknown> {
-  const maxAgeMs = Number(a["cache-max-age-ms"]);
-  const capacity = Number(a["cache-capacity"]);
-  const side = {
-    ...(maxAgeMs === CACHE_DEFAULTS.encrypt.maxAgeMs ? {} : { maxAgeMs }),
-    ...(capacity === CACHE_DEFAULTS.encrypt.capacity ? {} : { capacity }),
-  };
-  return {
-    providers: { [a.provider!]: providerSettings(a) },
-    tenants: { defaultKey: { provider: a.provider, keyId: a.key } },
-    ...(Object.keys(side).length === 0 ? {} : { cache: { encrypt: side, decrypt: side } }),
-    rotation: { cryptoperiodDays: Number(a["rotation-days"]) },
-  };
-}
-
-/** YAML for the plain objects `buildConfig` makes: strings double-quoted (JSON escapes are YAML's). */
-export function toYaml(value: Record<string, unknown>, indent = ""): string {
-  return Object.entries(value)
-    .map(([key, v]) => {
-      const name = /^[A-Za-z_][A-Za-z0-9_-]*$/.test(key) ? key : JSON.stringify(key);
-      if (typeof v === "object" && v !== null) {
-        const inner = toYaml(v as Record<string, unknown>, `${indent}  `);
-        return inner === "" ? `${indent}${name}: {}\n` : `${indent}${name}:\n${inner}`;
-      }
-      return `${indent}${name}: ${JSON.stringify(v)}\n`;
-    })
-    .join("");
 }
 
 async function init(flags: Flags): Promise<number> {
@@ -296,11 +142,11 @@ async function init(flags: Flags): Promise<number> {
   } finally {
     asker?.close();
   }
-  const config = buildConfig(answers);
+  const config = buildSetupConfig(answers);
   // Core's checks before anything is written (they read no file and call no KMS, so a relative local
   // key store path needs no resolving here): a refused configuration leaves no file behind.
   await closeProviders(validate(config));
-  const text = /\.ya?ml$/i.test(location.path) ? toYaml(config) : `${JSON.stringify(config, null, 2)}\n`;
+  const text = setupConfigText(config, location.path);
   mkdirSync(dirname(location.path), { recursive: true, mode: 0o700 });
   writeFileSync(location.path, text, { mode: 0o600, flag: bool(flags, "force") ? "w" : "wx" });
   chmodSync(location.path, 0o600); // an overwritten file keeps its old mode otherwise
@@ -316,7 +162,7 @@ export const initCommand: Command = {
     "JSON, or YAML for .yaml/.yml; mode 0600. Asks on a terminal; --yes takes defaults. No secret is ever\n" +
     "written: credentials come from the SDK's default chain or the environment.",
   usage:
-    "init [--config F] [--provider local|aws-kms|vault|gcp-kms|azure-key-vault] [--key KEY_ID] [--region R]\n" +
+    `init [--config F] [--provider ${SETUP_PROVIDERS.join("|")}] [--key KEY_ID] [--region R]\n` +
     "          [--endpoint URL] [--ca-cert FILE] [--vault-address URL] [--vault-url URL] [--credentials default|environment]\n" +
     "          [--local-path P] [--cache-max-age-ms N] [--cache-capacity N] [--rotation-days N] [--yes] [--force]\n" +
     "          [--no-validate]",
@@ -334,10 +180,10 @@ export const initCommand: Command = {
     "cache-max-age-ms": {
       type: "string",
       value: "N",
-      help: `data key cache max age in ms, 1 to ${CACHE_DEFAULTS.hardMaxAgeMs} (default: core's, ${CACHE_DEFAULTS.encrypt.maxAgeMs})`,
+      help: `data key cache max age in ms, ${range("cache-max-age-ms")} (default: core's, ${byDefault("cache-max-age-ms")})`,
     },
-    "cache-capacity": { type: "string", value: "N", help: `data key cache entries, 1 to ${MAX_CACHE_CAPACITY} (default: core's, ${CACHE_DEFAULTS.encrypt.capacity})` },
-    "rotation-days": { type: "string", value: "N", help: `cryptoperiod in days, 1 to 3650 (default: ${DEFAULT_CRYPTOPERIOD_DAYS})` },
+    "cache-capacity": { type: "string", value: "N", help: `data key cache entries, ${range("cache-capacity")} (default: core's, ${byDefault("cache-capacity")})` },
+    "rotation-days": { type: "string", value: "N", help: `cryptoperiod in days, ${range("rotation-days")} (default: ${byDefault("rotation-days")})` },
     yes: { type: "boolean", help: "ask nothing: defaults for what no flag gives" },
     force: { type: "boolean", help: "overwrite an existing file" },
     "no-validate": { type: "boolean", help: "do not run `kms validate` afterwards" },
