@@ -6,15 +6,14 @@
  * servers' start on: no warm-up hides a call.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
-import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { type AddressInfo, createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { createClient } from "@keyv/redis";
 import { type AwsKmsRoute, AwsKmsEmulator, type EmulatorRequest } from "@kms/testkit/emulators";
+import { writeAwsKmsConfig } from "./support/aws-kms-config";
+import { closedPort } from "./support/closed-port";
+import { ServerHarness, type ServerProcess, stop } from "./support/server-process";
 
-const MAIN = resolve(__dirname, "../dist/main.js");
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 /** This run's namespace in Redis: nothing else reads it, and afterAll deletes it. */
 const KEY_PREFIX = `kms-scale-test-${process.pid}-${Date.now()}`;
@@ -40,58 +39,13 @@ class ContextLoggingEmulator extends AwsKmsEmulator {
   }
 }
 
-interface Server {
-  child: ChildProcess;
-  url: string;
-  output: () => string;
-}
-
-const children = new Set<ChildProcess>();
+const harness = new ServerHarness("kms-scale-test-");
 const emulator = new ContextLoggingEmulator();
 const redis = createClient({ url: REDIS_URL });
 let tmp: string;
-let servers: Server[] = [];
+let servers: ServerProcess[] = [];
 
-/** Starts one server and waits for its `listening on http://…` log line. */
-function startServer(env: Record<string, string>): Promise<Server> {
-  const child = spawn(process.execPath, [MAIN], {
-    cwd: tmp,
-    // Only what the server needs: nothing inherited from the test runner (KMS_*, NODE_ENV, INIT_CWD).
-    env: { PATH: process.env.PATH ?? "", HOME: tmp, HOST: "127.0.0.1", PORT: "0", NODE_ENV: "test", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.add(child);
-  child.on("exit", () => children.delete(child));
-  const chunks: string[] = [];
-  const output = () => chunks.join("");
-  child.stderr!.setEncoding("utf8").on("data", (d: string) => chunks.push(d));
-  return new Promise((resolvePromise, reject) => {
-    const timer = setTimeout(() => finish(new Error(`server did not start:\n${output()}`)), 20_000);
-    const onData = (d: string) => {
-      chunks.push(d);
-      const m = /"msg":"listening on (http:\/\/[^"]+)"/.exec(output());
-      if (m) finish(undefined, m[1]);
-    };
-    const onExit = (code: number | null) => finish(new Error(`server exited (${code}):\n${output()}`));
-    function finish(error: Error | undefined, url?: string): void {
-      clearTimeout(timer);
-      child.stdout!.off("data", onData);
-      child.off("exit", onExit);
-      child.stdout!.on("data", (d: string) => chunks.push(d));
-      if (error) reject(error);
-      else resolvePromise({ child, url: url!, output });
-    }
-    child.stdout!.setEncoding("utf8").on("data", onData);
-    child.on("exit", onExit);
-  });
-}
-
-function exited(child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
-  return new Promise((r) => child.once("exit", (code) => r(code)));
-}
-
-async function call(server: Server, method: string, path: string, token: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+async function call(server: ServerProcess, method: string, path: string, token: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(server.url + path, {
     method,
     headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
@@ -101,20 +55,20 @@ async function call(server: Server, method: string, path: string, token: string,
   return { status: res.status, body: text === "" ? {} : (JSON.parse(text) as Record<string, unknown>) };
 }
 
-async function encrypt(server: Server, plaintext: string): Promise<string> {
+async function encrypt(server: ServerProcess, plaintext: string): Promise<string> {
   const res = await call(server, "POST", `/v1/tenants/${TENANT}/encrypt`, TOKENS[TENANT]!, { plaintext: Buffer.from(plaintext).toString("base64") });
   expect(res.status).toBe(200);
   return res.body.ciphertext as string;
 }
 
-async function decrypt(server: Server, ciphertext: string): Promise<string> {
+async function decrypt(server: ServerProcess, ciphertext: string): Promise<string> {
   const res = await call(server, "POST", `/v1/tenants/${TENANT}/decrypt`, TOKENS[TENANT]!, { ciphertext });
   expect(res.status).toBe(200);
   return Buffer.from(res.body.plaintext as string, "base64").toString("utf8");
 }
 
 /** A sample's value in a server's /metrics exposition (undefined when absent). */
-async function sample(server: Server, series: string): Promise<number | undefined> {
+async function sample(server: ServerProcess, series: string): Promise<number | undefined> {
   const res = await fetch(`${server.url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
   expect(res.status).toBe(200);
   const line = (await res.text()).split("\n").find((l) => l.startsWith(`${series} `));
@@ -133,35 +87,27 @@ async function prefixNames(): Promise<string[]> {
 }
 
 beforeAll(async () => {
-  if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: build first (pnpm turbo run build --filter=@kms/server...)`);
-  tmp = mkdtempSync(join(tmpdir(), "kms-scale-test-"));
+  tmp = harness.setUp();
   await redis.connect();
   await emulator.start();
   emulator.createKey({ alias: "alias/tenants" });
-  const { region, endpoint, credentials } = emulator.clientConfig();
-  const configFile = join(tmp, "kms.json");
-  writeFileSync(
-    configFile,
-    JSON.stringify({
-      providers: { "aws-kms": { region, endpoint, credentials } },
-      // The tenants' key also wraps the cache-sealing key (no `cache.shared.sealingKey`: the default).
-      tenants: { defaultKey: { provider: "aws-kms", keyId: "alias/tenants" } },
-      cache: {
-        shared: {
-          urlFromEnv: "REDIS_URL",
-          keyPrefix: KEY_PREFIX,
-          // The counts below are exact: a Redis answer late on a loaded test machine must not pass for
-          // an outage (the default 50 ms timeout would then skip the tier and call the KMS), nor a slow
-          // loader for a dead one (the lock's TTL bounds how long the others wait for its result).
-          timeoutMs: 5_000,
-          lockTtlMs: 20_000,
-        },
+  // The tenants' key also wraps the cache-sealing key (no `cache.shared.sealingKey`: the default).
+  const configFile = writeAwsKmsConfig(join(tmp, "kms.json"), emulator, "alias/tenants", {
+    cache: {
+      shared: {
+        urlFromEnv: "REDIS_URL",
+        keyPrefix: KEY_PREFIX,
+        // The counts below are exact: a Redis answer late on a loaded test machine must not pass for
+        // an outage (the default 50 ms timeout would then skip the tier and call the KMS), nor a slow
+        // loader for a dead one (the lock's TTL bounds how long the others wait for its result).
+        timeoutMs: 5_000,
+        lockTtlMs: 20_000,
       },
-    }),
-  );
+    },
+  });
   servers = await Promise.all(
     Array.from({ length: INSTANCES }, (_, i) =>
-      startServer({
+      harness.start({
         KMS_CONFIG_FILE: configFile,
         REDIS_URL,
         KMS_TENANT_TOKENS: JSON.stringify(TOKENS),
@@ -180,20 +126,14 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await Promise.all(
-    servers.map(async (server) => {
-      server.child.kill("SIGTERM");
-      await exited(server.child);
-    }),
-  );
-  for (const child of children) child.kill("SIGKILL");
+  await Promise.all(servers.map((server) => stop(server)));
+  await harness.tearDown();
   await emulator.stop().catch(() => undefined); // not started when beforeAll failed early
   if (redis.isOpen) {
     const names = await prefixNames();
     if (names.length > 0) await redis.del(names);
     redis.destroy();
   }
-  if (tmp !== undefined) rmSync(tmp, { recursive: true, force: true });
 }, 30_000);
 
 describe("three servers, one Redis, one KMS", () => {
@@ -301,10 +241,7 @@ describe("three servers, one Redis, one KMS", () => {
 describe("a server whose Redis is unreachable", () => {
   it("serves from its own cache and the KMS, stays ready, and shows the tier degraded (the reason to the admin only)", async () => {
     // A port nothing listens on: the tier's operations fail at once (connection refused).
-    const closed = createServer();
-    await new Promise<void>((r) => closed.listen(0, "127.0.0.1", r));
-    const port = (closed.address() as AddressInfo).port;
-    await new Promise((r) => closed.close(r));
+    const port = await closedPort();
     const configFile = join(tmp, "unreachable.json");
     writeFileSync(
       configFile,
@@ -314,7 +251,7 @@ describe("a server whose Redis is unreachable", () => {
         cache: { shared: { url: `redis://127.0.0.1:${port}`, keyPrefix: KEY_PREFIX } },
       }),
     );
-    const server = await startServer({
+    const server = await harness.start({
       KMS_CONFIG_FILE: configFile,
       KMS_TENANT_TOKENS: JSON.stringify(TOKENS),
       KMS_ADMIN_TOKEN: ADMIN_TOKEN,
@@ -334,8 +271,7 @@ describe("a server whose Redis is unreachable", () => {
       expect(JSON.stringify(body)).not.toContain((admin.body.sharedCache as { lastError: { reason: string } }).lastError.reason);
       expect(await sample(server, "kms_shared_cache_up")).toBe(0);
     } finally {
-      server.child.kill("SIGTERM");
-      await exited(server.child);
+      await stop(server);
     }
   });
 });

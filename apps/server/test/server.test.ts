@@ -4,140 +4,24 @@
  * local key store, and called over HTTP.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { createHash, createHmac, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
 import { once } from "node:events";
 import { request } from "node:http";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { docsUrlFor, fromBase64Url, parseEnvelope, type KmsErrorCode } from "@kms/core";
 import { fromCsv, readEvidenceFile, verifyEvidence, verifyExport, type EvidenceManifest, type EvidenceRecord } from "@kms/rotation";
 import { AwsKmsEmulator } from "@kms/testkit/emulators";
+import { FAIL_FAST_RESILIENCE, writeAwsKmsConfig } from "./support/aws-kms-config";
+import { exited, logLines, ServerHarness, type ServerProcess, stop, waitForStdout } from "./support/server-process";
 
-const MAIN = resolve(__dirname, "../dist/main.js");
 const TOKENS = { "tenant-a": "test-token-a-0123456789", "tenant-b": "test-token-b-0123456789" };
 const ADMIN_TOKEN = "test-admin-token-0123456789";
 
-const children = new Set<ChildProcess>();
+// Start-up waits stay under the 15 s of the hooks that start servers, so a failure shows the output.
+const harness = new ServerHarness("kms-server-test-", { startTimeoutMs: 10_000 });
 let tmp: string;
-
-interface Started {
-  child: ChildProcess;
-  url: string;
-  stdout: () => string;
-  stderr: () => string;
-}
-
-/** Only what the server needs: no inherited KMS_* / NODE_ENV / INIT_CWD from the test runner. */
-function baseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  return { PATH: process.env.PATH ?? "", HOME: tmp, HOST: "127.0.0.1", PORT: "0", NODE_ENV: "test", ...extra };
-}
-
-function spawnServer(env: Record<string, string>): { child: ChildProcess; out: string[]; err: string[] } {
-  const child = spawn(process.execPath, [MAIN], { cwd: tmp, env: baseEnv(env), stdio: ["ignore", "pipe", "pipe"] });
-  children.add(child);
-  child.on("exit", () => children.delete(child));
-  const out: string[] = [];
-  const err: string[] = [];
-  child.stdout!.setEncoding("utf8").on("data", (d: string) => out.push(d));
-  child.stderr!.setEncoding("utf8").on("data", (d: string) => err.push(d));
-  return { child, out, err };
-}
-
-/** Starts the server and waits for its `listening on http://host:port` log line. */
-function startServer(env: Record<string, string>): Promise<Started> {
-  const { child, out, err } = spawnServer(env);
-  return new Promise((resolvePromise, reject) => {
-    const timer = setTimeout(() => done(new Error(`server did not start:\n${out.join("")}\n${err.join("")}`)), 10_000);
-    const done = (error: Error | undefined, url?: string) => {
-      clearTimeout(timer);
-      child.stdout!.off("data", onData);
-      child.off("exit", onExit);
-      if (error) reject(error);
-      else resolvePromise({ child, url: url!, stdout: () => out.join(""), stderr: () => err.join("") });
-    };
-    const onData = () => {
-      for (const line of out.join("").split("\n")) {
-        if (!line.startsWith("{")) continue;
-        try {
-          const m = /^listening on (http:\/\/\S+)$/.exec((JSON.parse(line) as { msg?: string }).msg ?? "");
-          if (m) return done(undefined, m[1]);
-        } catch {
-          // a partial line: wait for more
-        }
-      }
-    };
-    const onExit = (code: number | null) => done(new Error(`server exited (${code}):\n${out.join("")}\n${err.join("")}`));
-    child.stdout!.on("data", onData);
-    child.on("exit", onExit);
-  });
-}
-
-/** Runs the server expecting it to exit; resolves with its exit code and output. */
-function runToExit(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
-  const { child, out, err } = spawnServer(env);
-  return new Promise((resolvePromise) => {
-    const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      resolvePromise({ code, output: out.join("") + err.join("") });
-    });
-  });
-}
-
-/** The JSON lines of `stdout` (a line still being written is skipped). */
-function logLines(stdout: string): Record<string, unknown>[] {
-  const lines: Record<string, unknown>[] = [];
-  for (const line of stdout.split("\n")) {
-    if (!line.startsWith("{")) continue;
-    try {
-      lines.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      // a partial line: the rest is still to come
-    }
-  }
-  return lines;
-}
-
-/**
- * Resolves with `found(stdout)` as soon as it is defined: checked now and after every chunk the
- * server writes. The deadline only turns output that never comes into a failure that shows it.
- */
-function waitForStdout<T>(server: Started, found: (stdout: string) => T | undefined, what: string, timeoutMs = 5_000): Promise<T> {
-  const stdout = server.child.stdout!;
-  return new Promise<T>((resolvePromise, reject) => {
-    const fail = (why: string) => finish(new Error(`${why} before ${what}:\n${server.stdout()}\n${server.stderr()}`));
-    const check = () => {
-      const value = found(server.stdout());
-      if (value !== undefined) finish(undefined, value);
-    };
-    const onEnd = () => {
-      check();
-      fail("the server's output ended");
-    };
-    const timer = setTimeout(() => fail(`${timeoutMs} ms passed`), timeoutMs);
-    let done = false;
-    function finish(error: Error | undefined, value?: T): void {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      stdout.off("data", check);
-      stdout.off("end", onEnd);
-      if (error) reject(error);
-      else resolvePromise(value as T);
-    }
-    // Registered after spawnServer's own listener, so the chunk is already in `server.stdout()`.
-    stdout.on("data", check);
-    stdout.on("end", onEnd);
-    check();
-  });
-}
-
-function exited(child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
-  return new Promise((r) => child.once("exit", (code) => r(code)));
-}
 
 interface Res {
   status: number;
@@ -174,24 +58,17 @@ function expectError(res: Res, status: number, code: string): void {
 const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
 
 beforeAll(() => {
-  if (!existsSync(MAIN)) {
-    throw new Error(`${MAIN} is missing: build first (cd apps/server && npx tsc -p tsconfig.build.json)`);
-  }
-  tmp = mkdtempSync(join(tmpdir(), "kms-server-test-"));
+  tmp = harness.setUp();
 });
 
-afterAll(async () => {
-  for (const child of children) child.kill("SIGKILL");
-  await Promise.all([...children].map(exited));
-  rmSync(tmp, { recursive: true, force: true });
-});
+afterAll(() => harness.tearDown());
 
 describe("running server (local provider)", () => {
-  let server: Started;
+  let server: ServerProcess;
   let url: string;
 
   beforeAll(async () => {
-    server = await startServer({
+    server = await harness.start({
       KMS_LOCAL_KEY_STORE: join(tmp, "keys", "local-keys.json"),
       KMS_TENANT_TOKENS: JSON.stringify(TOKENS),
       KMS_ADMIN_TOKEN: ADMIN_TOKEN,
@@ -200,8 +77,7 @@ describe("running server (local provider)", () => {
   }, 15_000);
 
   afterAll(async () => {
-    server.child.kill("SIGTERM");
-    await exited(server.child);
+    await stop(server);
   });
 
   const encrypt = (tenant: string, plaintext: string, context?: Record<string, string>, token?: string) =>
@@ -535,11 +411,11 @@ describe("running server (local provider)", () => {
 
 describe("rotation and evidence (a fresh server, an HMAC-keyed evidence log)", () => {
   const HMAC_KEY = "evidence-hmac-key-for-tests-0123456789abcdef";
-  let server: Started;
+  let server: ServerProcess;
   let url: string;
 
   beforeAll(async () => {
-    server = await startServer({
+    server = await harness.start({
       KMS_LOCAL_KEY_STORE: join(tmp, "rotation", "keys.json"),
       KMS_TENANT_TOKENS: JSON.stringify(TOKENS),
       KMS_ADMIN_TOKEN: ADMIN_TOKEN,
@@ -549,8 +425,7 @@ describe("rotation and evidence (a fresh server, an HMAC-keyed evidence log)", (
   }, 15_000);
 
   afterAll(async () => {
-    server.child.kill("SIGTERM");
-    await exited(server.child);
+    await stop(server);
   });
 
   const keyVersionOf = (ciphertext: string) => parseEnvelope(fromBase64Url(ciphertext)).keySection.keyVersion;
@@ -662,7 +537,7 @@ function promtoolCheck(exposition: string): Promise<{ code: number | null; outpu
 }
 
 describe("the periodic scheduler (KMS_ROTATION_INTERVAL_MS) rotates an overdue key", () => {
-  let server: Started;
+  let server: ServerProcess;
 
   beforeAll(async () => {
     // A local key store whose key is 100 days old: overdue under the 90-day cryptoperiod.
@@ -675,7 +550,7 @@ describe("the periodic scheduler (KMS_ROTATION_INTERVAL_MS) rotates an overdue k
       JSON.stringify({ format: "kms-local-keystore", version: 1, keys: { default: { enabled: true, createdAt, currentVersion: "1", versions: { "1": { createdAt, material } } } } }),
       { mode: 0o600 },
     );
-    server = await startServer({
+    server = await harness.start({
       KMS_LOCAL_KEY_STORE: join(dir, "keys.json"),
       KMS_TENANT_TOKENS: JSON.stringify(TOKENS),
       KMS_ADMIN_TOKEN: ADMIN_TOKEN,
@@ -684,8 +559,7 @@ describe("the periodic scheduler (KMS_ROTATION_INTERVAL_MS) rotates an overdue k
   }, 15_000);
 
   afterAll(async () => {
-    server.child.kill("SIGTERM");
-    await exited(server.child);
+    await stop(server);
   });
 
   it("rotates it once, records it, and counts it in /metrics", async () => {
@@ -712,10 +586,10 @@ function sample(exposition: string, series: string): number | undefined {
 }
 
 describe("GET /metrics (a fresh server: the counts are this test's traffic only)", () => {
-  let server: Started;
+  let server: ServerProcess;
 
   beforeAll(async () => {
-    server = await startServer({
+    server = await harness.start({
       KMS_LOCAL_KEY_STORE: join(tmp, "metrics", "keys.json"),
       KMS_TENANT_TOKENS: JSON.stringify(TOKENS),
       KMS_ADMIN_TOKEN: ADMIN_TOKEN,
@@ -723,8 +597,7 @@ describe("GET /metrics (a fresh server: the counts are this test's traffic only)
   }, 15_000);
 
   afterAll(async () => {
-    server.child.kill("SIGTERM");
-    await exited(server.child);
+    await stop(server);
   });
 
   it("after traffic: passes `promtool check metrics` and counts exactly the cache hits and misses sent", async () => {
@@ -765,34 +638,22 @@ describe("GET /metrics (a fresh server: the counts are this test's traffic only)
 
 describe("the AWS KMS emulator as the server's provider (configuration file)", () => {
   let emulator: AwsKmsEmulator;
-  let server: Started;
+  let server: ServerProcess;
   let keyArn: string;
 
   beforeAll(async () => {
     emulator = new AwsKmsEmulator();
     await emulator.start();
     keyArn = emulator.createKey({ alias: "alias/tenants" }).arn;
-    const { region, endpoint, credentials } = emulator.clientConfig();
-    const configPath = join(tmp, "aws.json");
-    writeFileSync(
-      configPath,
-      JSON.stringify({
-        providers: { "aws-kms": { region, endpoint, credentials } },
-        tenants: { defaultKey: { provider: "aws-kms", keyId: "alias/tenants" } },
-        // Fail fast while the emulator is down; enough failures allowed that the circuit stays closed.
-        resilience: { timeoutMs: 1_000, retry: { maxAttempts: 1 }, circuitBreaker: { failureThreshold: 50 } },
-      }),
-    );
-    server = await startServer({
-      KMS_CONFIG_FILE: configPath,
+    server = await harness.start({
+      KMS_CONFIG_FILE: writeAwsKmsConfig(join(tmp, "aws.json"), emulator, "alias/tenants", { resilience: FAIL_FAST_RESILIENCE }),
       KMS_TENANT_TOKENS: JSON.stringify(TOKENS),
       KMS_ADMIN_TOKEN: ADMIN_TOKEN,
     });
   }, 15_000);
 
   afterAll(async () => {
-    server.child.kill("SIGTERM");
-    await exited(server.child);
+    await stop(server);
     await emulator.stop();
   });
 
@@ -902,7 +763,7 @@ describe("JWT credentials and a YAML configuration file", () => {
     return path;
   };
 
-  async function roundTrip(server: Started, token: string): Promise<void> {
+  async function roundTrip(server: ServerProcess, token: string): Promise<void> {
     const plaintext = b64("via a JWT");
     const enc = await call(server.url, "POST", "/v1/tenants/tenant-a/encrypt", { plaintext }, token);
     expect(enc.status).toBe(200);
@@ -911,12 +772,12 @@ describe("JWT credentials and a YAML configuration file", () => {
   }
 
   describe("HS256, issuer and audience, YAML configuration", () => {
-    let server: Started;
+    let server: ServerProcess;
     const claims = { iss: "https://issuer.example", aud: "kms" };
     const token = (extra: Record<string, unknown>, key: string = SECRET) => jwt({ alg: "HS256", typ: "JWT" }, { ...claims, ...extra }, key);
 
     beforeAll(async () => {
-      server = await startServer({
+      server = await harness.start({
         KMS_CONFIG_FILE: yamlConfig("hs256"),
         KMS_AUTH: "jwt",
         KMS_JWT_ALG: "HS256",
@@ -927,8 +788,7 @@ describe("JWT credentials and a YAML configuration file", () => {
     }, 15_000);
 
     afterAll(async () => {
-      server.child.kill("SIGTERM");
-      await exited(server.child);
+      await stop(server);
     });
 
     it("a tenant's token round-trips on its routes; an admin token reads the admin API", async () => {
@@ -962,12 +822,12 @@ describe("JWT credentials and a YAML configuration file", () => {
   });
 
   describe("RS256 with a JWKS file", () => {
-    let server: Started;
+    let server: ServerProcess;
 
     beforeAll(async () => {
       const jwksPath = join(tmp, "jwks.json");
       writeFileSync(jwksPath, JSON.stringify({ keys: [{ ...publicKey.export({ format: "jwk" }), kid: "k1", use: "sig", alg: "RS256" }] }));
-      server = await startServer({
+      server = await harness.start({
         KMS_CONFIG_FILE: yamlConfig("rs256"),
         KMS_AUTH: "jwt",
         KMS_JWT_ALG: "RS256",
@@ -976,8 +836,7 @@ describe("JWT credentials and a YAML configuration file", () => {
     }, 15_000);
 
     afterAll(async () => {
-      server.child.kill("SIGTERM");
-      await exited(server.child);
+      await stop(server);
     });
 
     it("a tenant's token round-trips; an admin token reads /metrics", async () => {
@@ -1000,7 +859,7 @@ describe("static tokens configured as SHA-256 hashes (production)", () => {
     const sha = (token: string) => `sha256:${createHash("sha256").update(token).digest("hex")}`;
     const tenantToken = "tenant-a-token-from-a-vault-0123";
     const adminToken = "admin-token-from-a-vault-0123456";
-    const server = await startServer({
+    const server = await harness.start({
       NODE_ENV: "production",
       KMS_ALLOW_LOCAL_IN_PRODUCTION: "true",
       KMS_LOCAL_KEY_STORE: join(tmp, "hashed", "keys.json"),
@@ -1015,15 +874,14 @@ describe("static tokens configured as SHA-256 hashes (production)", () => {
       expect(server.stdout()).not.toContain(tenantToken);
       expect(server.stdout()).not.toContain("Development tokens");
     } finally {
-      server.child.kill("SIGTERM");
-      await exited(server.child);
+      await stop(server);
     }
   });
 });
 
 describe("development tokens", () => {
   it("generates and prints tokens once when none is configured, and they work", async () => {
-    const server = await startServer({ KMS_LOCAL_KEY_STORE: join(tmp, "dev", "keys.json"), KMS_DEMO_TENANTS: "alpha, beta" });
+    const server = await harness.start({ KMS_LOCAL_KEY_STORE: join(tmp, "dev", "keys.json"), KMS_DEMO_TENANTS: "alpha, beta" });
     try {
       // Printed (in one write) right after the listening line.
       await waitForStdout(server, (out) => /admin: \S+/.exec(out)?.[0], "the development tokens");
@@ -1039,15 +897,14 @@ describe("development tokens", () => {
       const cross = await call(server.url, "POST", "/v1/tenants/alpha/encrypt", { plaintext: b64("hi") }, beta);
       expectError(cross, 403, "TENANT_MISMATCH");
     } finally {
-      server.child.kill("SIGTERM");
-      await exited(server.child);
+      await stop(server);
     }
   }, 15_000);
 });
 
 describe("graceful shutdown", () => {
   it.each(["SIGTERM", "SIGINT"] as const)("on %s, finishes the request in flight, then exits 0", async (signal) => {
-    const server = await startServer({
+    const server = await harness.start({
       KMS_LOCAL_KEY_STORE: join(tmp, "shutdown", "keys.json"),
       KMS_TENANT_TOKENS: JSON.stringify(TOKENS),
     });
@@ -1218,7 +1075,7 @@ describe("start-up with an invalid configuration exits non-zero, naming the code
   ];
 
   it.each(cases)("%s", async (_name, env, code, mentions) => {
-    const { code: exitCode, output } = await runToExit(env());
+    const { code: exitCode, output } = await harness.runToExit(env());
     expect(exitCode).toBe(1);
     expect(output).toContain(code);
     expect(output).toContain(docsUrlFor(code));
@@ -1226,7 +1083,7 @@ describe("start-up with an invalid configuration exits non-zero, naming the code
   });
 
   it("a config file without providers exits 1 naming `providers`: no fallback to local", async () => {
-    const { code, output } = await runToExit({
+    const { code, output } = await harness.runToExit({
       ...tokens,
       KMS_CONFIG_FILE: configFile("no-providers.json", JSON.stringify({ tenants: { defaultKey: { provider: "local", keyId: "k" } } })),
     });
@@ -1239,7 +1096,7 @@ describe("start-up with an invalid configuration exits non-zero, naming the code
   });
 
   it("NODE_ENV=Production (any case) without tokens exits 1", async () => {
-    const { code, output } = await runToExit({
+    const { code, output } = await harness.runToExit({
       NODE_ENV: "Production",
       KMS_ALLOW_LOCAL_IN_PRODUCTION: "true",
       KMS_LOCAL_KEY_STORE: join(tmp, "p3", "k.json"),
@@ -1251,7 +1108,7 @@ describe("start-up with an invalid configuration exits non-zero, naming the code
   });
 
   it("opting in allows local in production (and it starts)", async () => {
-    const server = await startServer({
+    const server = await harness.start({
       ...tokens,
       NODE_ENV: "production",
       KMS_ALLOW_LOCAL_IN_PRODUCTION: "true",
@@ -1259,7 +1116,6 @@ describe("start-up with an invalid configuration exits non-zero, naming the code
     });
     const res = await call(server.url, "GET", "/health/kms");
     expect(res.status).toBe(200);
-    server.child.kill("SIGTERM");
-    await exited(server.child);
+    await stop(server);
   }, 15_000);
 });
