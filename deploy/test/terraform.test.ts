@@ -402,7 +402,7 @@ describe("the comparison catches a module that drifts", () => {
   });
 
   it("aws: an extra action for the service, or one taken away, fails the comparison", async () => {
-    const extra = await parseModule("aws", { file: "main.tf", from: 'actions   = ["kms:DescribeKey"]', to: 'actions   = ["kms:DescribeKey", "kms:ReEncryptFrom"]' });
+    const extra = await parseModule("aws", { file: "main.tf", from: 'actions   = ["kms:DescribeKey", "kms:ListKeyRotations"]', to: 'actions   = ["kms:DescribeKey", "kms:ListKeyRotations", "kms:ReEncryptFrom"]' });
     expect(permissionDiff(awsGranted(extra, AWS_PRINCIPALS.service), AWS_RUNTIME_PERMISSIONS)).toEqual({ extra: ["kms:ReEncryptFrom"], missing: [] });
     const fewer = await parseModule("aws", { file: "main.tf", from: '"kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"]', to: '"kms:GenerateDataKey", "kms:Decrypt"]' });
     expect(permissionDiff(awsGranted(fewer, AWS_PRINCIPALS.service), AWS_RUNTIME_PERMISSIONS)).toEqual({ extra: [], missing: ["kms:Encrypt"] });
@@ -419,7 +419,7 @@ describe("the comparison catches a module that drifts", () => {
   });
 
   it("aws: actions computed instead of written out cannot be compared, and say so", async () => {
-    const computed = await parseModule("aws", { file: "main.tf", from: 'actions   = ["kms:DescribeKey"]', to: "actions   = local.describe" });
+    const computed = await parseModule("aws", { file: "main.tf", from: 'actions   = ["kms:DescribeKey", "kms:ListKeyRotations"]', to: "actions   = local.describe" });
     expect(() => awsStatements(computed)).toThrow(/ServiceDescribeKey actions: expected a literal list/);
   });
 

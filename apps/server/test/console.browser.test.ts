@@ -9,13 +9,14 @@
  * saying so. It is never skipped.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "@jest/globals";
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { verifyExport, type EvidenceManifest } from "@kms/rotation";
 import { AwsKmsEmulator } from "@kms/testkit/emulators";
+import { FAIL_FAST_RESILIENCE, writeAwsKmsConfig } from "./support/aws-kms-config";
+import { ServerHarness } from "./support/server-process";
 
 /**
  * The little of the browser's globals the `page.evaluate` callbacks below use (they run in the page;
@@ -35,7 +36,6 @@ declare const document: {
 declare const window: { localStorage: { length: number }; sessionStorage: { length: number }; location: { href: string } };
 declare function getComputedStyle(element: PageElement): { outlineStyle: string };
 
-const MAIN = resolve(__dirname, "../dist/main.js");
 const ENSURE_TOOL = resolve(__dirname, "../../../scripts/ensure-tool.sh");
 /**
  * Where screenshots go: test/artifacts (not committed: each run's own). The README shows the copies in
@@ -49,14 +49,13 @@ const tenantId = (i: number) => `t${String(i).padStart(5, "0")}`;
 /** The tenant the tests act on. */
 const TENANT = tenantId(4242);
 /** What AWS needs for the runtime role (`AWS_RUNTIME_PERMISSIONS`), the one removed in the validation test. */
-const RUNTIME_PERMISSIONS = ["kms:DescribeKey", "kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"];
+const RUNTIME_PERMISSIONS = ["kms:DescribeKey", "kms:ListKeyRotations", "kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"];
 const REMOVED = "kms:GenerateDataKey";
 
+const harness = new ServerHarness("kms-console-test-");
 let tmp: string;
 let emulator: AwsKmsEmulator;
-let server: ChildProcess;
 let url: string;
-let out = "";
 let adminToken: string;
 let tenantToken: string;
 let context: BrowserContext;
@@ -73,31 +72,14 @@ function ensureChromium(): void {
   }
 }
 
-/** Starts the server and resolves once it printed its development tokens (after `listening on`). */
-function startServer(env: Record<string, string>): Promise<void> {
-  server = spawn(process.execPath, [MAIN], {
-    cwd: tmp,
-    env: { PATH: process.env.PATH ?? "", HOME: tmp, HOST: "127.0.0.1", PORT: "0", NODE_ENV: "test", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let err = "";
-  server.stderr!.setEncoding("utf8").on("data", (d: string) => (err += d));
-  return new Promise((resolvePromise, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${out.slice(-2000)}\n${err}`)), 20_000);
-    server.on("exit", (code) => reject(new Error(`server exited (${code}):\n${out.slice(-2000)}\n${err}`)));
-    server.stdout!.setEncoding("utf8").on("data", (d: string) => {
-      out += d;
-      const listening = /"msg":"listening on (http:\/\/[^"]+)"/.exec(out);
-      const admin = /^ {2}admin: (\S+)$/m.exec(out);
-      if (listening && admin) {
-        clearTimeout(timer);
-        url = listening[1]!;
-        adminToken = admin[1]!;
-        tenantToken = new RegExp(`^ {2}tenant ${TENANT}: (\\S+)$`, "m").exec(out)![1]!;
-        resolvePromise();
-      }
-    });
-  });
+/** Starts the server and reads the development tokens it prints (after `listening on`, the admin's last). */
+async function startServer(env: Record<string, string>): Promise<void> {
+  const adminLine = /^ {2}admin: (\S+)$/m;
+  const server = await harness.start(env, { ready: (stdout) => adminLine.test(stdout) });
+  const out = server.stdout();
+  url = server.url;
+  adminToken = adminLine.exec(out)![1]!;
+  tenantToken = new RegExp(`^ {2}tenant ${TENANT}: (\\S+)$`, "m").exec(out)![1]!;
 }
 
 async function api(method: string, path: string, options: { token?: string; cookie?: string; csrf?: string; body?: unknown } = {}) {
@@ -189,25 +171,13 @@ async function findTenant(): Promise<void> {
 
 beforeAll(async () => {
   ensureChromium();
-  if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: build first (pnpm --filter @kms/server build)`);
-  tmp = mkdtempSync(join(tmpdir(), "kms-console-test-"));
+  tmp = harness.setUp();
   mkdirSync(ARTIFACTS, { recursive: true });
   emulator = new AwsKmsEmulator();
   await emulator.start();
   emulator.createKey({ alias: "alias/tenants" });
-  const { region, endpoint, credentials } = emulator.clientConfig();
-  const configPath = join(tmp, "kms.json");
-  writeFileSync(
-    configPath,
-    JSON.stringify({
-      providers: { "aws-kms": { region, endpoint, credentials } },
-      tenants: { defaultKey: { provider: "aws-kms", keyId: "alias/tenants" } },
-      // Fail fast while the emulator is down; enough failures allowed that the circuit stays closed.
-      resilience: { timeoutMs: 1_000, retry: { maxAttempts: 1 }, circuitBreaker: { failureThreshold: 50 } },
-    }),
-  );
   await startServer({
-    KMS_CONFIG_FILE: configPath,
+    KMS_CONFIG_FILE: writeAwsKmsConfig(join(tmp, "kms.json"), emulator, "alias/tenants", { resilience: FAIL_FAST_RESILIENCE }),
     // No token configured: the server generates one per demo tenant (10,000 of them) and the admin's.
     KMS_DEMO_TENANTS: Array.from({ length: TENANT_COUNT }, (_, i) => tenantId(i)).join(","),
     KMS_EVIDENCE_FILE: join(tmp, "evidence.jsonl"),
@@ -235,9 +205,8 @@ afterEach(() => {
 
 afterAll(async () => {
   await context?.close();
-  server?.kill("SIGKILL");
+  await harness.tearDown();
   await emulator?.stop();
-  if (tmp !== undefined) rmSync(tmp, { recursive: true, force: true });
 });
 
 describe("the admin console in Chromium", () => {

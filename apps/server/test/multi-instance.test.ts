@@ -10,11 +10,9 @@
  * Two KMS emulators, both in every server's configuration:
  * - tenant-a's key is in the **Vault** emulator, created 100 days ago (the emulator's clock), so it
  *   is overdue under the 90-day cryptoperiod and every instance's scheduler wants to rotate it at
- *   start-up. Vault, not AWS: @kms/aws's `describeKey` reports no `rotatedAt` (packages/aws/README.md),
- *   so the scheduler dates an AWS key by its creation and finds an old one due again after every
- *   rotation, however many instances there are. Vault reports when the current version was made:
- *   after one rotation the key is current for every instance, and "exactly one rotation in total"
- *   is the property of the shared lease and evidence alone.
+ *   start-up. Vault reports when the current version was made: after one rotation the key is
+ *   current for every instance, and "exactly one rotation in total" is the property of the shared
+ *   lease and evidence alone.
  * - tenant-b's key is in the **AWS KMS** emulator, new (never due): the on-demand race. The emulator
  *   holds RotateKeyOnDemand until the test lets it go, so whichever instance wins the lease holds it
  *   while the other asks: no timing decides the outcome.
@@ -23,11 +21,8 @@
  * instances apart (`identity`).
  */
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
-import { type ChildProcess, spawn } from "node:child_process";
-import { type AddressInfo, createServer } from "node:net";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { createClient } from "@keyv/redis";
 import { verifyEvidence, verifyExport, type EvidenceManifest, type EvidenceRecord } from "@kms/rotation";
 import {
@@ -38,8 +33,9 @@ import {
   VaultEmulator,
 } from "@kms/testkit/emulators";
 import { Pool } from "pg";
+import { closedPort } from "./support/closed-port";
+import { exited, ServerHarness, type ServerProcess, stop } from "./support/server-process";
 
-const MAIN = resolve(__dirname, "../dist/main.js");
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 /** In every name this run makes (Redis keys, schemas, KMS keys): nothing else uses them. */
@@ -112,62 +108,17 @@ class GatedVaultEmulator extends VaultEmulator {
   }
 }
 
-interface Server {
-  child: ChildProcess;
-  url: string;
-  output: () => string;
-}
-
 interface Res {
   status: number;
   body: Record<string, unknown>;
 }
 
-const children = new Set<ChildProcess>();
+const harness = new ServerHarness("kms-multi-instance-test-");
 let tmp: string;
 const pg = new Pool({ connectionString: DATABASE_URL, max: 2 });
 const redis = createClient({ url: REDIS_URL });
 
-/** Starts one server and waits for its `listening on http://…` log line. */
-function startServer(env: Record<string, string>): Promise<Server> {
-  const child = spawn(process.execPath, [MAIN], {
-    cwd: tmp,
-    // Only what the server needs: nothing inherited from the test runner (KMS_*, NODE_ENV, INIT_CWD).
-    env: { PATH: process.env.PATH ?? "", HOME: tmp, HOST: "127.0.0.1", PORT: "0", NODE_ENV: "test", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.add(child);
-  child.on("exit", () => children.delete(child));
-  const chunks: string[] = [];
-  const output = () => chunks.join("");
-  child.stderr!.setEncoding("utf8").on("data", (d: string) => chunks.push(d));
-  return new Promise((resolvePromise, reject) => {
-    const timer = setTimeout(() => finish(new Error(`server did not start:\n${output()}`)), 20_000);
-    const onData = (d: string) => {
-      chunks.push(d);
-      const m = /"msg":"listening on (http:\/\/[^"]+)"/.exec(output());
-      if (m) finish(undefined, m[1]);
-    };
-    const onExit = (code: number | null) => finish(new Error(`server exited (${code}):\n${output()}`));
-    function finish(error: Error | undefined, url?: string): void {
-      clearTimeout(timer);
-      child.stdout!.off("data", onData);
-      child.off("exit", onExit);
-      child.stdout!.on("data", (d: string) => chunks.push(d));
-      if (error) reject(error);
-      else resolvePromise({ child, url: url!, output });
-    }
-    child.stdout!.setEncoding("utf8").on("data", onData);
-    child.on("exit", onExit);
-  });
-}
-
-function exited(child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
-  return new Promise((r) => child.once("exit", (code) => r(code)));
-}
-
-async function call(server: Server, method: string, path: string): Promise<Res> {
+async function call(server: ServerProcess, method: string, path: string): Promise<Res> {
   const res = await fetch(server.url + path, { method, headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
   const text = await res.text();
   return { status: res.status, body: text === "" ? {} : (JSON.parse(text) as Record<string, unknown>) };
@@ -192,13 +143,12 @@ function inSchema(base: string, schema: string): string {
 }
 
 beforeAll(async () => {
-  if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: build first (pnpm turbo run build --filter=@kms/server...)`);
-  tmp = mkdtempSync(join(tmpdir(), "kms-multi-instance-test-"));
+  tmp = harness.setUp();
   await redis.connect();
 });
 
 afterAll(async () => {
-  for (const child of children) child.kill("SIGKILL");
+  await harness.tearDown();
   if (redis.isOpen) {
     const names: string[] = [];
     for await (const batch of redis.scanIterator({ MATCH: `${LOCK_PREFIX}*${RUN}*`, COUNT: 1000 })) names.push(...batch);
@@ -206,7 +156,6 @@ afterAll(async () => {
     redis.destroy();
   }
   await pg.end();
-  if (tmp !== undefined) rmSync(tmp, { recursive: true, force: true });
 }, 30_000);
 
 describe.each([
@@ -223,7 +172,7 @@ describe.each([
     tokens: Object.fromEntries(Array.from({ length: INSTANCES }, (_, i) => [`vault-token-${i}-${RUN}`, { name: `instance-${i}`, paths: ["*"] }])),
   });
   const aws = new GatedAwsEmulator();
-  let servers: Server[] = [];
+  let servers: ServerProcess[] = [];
   /** The Vault key's rotation, held from before the servers start until the first test lets it go. */
   let vaultRotation: ReturnType<RotationGate["hold"]>;
 
@@ -255,7 +204,7 @@ describe.each([
     );
     servers = await Promise.all(
       Array.from({ length: INSTANCES }, (_, i) =>
-        startServer({
+        harness.start({
           KMS_CONFIG_FILE: configFile,
           KMS_TEST_VAULT_TOKEN: `vault-token-${i}-${RUN}`,
           KMS_TENANT_TOKENS: JSON.stringify(TOKENS),
@@ -269,12 +218,7 @@ describe.each([
   }, 60_000);
 
   afterAll(async () => {
-    await Promise.all(
-      servers.map(async (server) => {
-        server.child.kill("SIGTERM");
-        await exited(server.child);
-      }),
-    );
+    await Promise.all(servers.map((server) => stop(server)));
     vaultRotation?.release();
     await Promise.all([vault.stop(), aws.stop()]).catch(() => undefined);
     await pg.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
@@ -366,12 +310,7 @@ describe.each([
   });
 
   it("after a graceful shutdown of both: one rotation per key in total, in one intact evidence chain", async () => {
-    const codes = await Promise.all(
-      servers.map(async (server) => {
-        server.child.kill("SIGTERM");
-        return exited(server.child);
-      }),
-    );
+    const codes = await Promise.all(servers.map((server) => stop(server)));
     expect(codes).toEqual(Array(INSTANCES).fill(0));
     for (const server of servers) {
       expect(server.output()).toContain('"msg":"stopped"');
@@ -405,36 +344,11 @@ describe.each([
   }, 30_000);
 });
 
-/** A port nothing listens on: connections to it are refused at once. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
-/** Runs a server expected to stop by itself; its exit code and output. */
-async function runToExit(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
-  const child = spawn(process.execPath, [MAIN], {
-    cwd: tmp,
-    env: { PATH: process.env.PATH ?? "", HOME: tmp, HOST: "127.0.0.1", PORT: "0", NODE_ENV: "test", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  children.add(child);
-  let output = "";
-  child.stdout.setEncoding("utf8").on("data", (d: string) => (output += d));
-  child.stderr.setEncoding("utf8").on("data", (d: string) => (output += d));
-  const code = await new Promise<number | null>((r) => child.once("exit", r));
-  children.delete(child);
-  return { code, output };
-}
-
 describe("one instance: the shared stores at start-up and shutdown", () => {
   const password = "multi-secret-Pa55word";
 
   it("bad URLs: exit 1 naming each variable, never the URL's password or host", async () => {
-    const { code, output } = await runToExit({
+    const { code, output } = await harness.runToExit({
       KMS_ROTATION_LOCKS_URL: `mysql://kms:${password}@db.internal/kms`,
       KMS_EVIDENCE_DATABASE_URL: `kms:${password}@db.internal/kms`,
     });
@@ -449,7 +363,7 @@ describe("one instance: the shared stores at start-up and shutdown", () => {
 
   it("the evidence database unreachable: exit 1 naming the variable, without the password", async () => {
     const port = await closedPort();
-    const { code, output } = await runToExit({
+    const { code, output } = await harness.runToExit({
       KMS_LOCAL_KEY_STORE: join(tmp, "unreachable-db", "keys.json"),
       KMS_EVIDENCE_DATABASE_URL: `postgres://kms:${password}@127.0.0.1:${port}/kms`,
     });
@@ -460,7 +374,7 @@ describe("one instance: the shared stores at start-up and shutdown", () => {
 
   it("the lock store unreachable: a warning, the server serves, on-demand rotation fails, and it stops cleanly", async () => {
     const port = await closedPort();
-    const server = await startServer({
+    const server = await harness.start({
       KMS_LOCAL_KEY_STORE: join(tmp, "unreachable-locks", "keys.json"),
       KMS_TENANT_TOKENS: JSON.stringify(TOKENS),
       KMS_ADMIN_TOKEN: ADMIN_TOKEN,

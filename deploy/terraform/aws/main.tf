@@ -43,12 +43,13 @@ data "aws_iam_policy_document" "key" {
     }
   }
 
-  # describeKey, rewrap (reads the current key material), health checks. Conditions on the
-  # encryption context never match DescribeKey, so it has its own statement.
+  # describeKey (DescribeKey, then ListKeyRotations for when the current key material became
+  # current: key-age metrics, rewrap's current-version check), health checks. Conditions on the
+  # encryption context never match these, so they have their own statement.
   statement {
     sid       = "ServiceDescribeKey"
     effect    = "Allow"
-    actions   = ["kms:DescribeKey"]
+    actions   = ["kms:DescribeKey", "kms:ListKeyRotations"]
     resources = ["*"]
 
     principals {
@@ -57,13 +58,14 @@ data "aws_iam_policy_document" "key" {
     }
   }
 
-  # On-demand rotation (provider.rotateKey): only for the roles that rotate.
+  # On-demand rotation (the rotation scheduler: provider.describeKey, whose rotatedAt comes from
+  # ListKeyRotations, and provider.rotateKey): only for the roles that rotate (AWS_ROTATION_PERMISSIONS).
   dynamic "statement" {
     for_each = length(var.rotation_principal_arns) > 0 ? [1] : []
     content {
       sid       = "KeyRotation"
       effect    = "Allow"
-      actions   = ["kms:DescribeKey", "kms:RotateKeyOnDemand"]
+      actions   = ["kms:DescribeKey", "kms:ListKeyRotations", "kms:RotateKeyOnDemand"]
       resources = ["*"]
 
       principals {

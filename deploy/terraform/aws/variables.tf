@@ -25,7 +25,7 @@ variable "service_principal_arns" {
 }
 
 variable "rotation_principal_arns" {
-  description = "ARNs of the IAM roles that rotate the key on demand (provider.rotateKey, the rotation scheduler): kms:DescribeKey and kms:RotateKeyOnDemand. Empty (the default): automatic rotation only."
+  description = "ARNs of the IAM roles that rotate the key on demand (provider.rotateKey, the rotation scheduler): kms:DescribeKey, kms:ListKeyRotations (describeKey's rotatedAt, the key's age) and kms:RotateKeyOnDemand. Empty (the default): automatic rotation only."
   type        = list(string)
   default     = []
 }

@@ -46,15 +46,20 @@ interface Row {
  * The IAM actions the service's runtime role needs on each tenant key, in the order
  * `validatePermissions` checks them (one check each: kms:Decrypt last, as it decrypts what an earlier
  * check produced). `deploy/terraform/aws` grants exactly these; a test compares the two.
+ *
+ * kms:DescribeKey and kms:ListKeyRotations are `describeKey`'s (the current key material's date,
+ * `rotatedAt`), which the runtime client calls for key-age metrics and re-wrap's current-version check.
  */
-export const AWS_RUNTIME_PERMISSIONS = Object.freeze(["kms:DescribeKey", "kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"] as const);
+export const AWS_RUNTIME_PERMISSIONS = Object.freeze(["kms:DescribeKey", "kms:ListKeyRotations", "kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"] as const);
 export type AwsRuntimePermission = (typeof AWS_RUNTIME_PERMISSIONS)[number];
 
 /**
- * The IAM actions of `rotateKey` (DescribeKey before and after RotateKeyOnDemand): only for the
- * identity that rotates keys on demand (the rotation scheduler); automatic rotation needs none.
+ * The IAM actions of the identity that rotates keys on demand (the rotation scheduler), which calls
+ * `describeKey` (DescribeKey, then ListKeyRotations for the current material's date: without it every
+ * pass would find an old key due again) and `rotateKey` (DescribeKey before and after
+ * RotateKeyOnDemand). Automatic rotation needs none.
  */
-export const AWS_ROTATION_PERMISSIONS = Object.freeze(["kms:DescribeKey", "kms:RotateKeyOnDemand"] as const);
+export const AWS_ROTATION_PERMISSIONS = Object.freeze(["kms:DescribeKey", "kms:ListKeyRotations", "kms:RotateKeyOnDemand"] as const);
 
 /**
  * The IAM actions of crypto-shredding (`disableKey`: DescribeKey resolves an alias first), for a
@@ -71,6 +76,8 @@ const accessDenied: Row = {
   fix: (f) =>
     SHREDDING_ACTIONS.has(f.action)
       ? "shred with the key-administration credentials, whose IAM policy and key policy allow this action (the application's runtime role must not)"
+      : f.action === "kms:ListKeyRotations"
+      ? "allow this action for the caller in its IAM policy and in the key policy: describeKey reads with it when the current key material became current (the key age of rotation and of the key-age metrics)"
       : "allow this action for the caller in its IAM policy and in the key policy",
 };
 

@@ -19,6 +19,7 @@ import {
   GenerateDataKeyCommand,
   type KeyMetadata,
   KMSClient,
+  ListKeyRotationsCommand,
   RotateKeyOnDemandCommand,
   ScheduleKeyDeletionCommand,
 } from "@aws-sdk/client-kms";
@@ -73,6 +74,13 @@ const PENDING_WINDOW_DEFAULT_DAYS = 30;
 const PENDING_WINDOW_MIN_DAYS = 7;
 const PENDING_WINDOW_MAX_DAYS = 30;
 const DEADLINE_FIX = "read the key's state (DescribeKey) before trying again: the request may have reached AWS";
+/**
+ * ListKeyRotations paging in `describeKey`: AWS's largest page (1000 entries), and at most this many
+ * pages (10 000 rotations: decades of daily rotations, far beyond AWS's own limits on a key). A list
+ * longer than that, or one that never ends, is a KMS_PROVIDER_ERROR rather than a guess.
+ */
+const ROTATIONS_PAGE_SIZE = 1000;
+const ROTATIONS_MAX_PAGES = 10;
 
 export interface AwsKmsProviderOptions extends Partial<AwsKmsSettings> {
   /**
@@ -250,11 +258,107 @@ class AwsKms implements AwsKmsProvider {
 
   // --- key management -------------------------------------------------------------------------
 
+  /**
+   * DescribeKey, then ListKeyRotations for `rotatedAt`: when the current key material became
+   * current (the rotation scheduler and the key-age metrics date a key's version by it, else by
+   * `createdAt`). Two calls, two IAM actions: kms:DescribeKey and kms:ListKeyRotations.
+   *
+   * Decision: a denied ListKeyRotations fails describeKey (KMS_ACCESS_DENIED naming
+   * kms:ListKeyRotations) instead of answering without `rotatedAt`. Without it the key would be
+   * dated by its creation date: a key older than the cryptoperiod would look due at every scheduler
+   * pass and be rotated on demand again and again (AWS caps on-demand rotations per key). A key
+   * that cannot rotate at all (UnsupportedOperationException: a custom key store, say) has no
+   * rotations, so `createdAt` is its current material's date and no `rotatedAt` is reported.
+   */
   async describeKey(keyId: string, options?: Cancellable): Promise<KeyDescription> {
     keyId = this.#enter(options, keyId);
-    const meta = await this.#describe({ operation: "DescribeKey", keyId }, options?.signal);
-    const createdAt = meta.CreationDate instanceof Date && !Number.isNaN(meta.CreationDate.getTime()) ? meta.CreationDate : undefined;
-    return { keyId, enabled: meta.KeyState === "Enabled", currentVersion: versionOf(meta.CurrentKeyMaterialId), ...(createdAt ? { createdAt } : {}) };
+    const signal = options?.signal;
+    const meta = await this.#describe({ operation: "DescribeKey", keyId }, signal);
+    const createdAt = dateOf(meta.CreationDate);
+    const currentVersion = versionOf(meta.CurrentKeyMaterialId);
+    const rotatedAt = await this.#rotatedAt(keyId, meta, currentVersion, signal);
+    return {
+      keyId,
+      enabled: meta.KeyState === "Enabled",
+      currentVersion,
+      ...(createdAt ? { createdAt } : {}),
+      ...(rotatedAt ? { rotatedAt } : {}),
+    };
+  }
+
+  /**
+   * When the current key material became current, from ListKeyRotations (completed rotations only:
+   * the key's first material is not listed, so a key never rotated has none and gets undefined).
+   *
+   * The entry whose KeyMaterialId is DescribeKey's CurrentKeyMaterialId gives the date; when the
+   * entries name no key material (or DescribeKey named none), the latest RotationDate does. AWS does
+   * not document the list's order, so every page is read (up to ROTATIONS_MAX_PAGES) unless the
+   * current material's entry turns up first. ListKeyRotations takes a key id or key ARN, never an
+   * alias: it is sent the ARN DescribeKey returned.
+   *
+   * Entries that name key materials but not the current one mean the list lags DescribeKey (AWS is
+   * eventually consistent, e.g. just after a rotation): the latest date listed would be an older
+   * material's and make the key look older than it is, so this is a retryable KMS_PROVIDER_ERROR.
+   */
+  async #rotatedAt(keyId: string, meta: KeyMetadata, currentVersion: string, signal: AbortSignal | undefined): Promise<Date | undefined> {
+    const keyArn = typeof meta.Arn === "string" && KEY_ARN.test(meta.Arn) ? meta.Arn : undefined;
+    const target = keyArn ?? (ALIAS.test(keyId) ? undefined : keyId);
+    if (target === undefined) {
+      throw kmsError("KMS_PROVIDER_ERROR", `DescribeKey on ${keyId} returned no key ARN to list its rotations with`, "report it with the request id", undefined, undefined, false);
+    }
+    const call: AwsCall = { operation: "ListKeyRotations", keyId, ...(keyArn === undefined ? {} : { keyArn }) };
+    let latest: Date | undefined;
+    let namesMaterials = false;
+    let marker: string | undefined;
+    for (let page = 1; ; page++) {
+      let out;
+      try {
+        out = await this.#send(call, signal, (o) =>
+          this.#client.send(new ListKeyRotationsCommand({ KeyId: target, Limit: ROTATIONS_PAGE_SIZE, ...(marker === undefined ? {} : { Marker: marker }) }), o),
+        );
+      } catch (error) {
+        // This key cannot be rotated (a custom key store, say): its material is as old as the key.
+        if (isKmsError(error) && (error.cause as { name?: unknown } | undefined)?.name === "UnsupportedOperationException") return undefined;
+        throw error;
+      }
+      const rotations: unknown = out.Rotations ?? [];
+      if (!Array.isArray(rotations)) throw kmsError("KMS_PROVIDER_ERROR", `ListKeyRotations on ${keyId} returned no Rotations list`, "report it with the request id");
+      for (const entry of rotations as { KeyMaterialId?: unknown; RotationDate?: unknown }[]) {
+        const date = dateOf(entry?.RotationDate);
+        if (typeof entry?.KeyMaterialId === "string" && entry.KeyMaterialId !== "") {
+          namesMaterials = true;
+          // The current material's own entry: its date (none for a first material, should AWS list it).
+          if (currentVersion !== "" && entry.KeyMaterialId === currentVersion) return date;
+        }
+        if (date !== undefined && (latest === undefined || date.getTime() > latest.getTime())) latest = date;
+      }
+      if (out.Truncated !== true) break;
+      const next = out.NextMarker;
+      if (typeof next !== "string" || next === "" || next === marker || page >= ROTATIONS_MAX_PAGES) {
+        throw kmsError(
+          "KMS_PROVIDER_ERROR",
+          page >= ROTATIONS_MAX_PAGES
+            ? `ListKeyRotations on ${keyId} has more than ${ROTATIONS_MAX_PAGES} pages of rotations; the current key material's date was not in them`
+            : `ListKeyRotations on ${keyId} returned a truncated page without a usable NextMarker`,
+          "report it with the request id",
+          undefined,
+          undefined,
+          false,
+        );
+      }
+      marker = next;
+    }
+    if (namesMaterials && currentVersion !== "" && latest !== undefined) {
+      throw kmsError(
+        "KMS_PROVIDER_ERROR",
+        `ListKeyRotations on ${keyId} does not list the current key material yet (AWS KMS is eventually consistent, e.g. just after a rotation)`,
+        "try again in a few seconds",
+        undefined,
+        undefined,
+        true,
+      );
+    }
+    return latest;
   }
 
   /**
@@ -381,6 +485,15 @@ class AwsKms implements AwsKmsProvider {
           const found = (await this.#describe({ operation: "DescribeKey", keyId }, signal)).Arn;
           if (typeof found === "string" && KEY_ARN.test(found)) arn = found;
         },
+        "kms:ListKeyRotations": async () => {
+          const target = arn ?? keyId;
+          const call = { operation: "ListKeyRotations", keyId, keyArn: arn };
+          await this.#send(call, signal, (o) => this.#client.send(new ListKeyRotationsCommand({ KeyId: target, Limit: 1 }), o)).catch((error: unknown) => {
+            // A key that cannot rotate (a custom key store) answers so; the permission is there.
+            if (isKmsError(error) && (error.cause as { name?: unknown } | undefined)?.name === "UnsupportedOperationException") return;
+            throw error;
+          });
+        },
         "kms:GenerateDataKey": async () => {
           const dk = await this.#generate({ operation: "GenerateDataKey", keyId, keyArn: arn }, context, signal);
           plaintexts.push(dk.plaintextKey);
@@ -498,6 +611,11 @@ function checkContext(context: unknown): Record<string, string> | undefined {
 function ciphertextOf(blob: unknown, call: AwsCall): Uint8Array {
   if (blob instanceof Uint8Array && blob.length > 0 && blob.length <= MAX_CIPHERTEXT_BYTES) return blob;
   throw kmsError("KMS_PROVIDER_ERROR", `${call.operation} on ${call.keyId} returned no usable CiphertextBlob`, "report it with the request id");
+}
+
+/** A valid Date, or undefined. */
+function dateOf(value: unknown): Date | undefined {
+  return value instanceof Date && !Number.isNaN(value.getTime()) ? value : undefined;
 }
 
 function versionOf(materialId: unknown): string {

@@ -16,7 +16,7 @@ const ACCOUNT = "111122223333";
 const REGION = "us-east-1";
 const PARTIAL = { accessKeyId: "AKIAPARTIAL000000001", secretAccessKey: "partial-secret-access-key", principal: `arn:aws:iam::${ACCOUNT}:role/app` };
 const TEMPORARY = { accessKeyId: "ASIATEMPORARY0000001", secretAccessKey: "temporary-secret-access-key", sessionToken: "session-token-value" };
-const ALL_ACTIONS = ["kms:DescribeKey", "kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"];
+const ALL_ACTIONS = ["kms:DescribeKey", "kms:ListKeyRotations", "kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"];
 /** A context with a value that must never reach a message. */
 const CONTEXT = { "kms:tenant": "tenant-a", ssn: "078-05-1120" };
 
@@ -118,7 +118,8 @@ describe("key id forms", () => {
       expect({ form, same: Buffer.from(unwrapped).equals(Buffer.from(dk.plaintextKey)) }).toEqual({ form, same: true });
       expect(await p.describeKey(form)).toEqual({ keyId: form, enabled: true, currentVersion: dk.keyVersion, createdAt: expect.any(Date) });
     }
-    expect(emulator.requests.map((r) => r.keyId)).toEqual([alias, ...forms.flatMap((f) => [f, f])]);
+    // Unwrap and DescribeKey name the key as given; ListKeyRotations takes no alias, so describeKey sends it the ARN.
+    expect(emulator.requests.map((r) => r.keyId)).toEqual([alias, ...forms.flatMap((f) => [f, f, arn])]);
   });
 
   it("an id in none of the four forms is INPUT_INVALID, without a call", async () => {
@@ -290,7 +291,7 @@ describe("validatePermissions", () => {
     // Counted for this identity only: under a loaded CI, the previous test's request (its SDK timed out
     // before sending it) can still reach the emulator now.
     const calls = emulator.requests.filter((r) => r.identity === PARTIAL.accessKeyId).map((r) => r.operation);
-    expect(calls).toEqual(["DescribeKey", "GenerateDataKey", "Encrypt", "Decrypt"]);
+    expect(calls).toEqual(["DescribeKey", "ListKeyRotations", "GenerateDataKey", "Encrypt", "Decrypt"]);
   });
 
   it("checks exactly AWS_RUNTIME_PERMISSIONS, in its order (the list deploy/terraform/aws grants), and no shredding action", async () => {
@@ -310,7 +311,9 @@ describe("validatePermissions", () => {
           ? {
               permission,
               ok: false,
-              remediation: `${permission} on ${arn}: allow this action for the caller in its IAM policy and in the key policy`,
+              remediation:
+                `${permission} on ${arn}: allow this action for the caller in its IAM policy and in the key policy` +
+                (permission === "kms:ListKeyRotations" ? ": describeKey reads with it when the current key material became current (the key age of rotation and of the key-age metrics)" : ""),
               docsUrl: AWS_PERMISSIONS_DOCS_URL,
               error: "KMS_ACCESS_DENIED",
             }
@@ -322,15 +325,16 @@ describe("validatePermissions", () => {
   });
 
   it("without kms:GenerateDataKey and kms:Encrypt, kms:Decrypt is reported as not checked, never as ok", async () => {
-    emulator.setAllowedActions(PARTIAL.accessKeyId, ["kms:DescribeKey", "kms:Decrypt"]);
+    emulator.setAllowedActions(PARTIAL.accessKeyId, ["kms:DescribeKey", "kms:ListKeyRotations", "kms:Decrypt"]);
     const checks = await provider(PARTIAL.accessKeyId).validatePermissions(alias);
     expect(checks.map((c) => [c.permission, c.ok, c.error?.code])).toEqual([
       ["kms:DescribeKey", true, undefined],
+      ["kms:ListKeyRotations", true, undefined],
       ["kms:GenerateDataKey", false, "KMS_ACCESS_DENIED"],
       ["kms:Encrypt", false, "KMS_ACCESS_DENIED"],
       ["kms:Decrypt", false, "KMS_PROVIDER_ERROR"],
     ]);
-    expect(checks[3]!.remediation).toBe(`kms:Decrypt on ${arn}: allow kms:GenerateDataKey (or kms:Encrypt) too, then validate again to check kms:Decrypt`);
+    expect(checks[4]!.remediation).toBe(`kms:Decrypt on ${arn}: allow kms:GenerateDataKey (or kms:Encrypt) too, then validate again to check kms:Decrypt`);
     expect(emulator.count("Decrypt")).toBe(0);
   });
 
@@ -340,6 +344,7 @@ describe("validatePermissions", () => {
     const checks = await provider().validatePermissions(disabled.keyId);
     expect(checks.map((c) => [c.permission, c.ok, c.error?.code, c.remediation])).toEqual([
       ["kms:DescribeKey", true, undefined, undefined],
+      ["kms:ListKeyRotations", true, undefined, undefined],
       ["kms:GenerateDataKey", false, "KMS_KEY_DISABLED", `kms:GenerateDataKey on ${disabled.arn}: enable the key (kms:EnableKey) or point the tenant at an enabled key`],
       ["kms:Encrypt", false, "KMS_KEY_DISABLED", `kms:Encrypt on ${disabled.arn}: enable the key (kms:EnableKey) or point the tenant at an enabled key`],
       ["kms:Decrypt", false, "KMS_PROVIDER_ERROR", `kms:Decrypt on ${disabled.arn}: allow kms:GenerateDataKey (or kms:Encrypt) too, then validate again to check kms:Decrypt`],

@@ -27,7 +27,7 @@ afterAll(async () => {
 
 describe("kms init --yes + kms validate against the AWS KMS emulator", () => {
   const config = () => join(dir, "aws.json");
-  const PERMISSIONS = ["kms:DescribeKey", "kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"];
+  const PERMISSIONS = ["kms:DescribeKey", "kms:ListKeyRotations", "kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"];
 
   it("writes a config without secrets that validate passes", async () => {
     const { region, endpoint } = emulator.clientConfig();
@@ -37,7 +37,7 @@ describe("kms init --yes + kms validate against the AWS KMS emulator", () => {
     expect(init.stdout.split("\n")).toEqual([
       `wrote ${config()}`,
       ...PERMISSIONS.map((p) => `PASS aws-kms alias/app ${p}`),
-      "4 checks: 4 passed, 0 failed",
+      "5 checks: 5 passed, 0 failed",
       "",
     ]);
     expect(JSON.parse(readFileSync(config(), "utf8"))).toEqual({
@@ -60,17 +60,17 @@ describe("kms init --yes + kms validate against the AWS KMS emulator", () => {
 
   it("names exactly the missing permission and its fix (exit 1), in text and JSON", async () => {
     const { accessKeyId } = emulator.clientConfig().credentials;
-    emulator.setAllowedActions(accessKeyId, ["kms:DescribeKey", "kms:Encrypt", "kms:Decrypt"]);
+    emulator.setAllowedActions(accessKeyId, ["kms:DescribeKey", "kms:ListKeyRotations", "kms:Encrypt", "kms:Decrypt"]);
     try {
       emulator.resetLog();
       const text = await kms(["validate", "--config", config()], { cwd: dir, env: awsEnv });
       expect(text.code).toBe(1);
       const lines = text.stdout.trimEnd().split("\n");
-      expect(lines.filter((l) => l.startsWith("PASS"))).toEqual(["PASS aws-kms alias/app kms:DescribeKey", "PASS aws-kms alias/app kms:Encrypt", "PASS aws-kms alias/app kms:Decrypt"]);
+      expect(lines.filter((l) => l.startsWith("PASS"))).toEqual(["PASS aws-kms alias/app kms:DescribeKey", "PASS aws-kms alias/app kms:ListKeyRotations", "PASS aws-kms alias/app kms:Encrypt", "PASS aws-kms alias/app kms:Decrypt"]);
       const fails = lines.filter((l) => l.startsWith("FAIL"));
       expect(fails).toHaveLength(1);
       expect(fails[0]).toMatch(/^FAIL aws-kms alias\/app kms:GenerateDataKey — kms:GenerateDataKey on \S+: .+ \(https:\/\/\S+\)$/);
-      expect(lines.at(-1)).toBe("4 checks: 3 passed, 1 failed");
+      expect(lines.at(-1)).toBe("5 checks: 4 passed, 1 failed");
       expect(text.stdout).not.toContain("is not authorized to perform");
       expect(emulator.count("GenerateDataKey")).toBe(1);
 
@@ -81,6 +81,7 @@ describe("kms init --yes + kms validate against the AWS KMS emulator", () => {
       expect(report.keys).toHaveLength(1);
       expect(report.keys[0].checks).toEqual([
         { permission: "kms:DescribeKey", ok: true, docsUrl: AWS_DOCS },
+        { permission: "kms:ListKeyRotations", ok: true, docsUrl: AWS_DOCS },
         {
           permission: "kms:GenerateDataKey",
           ok: false,

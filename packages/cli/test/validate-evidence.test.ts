@@ -7,8 +7,8 @@ import { openFileEvidenceStore } from "@kms/rotation";
 import { AwsKmsEmulator } from "@kms/testkit/emulators";
 import { kms } from "./run";
 
-const PERMISSIONS = ["kms:DescribeKey", "kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"];
-const PASSED = [...PERMISSIONS.map((p) => `PASS aws-kms alias/app ${p}`), "4 checks: 4 passed, 0 failed", ""].join("\n");
+const PERMISSIONS = ["kms:DescribeKey", "kms:ListKeyRotations", "kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"];
+const PASSED = [...PERMISSIONS.map((p) => `PASS aws-kms alias/app ${p}`), "5 checks: 5 passed, 0 failed", ""].join("\n");
 const HMAC_KEY = "an evidence hmac key of 32+ bytes, for validate";
 const HEX64 = expect.stringMatching(/^[0-9a-f]{64}$/);
 
@@ -58,7 +58,7 @@ describe("kms validate --evidence F", () => {
   it("a passing validate prints what it always does and appends one success record; the log verifies", async () => {
     const result = await kms(["validate", "--config", config, "--evidence", log()], { cwd: dir, env });
     expect(result).toEqual({ code: 0, stdout: PASSED, stderr: "" });
-    expect(records(log())).toEqual([record(1, "success", { keys: 1, checks: 4, failed: 0 })]);
+    expect(records(log())).toEqual([record(1, "success", { keys: 1, checks: 5, failed: 0 })]);
     expect(await kms(["evidence", "verify", "--evidence", log()], { cwd: dir })).toEqual({ code: 0, stdout: "OK 1 records\n", stderr: "" });
 
     // Without --evidence nothing is written, not even to the default log rotate would use.
@@ -69,7 +69,7 @@ describe("kms validate --evidence F", () => {
 
   it("a failing validate (exit 1) appends one failure record with counts only, never the provider's message", async () => {
     const { accessKeyId } = emulator.clientConfig().credentials;
-    emulator.setAllowedActions(accessKeyId, ["kms:DescribeKey", "kms:Encrypt", "kms:Decrypt"]);
+    emulator.setAllowedActions(accessKeyId, ["kms:DescribeKey", "kms:ListKeyRotations", "kms:Encrypt", "kms:Decrypt"]);
     let result;
     try {
       result = await kms(["validate", "--config", config, "--evidence", log()], { cwd: dir, env });
@@ -77,9 +77,9 @@ describe("kms validate --evidence F", () => {
       emulator.setAllowedActions(accessKeyId, "*");
     }
     expect(result.code).toBe(1);
-    expect(result.stdout.trimEnd().split("\n").at(-1)).toBe("4 checks: 3 passed, 1 failed");
+    expect(result.stdout.trimEnd().split("\n").at(-1)).toBe("5 checks: 4 passed, 1 failed");
     const all = records(log());
-    expect(all).toEqual([record(1, "success", { keys: 1, checks: 4, failed: 0 }), record(2, "failure", { keys: 1, checks: 4, failed: 1 })]);
+    expect(all).toEqual([record(1, "success", { keys: 1, checks: 5, failed: 0 }), record(2, "failure", { keys: 1, checks: 5, failed: 1 })]);
     expect(all[1]!.prevHash).toBe(all[0]!.hash);
     const text = readFileSync(log(), "utf8");
     const remediation = /— (.+) \(https:/.exec(result.stdout)![1]!;
@@ -100,7 +100,7 @@ describe("kms validate --evidence F", () => {
     const path = join(dir, "down", "evidence.jsonl");
     const result = await kms(["validate", "--config", down, "--evidence", path], { cwd: dir, env });
     expect(result.code).toBe(3);
-    expect(records(path)).toEqual([record(1, "failure", { keys: 1, checks: 4, failed: 4 })]);
+    expect(records(path)).toEqual([record(1, "failure", { keys: 1, checks: 5, failed: 5 })]);
   });
 
   it("--hmac-key-env VAR MACs the record; the log verifies with and without the key, not with another", async () => {
@@ -108,7 +108,7 @@ describe("kms validate --evidence F", () => {
     const withKey = { ...env, EVIDENCE_KEY: HMAC_KEY };
     const result = await kms(["validate", "--config", config, "--evidence", path, "--hmac-key-env", "EVIDENCE_KEY"], { cwd: dir, env: withKey });
     expect(result).toEqual({ code: 0, stdout: PASSED, stderr: "" });
-    expect(records(path)).toEqual([record(1, "success", { keys: 1, checks: 4, failed: 0 }, true)]);
+    expect(records(path)).toEqual([record(1, "success", { keys: 1, checks: 5, failed: 0 }, true)]);
     expect(readFileSync(path, "utf8")).not.toContain(HMAC_KEY);
     const verify = ["evidence", "verify", "--evidence", path];
     expect(await kms([...verify, "--hmac-key-env", "EVIDENCE_KEY"], { cwd: dir, env: { EVIDENCE_KEY: HMAC_KEY } })).toEqual({ code: 0, stdout: "OK 1 records\n", stderr: "" });

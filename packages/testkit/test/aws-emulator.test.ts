@@ -18,6 +18,7 @@ import {
   KMSClient,
   type KMSClientConfig,
   ListAliasesCommand,
+  ListKeyRotationsCommand,
   RotateKeyOnDemandCommand,
   ScheduleKeyDeletionCommand,
 } from "@aws-sdk/client-kms";
@@ -100,6 +101,8 @@ function raw(method: string, path: string, headers: Record<string, string>, body
   });
 }
 
+/** A key id of the right form that names no key. */
+const NO_SUCH_KEY = "0b0e0b0e-0000-4000-8000-000000000000";
 const arnOf = (keyId: string) => `arn:aws:kms:${REGION}:${ACCOUNT}:key/${keyId}`;
 const CONTEXT = { "kms:tenant": "tenant-a", purpose: "test" };
 
@@ -287,6 +290,60 @@ describe("operations", () => {
     const old = await kms.send(new DecryptCommand({ KeyId: keyId, CiphertextBlob: before.CiphertextBlob, EncryptionContext: CONTEXT }));
     expect({ same: Buffer.from(old.Plaintext!).equals(Buffer.from(before.Plaintext!)), materialId: old.KeyMaterialId }).toEqual({ same: true, materialId: ids[0] });
     expect(emulator.rotate(keyId)).toBe(emulator.key(keyId).keyMaterialIds[2]);
+  });
+
+  it("ListKeyRotations: each completed rotation, oldest first, dated by the emulator's clock, with its type and key material", async () => {
+    const { keyId, arn } = emulator.createKey({ alias: "listed" });
+    const list = async (request: { KeyId?: string; Limit?: number; Marker?: string; IncludeKeyMaterial?: "ALL_KEY_MATERIAL" | "ROTATIONS_ONLY" } = {}) => {
+      const { $metadata: _, ...rest } = await kms.send(new ListKeyRotationsCommand({ KeyId: keyId, ...request }));
+      return rest;
+    };
+    // Never rotated: no rotations (the first key material is not one).
+    expect(await list()).toEqual({ Rotations: [], Truncated: false });
+
+    const day = (n: number) => new Date(START.getTime() + n * 86_400_000);
+    now = day(90);
+    const automatic = emulator.rotate(keyId); // AWS's scheduled rotation
+    now = day(100);
+    await kms.send(new RotateKeyOnDemandCommand({ KeyId: arn }));
+    now = day(120);
+    const third = emulator.rotate(keyId, "ON_DEMAND");
+    const [first, , onDemand] = emulator.key(keyId).keyMaterialIds;
+    const entry = (keyMaterialId: string, rotationDate: Date, rotationType: string, current = false) => ({
+      KeyId: keyId,
+      KeyMaterialId: keyMaterialId,
+      KeyMaterialState: current ? "CURRENT" : "NON_CURRENT",
+      RotationDate: rotationDate,
+      RotationType: rotationType,
+    });
+    const all = [entry(automatic, day(90), "AUTOMATIC"), entry(onDemand!, day(100), "ON_DEMAND"), entry(third, day(120), "ON_DEMAND", true)];
+    expect(await list()).toEqual({ Rotations: all, Truncated: false });
+    expect(emulator.key(keyId).rotations).toEqual([
+      { keyMaterialId: automatic, rotationDate: day(90), rotationType: "AUTOMATIC" },
+      { keyMaterialId: onDemand, rotationDate: day(100), rotationType: "ON_DEMAND" },
+      { keyMaterialId: third, rotationDate: day(120), rotationType: "ON_DEMAND" },
+    ]);
+    expect((await kms.send(new DescribeKeyCommand({ KeyId: keyId }))).KeyMetadata?.CurrentKeyMaterialId).toBe(third);
+
+    // Pages of Limit, each pointing at the next with NextMarker; any key id form resolves.
+    const page1 = await list({ KeyId: arn, Limit: 2 });
+    expect(page1).toEqual({ Rotations: all.slice(0, 2), Truncated: true, NextMarker: "2" });
+    expect(await list({ KeyId: "alias/listed", Limit: 2, Marker: page1.NextMarker })).toEqual({ Rotations: all.slice(2), Truncated: false });
+    // ALL_KEY_MATERIAL adds the first key material, without a rotation date or type.
+    expect((await list({ IncludeKeyMaterial: "ALL_KEY_MATERIAL", Limit: 1 })).Rotations).toEqual([{ KeyId: keyId, KeyMaterialId: first, KeyMaterialState: "NON_CURRENT" }]);
+
+    // It reads metadata only: a disabled key answers too.
+    emulator.disableKey(keyId);
+    expect((await list()).Rotations).toHaveLength(3);
+    emulator.enableKey(keyId);
+
+    const invalid = async (request: object) => (await failure(kms.send(new ListKeyRotationsCommand({ KeyId: keyId, ...request })))).name;
+    expect(await invalid({ Limit: 0 })).toBe("ValidationException");
+    expect(await invalid({ Limit: 1001 })).toBe("ValidationException");
+    expect(await invalid({ Marker: "not-a-marker" })).toBe("InvalidMarkerException");
+    expect(await invalid({ IncludeKeyMaterial: "EVERYTHING" })).toBe("ValidationException");
+    expect(await invalid({ KeyId: NO_SUCH_KEY })).toBe("NotFoundException");
+    expect(() => emulator.rotate(keyId, "SCHEDULED" as never)).toThrow("rotation type must be AUTOMATIC or ON_DEMAND, not SCHEDULED");
   });
 
   it("an unknown target is UnsupportedOperationException; anything but POST / is refused", async () => {
@@ -494,6 +551,10 @@ describe("authorization per identity", () => {
     expect(await failure(limited.send(new DescribeKeyCommand({ KeyId: keyId })))).toEqual(denied("kms:DescribeKey", arn));
     emulator.setAllowedActions(LIMITED.accessKeyId, ["kms:*"]);
     expect(Buffer.from((await limited.send(new DecryptCommand({ CiphertextBlob: blob }))).Plaintext!).toString()).toBe("x");
+    emulator.setAllowedActions(LIMITED.accessKeyId, ["kms:DescribeKey"]);
+    expect(await failure(limited.send(new ListKeyRotationsCommand({ KeyId: keyId })))).toEqual(denied("kms:ListKeyRotations", arn));
+    emulator.setAllowedActions(LIMITED.accessKeyId, ["kms:DescribeKey", "kms:ListKeyRotations"]);
+    expect((await limited.send(new ListKeyRotationsCommand({ KeyId: keyId }))).Rotations).toEqual([]);
     expect(emulator.requests.filter((r) => r.identity === LIMITED.accessKeyId).map((r) => `${r.operation} ${r.status}`)).toEqual([
       "DescribeKey 200",
       "GenerateDataKey 400",
@@ -503,6 +564,8 @@ describe("authorization per identity", () => {
       "GenerateDataKey 200",
       "DescribeKey 400",
       "Decrypt 200",
+      "ListKeyRotations 400",
+      "ListKeyRotations 200",
     ]);
   });
 

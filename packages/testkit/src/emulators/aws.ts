@@ -22,7 +22,10 @@
  *
  * Versions are `EmulatedKey` versions; AWS's `KeyMaterialId` is the version's `materialId`
  * (returned by GenerateDataKey and Decrypt, and as `CurrentKeyMaterialId` in KeyMetadata).
- * Rotation (`RotateKeyOnDemand`) is synchronous here, asynchronous on AWS.
+ * Rotation (`RotateKeyOnDemand`) is synchronous here, asynchronous on AWS. Every rotation is
+ * recorded with its date (the emulator's clock) and type, for `ListKeyRotations`: `ON_DEMAND` for
+ * RotateKeyOnDemand, `AUTOMATIC` for the `rotate()` helper, which stands in for AWS's scheduled
+ * rotation (the emulator does not rotate keys on its own as its clock passes the rotation period).
  *
  * Injected faults answer as AWS does: throttle → 400 `ThrottlingException` "Rate exceeded";
  * serverError → that status with `KMSInternalException`; accessDenied → `AccessDeniedException` for
@@ -87,6 +90,20 @@ export interface AwsEmulatorKeyInfo extends AwsEmulatorKey {
   /** The `KeyMaterialId` of each version, oldest first; the last is current. */
   readonly keyMaterialIds: readonly string[];
   readonly rotationEnabled: boolean;
+  /** Each completed rotation, oldest first, as `ListKeyRotations` lists them (the first key material is none). */
+  readonly rotations: readonly AwsEmulatorRotation[];
+}
+
+/** How a key material became current: AWS's `RotationType`. */
+export type AwsRotationType = "AUTOMATIC" | "ON_DEMAND";
+
+/** One completed rotation of a key. */
+export interface AwsEmulatorRotation {
+  /** The key material the rotation made current. */
+  readonly keyMaterialId: string;
+  /** When (the emulator's clock). */
+  readonly rotationDate: Date;
+  readonly rotationType: AwsRotationType;
 }
 
 /** The key states the emulator models. */
@@ -108,6 +125,7 @@ export const AWS_KMS_OPERATIONS = [
   "DisableKeyRotation",
   "GetKeyRotationStatus",
   "RotateKeyOnDemand",
+  "ListKeyRotations",
 ] as const;
 
 /** One of `AWS_KMS_OPERATIONS`. */
@@ -143,6 +161,8 @@ interface KeyRecord {
   state: AwsKeyState;
   deletionDate?: Date;
   rotationPeriodInDays?: number;
+  /** The type of each rotation, by the key material it made current (the first material has none). */
+  readonly rotationTypes: Map<string, AwsRotationType>;
 }
 
 interface AliasRecord {
@@ -246,9 +266,13 @@ export class AwsKmsEmulator extends Emulator<AwsKmsCallState> {
     record.deletionDate = new Date(this.now().getTime() + days * 86_400_000);
   }
 
-  /** Rotates a key (any id form) now; returns the new `KeyMaterialId`. */
-  rotate(keyId: string): string {
-    return this.#helperKey(keyId).key.addVersion(this.now()).materialId;
+  /**
+   * Rotates a key (any id form) now; returns the new `KeyMaterialId`. Recorded as an `AUTOMATIC`
+   * rotation (AWS's scheduled one) unless `type` says otherwise; RotateKeyOnDemand records `ON_DEMAND`.
+   */
+  rotate(keyId: string, type: AwsRotationType = "AUTOMATIC"): string {
+    if (type !== "AUTOMATIC" && type !== "ON_DEMAND") throw new RangeError(`rotation type must be AUTOMATIC or ON_DEMAND, not ${String(type)}`);
+    return this.#rotateRecord(this.#helperKey(keyId), type);
   }
 
   /** A key's state and versions (any id form). */
@@ -260,6 +284,7 @@ export class AwsKmsEmulator extends Emulator<AwsKmsCallState> {
       state: record.state,
       keyMaterialIds: record.key.versions.map((v) => v.materialId),
       rotationEnabled: record.rotationPeriodInDays !== undefined,
+      rotations: record.key.versions.slice(1).map((v) => ({ keyMaterialId: v.materialId, rotationDate: v.createdAt, rotationType: record.rotationTypes.get(v.materialId)! })),
     };
   }
 
@@ -364,9 +389,11 @@ export class AwsKmsEmulator extends Emulator<AwsKmsCallState> {
         return ok(this.#rotationStatus(this.#resolve(input.KeyId)));
       case "RotateKeyOnDemand": {
         const record = this.#usable(this.#resolve(input.KeyId));
-        record.key.addVersion(this.now());
+        this.#rotateRecord(record, "ON_DEMAND");
         return ok({ KeyId: record.arn });
       }
+      case "ListKeyRotations":
+        return ok(this.#listKeyRotations(input));
     }
   }
 
@@ -480,12 +507,7 @@ export class AwsKmsEmulator extends Emulator<AwsKmsCallState> {
   #listAliases(input: Json): Json {
     const filter = input.KeyId === undefined ? undefined : this.#resolve(input.KeyId).key.id;
     const limit = optionalInt(input, "Limit", 1, 100) ?? 50;
-    const marker = input.Marker;
-    let start = 0;
-    if (marker !== undefined) {
-      if (typeof marker !== "string" || !/^\d{1,9}$/.test(marker)) fail("InvalidMarkerException", "Invalid marker.");
-      start = Number(marker);
-    }
+    const start = pageStart(input.Marker);
     const all = [...this.#aliases].filter(([, a]) => filter === undefined || a.targetKeyId === filter);
     const page = all.slice(start, start + limit);
     const truncated = start + limit < all.length;
@@ -497,6 +519,40 @@ export class AwsKmsEmulator extends Emulator<AwsKmsCallState> {
         CreationDate: epochSeconds(a.createdAt),
         LastUpdatedDate: epochSeconds(a.updatedAt),
       })),
+      Truncated: truncated,
+      ...(truncated ? { NextMarker: String(start + limit) } : {}),
+    };
+  }
+
+  /**
+   * ListKeyRotations: the completed rotations, oldest first (as AWS's own examples list them),
+   * `Limit` 1–1000 (default 100) per page, `Marker` from the previous page's `NextMarker`. With
+   * `IncludeKeyMaterial: "ALL_KEY_MATERIAL"` the first key material is listed too, without a
+   * RotationDate or RotationType. Answered in any key state (it reads metadata only).
+   */
+  #listKeyRotations(input: Json): Json {
+    const record = this.#resolve(input.KeyId);
+    const include = input.IncludeKeyMaterial ?? "ROTATIONS_ONLY";
+    if (include !== "ROTATIONS_ONLY" && include !== "ALL_KEY_MATERIAL") {
+      fail("ValidationException", "1 validation error detected: Value at 'includeKeyMaterial' failed to satisfy constraint: Member must satisfy enum value set: [ALL_KEY_MATERIAL, ROTATIONS_ONLY]");
+    }
+    const limit = optionalInt(input, "Limit", 1, 1000) ?? 100;
+    const start = pageStart(input.Marker);
+    const versions = record.key.versions;
+    const latest = record.key.latest;
+    const all = include === "ALL_KEY_MATERIAL" ? versions : versions.slice(1);
+    const page = all.slice(start, start + limit);
+    const truncated = start + limit < all.length;
+    return {
+      Rotations: page.map((v) => {
+        const type = record.rotationTypes.get(v.materialId);
+        return {
+          KeyId: record.key.id,
+          KeyMaterialId: v.materialId,
+          KeyMaterialState: v === latest ? "CURRENT" : "NON_CURRENT",
+          ...(type === undefined ? {} : { RotationDate: epochSeconds(v.createdAt), RotationType: type }),
+        };
+      }),
       Truncated: truncated,
       ...(truncated ? { NextMarker: String(start + limit) } : {}),
     };
@@ -543,9 +599,16 @@ export class AwsKmsEmulator extends Emulator<AwsKmsCallState> {
   #newKey(description: string): KeyRecord {
     const id = randomUUID();
     const createdAt = this.now();
-    const record: KeyRecord = { key: new EmulatedKey(id, createdAt), arn: this.#keyArn(id), createdAt, description, state: "Enabled" };
+    const record: KeyRecord = { key: new EmulatedKey(id, createdAt), arn: this.#keyArn(id), createdAt, description, state: "Enabled", rotationTypes: new Map() };
     this.#keys.set(id, record);
     return record;
+  }
+
+  /** Adds key material, dated by the emulator's clock, and records how it came; returns its `KeyMaterialId`. */
+  #rotateRecord(record: KeyRecord, type: AwsRotationType): string {
+    const { materialId } = record.key.addVersion(this.now());
+    record.rotationTypes.set(materialId, type);
+    return materialId;
   }
 
   #setState(record: KeyRecord, state: "Enabled" | "Disabled"): void {
@@ -862,6 +925,13 @@ function readBlobHeader(sealed: Buffer): { keyId: string; version: number } | un
   const hex = sealed.toString("hex", 1, 17);
   const keyId = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
   return { keyId, version: sealed.readUInt32BE(17) };
+}
+
+/** Where a page starts: a list's `Marker` is the previous page's `NextMarker` (an offset here). */
+function pageStart(marker: unknown): number {
+  if (marker === undefined) return 0;
+  if (typeof marker !== "string" || !/^\d{1,9}$/.test(marker)) fail("InvalidMarkerException", "Invalid marker.");
+  return Number(marker);
 }
 
 function epochSeconds(date: Date): number {
