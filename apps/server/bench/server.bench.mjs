@@ -7,28 +7,26 @@
 //
 // Environment: BENCH_SECONDS (per measurement, default 6), BENCH_ROUNDS (default 5),
 // BENCH_CONNECTIONS (default 64).
+//
+// Also importable: `runServerBench({ seconds, rounds, connections, log })` resolves with the figures
+// (the @kms/bench harness, bench/, puts them in docs/BENCHMARKS.md).
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, realpathSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import autocannon from "autocannon";
 
 /* global fetch */
 
-const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
-const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
 const PAYLOAD_BYTES = 1024;
 /** The issue's target: encrypt serves at least this fraction of the no-op route's requests/s. */
 const TARGET_RATIO = 0.6;
 const TOKEN = randomBytes(24).toString("base64url");
 const TENANT = "bench-tenant";
 
-const dir = mkdtempSync(join(tmpdir(), "kms-server-bench-"));
-
 /** Starts dist/main.js on an ephemeral port; resolves with its URL once it listens. */
-function startServer() {
+function startServer(dir) {
   const child = spawn(process.execPath, [join(import.meta.dirname, "..", "dist", "main.js")], {
     env: {
       PATH: process.env.PATH,
@@ -75,11 +73,11 @@ async function post(url, path, body) {
   return res.json();
 }
 
-function load(url, { method = "GET", path, body }) {
+function load(url, { method = "GET", path, body }, { connections, seconds }) {
   const headers = body === undefined ? {} : { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" };
   return new Promise((resolve, reject) => {
     autocannon(
-      { url: `${url}${path}`, method, headers, body, connections: CONNECTIONS, duration: SECONDS, pipelining: 1 },
+      { url: `${url}${path}`, method, headers, body, connections, duration: seconds, pipelining: 1 },
       (error, result) => (error ? reject(error) : resolve(result)),
     );
   });
@@ -87,56 +85,82 @@ function load(url, { method = "GET", path, body }) {
 
 const median = (values) => values.slice().sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
-const { child, url } = await startServer();
-try {
-  const plaintext = randomBytes(PAYLOAD_BYTES).toString("base64");
-  const context = { table: "notes" };
-  // Warm both caches: the encrypt key of (tenant, context) and the decrypt entry of its data key.
-  const { ciphertext } = await post(url, `/v1/tenants/${TENANT}/encrypt`, { plaintext, context });
-  const decrypted = await post(url, `/v1/tenants/${TENANT}/decrypt`, { ciphertext, context });
-  if (decrypted.plaintext !== plaintext) throw new Error("the warm-up round trip did not return the plaintext");
+/**
+ * Runs the benchmark and resolves with { seconds, rounds, connections, cases: [{ name, rps, p50Ms,
+ * p99Ms, vsNoop, vsNoopRange }], targetRatio, encryptRatio }. `withHealthRoute: false` skips the
+ * GET /health/live case; `warmupSeconds` puts untimed load on each route first; `log` receives the
+ * printed report.
+ */
+export async function runServerBench({
+  seconds = Number(process.env.BENCH_SECONDS ?? 6),
+  rounds = Number(process.env.BENCH_ROUNDS ?? 5),
+  connections = Number(process.env.BENCH_CONNECTIONS ?? 64),
+  withHealthRoute = true,
+  warmupSeconds = 0,
+  log = console.log,
+} = {}) {
+  const dir = mkdtempSync(join(tmpdir(), "kms-server-bench-"));
+  const { child, url } = await startServer(dir);
+  try {
+    const plaintext = randomBytes(PAYLOAD_BYTES).toString("base64");
+    const context = { table: "notes" };
+    // Warm both caches: the encrypt key of (tenant, context) and the decrypt entry of its data key.
+    const { ciphertext } = await post(url, `/v1/tenants/${TENANT}/encrypt`, { plaintext, context });
+    const decrypted = await post(url, `/v1/tenants/${TENANT}/decrypt`, { ciphertext, context });
+    if (decrypted.plaintext !== plaintext) throw new Error("the warm-up round trip did not return the plaintext");
 
-  const cases = [
-    { name: "no-op (POST …/noop)", method: "POST", path: `/v1/tenants/${TENANT}/noop`, body: JSON.stringify({ plaintext, context }) },
-    { name: "encrypt 1 KiB", method: "POST", path: `/v1/tenants/${TENANT}/encrypt`, body: JSON.stringify({ plaintext, context }) },
-    { name: "decrypt 1 KiB", method: "POST", path: `/v1/tenants/${TENANT}/decrypt`, body: JSON.stringify({ ciphertext, context }) },
-    { name: "GET /health/live", path: "/health/live" },
-  ];
-  const runs = new Map(cases.map((c) => [c.name, []]));
-  for (let round = 0; round < ROUNDS; round++) {
-    for (const c of cases) {
-      const result = await load(url, c);
-      const failed = result.non2xx + result.errors + result.timeouts;
-      if (failed > 0) throw new Error(`${c.name}: ${failed} of ${result.requests.total} requests failed`);
-      runs.get(c.name).push(result);
+    const cases = [
+      { name: "no-op (POST …/noop)", method: "POST", path: `/v1/tenants/${TENANT}/noop`, body: JSON.stringify({ plaintext, context }) },
+      { name: "encrypt 1 KiB", method: "POST", path: `/v1/tenants/${TENANT}/encrypt`, body: JSON.stringify({ plaintext, context }) },
+      { name: "decrypt 1 KiB", method: "POST", path: `/v1/tenants/${TENANT}/decrypt`, body: JSON.stringify({ ciphertext, context }) },
+      ...(withHealthRoute ? [{ name: "GET /health/live", path: "/health/live" }] : []),
+    ];
+    // Optional untimed load on every route first, so that no route's first round pays for the JIT.
+    if (warmupSeconds > 0) for (const c of cases) await load(url, c, { connections, seconds: warmupSeconds });
+    const runs = new Map(cases.map((c) => [c.name, []]));
+    for (let round = 0; round < rounds; round++) {
+      for (const c of cases) {
+        const result = await load(url, c, { connections, seconds });
+        const failed = result.non2xx + result.errors + result.timeouts;
+        if (failed > 0) throw new Error(`${c.name}: ${failed} of ${result.requests.total} requests failed`);
+        runs.get(c.name).push(result);
+      }
     }
-  }
 
-  console.log(`\nreference server, local provider, warm cache: ${CONNECTIONS} connections, ${SECONDS} s per run, median of ${ROUNDS} rounds`);
-  console.log(`node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}\n`);
-  console.log(`${"route".padEnd(26)}${"req/s".padStart(10)}${"p50 ms".padStart(9)}${"p99 ms".padStart(9)}${"vs no-op".padStart(10)}`);
-  const noopRuns = runs.get(cases[0].name);
-  const ratios = {};
-  const spreads = {};
-  for (const c of cases) {
-    const results = runs.get(c.name);
-    const rps = median(results.map((r) => r.requests.average));
-    const perRound = results.map((r, round) => r.requests.average / noopRuns[round].requests.average);
-    ratios[c.name] = median(perRound);
-    spreads[c.name] = [Math.min(...perRound), Math.max(...perRound)];
-    const p50 = median(results.map((r) => r.latency.p50));
-    const p99 = median(results.map((r) => r.latency.p99));
-    console.log(
-      `${c.name.padEnd(26)}${rps.toFixed(0).padStart(10)}${p50.toFixed(1).padStart(9)}${p99.toFixed(1).padStart(9)}${`${(100 * ratios[c.name]).toFixed(0)} %`.padStart(10)}`,
-    );
+    log(`\nreference server, local provider, warm cache: ${connections} connections, ${seconds} s per run, median of ${rounds} rounds`);
+    log(`node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}\n`);
+    log(`${"route".padEnd(26)}${"req/s".padStart(10)}${"p50 ms".padStart(9)}${"p99 ms".padStart(9)}${"vs no-op".padStart(10)}`);
+    const noopRuns = runs.get(cases[0].name);
+    const ratios = {};
+    const spreads = {};
+    const figures = [];
+    for (const c of cases) {
+      const results = runs.get(c.name);
+      const rps = median(results.map((r) => r.requests.average));
+      const perRound = results.map((r, round) => r.requests.average / noopRuns[round].requests.average);
+      ratios[c.name] = median(perRound);
+      spreads[c.name] = [Math.min(...perRound), Math.max(...perRound)];
+      const p50 = median(results.map((r) => r.latency.p50));
+      const p99 = median(results.map((r) => r.latency.p99));
+      figures.push({ name: c.name, rps, p50Ms: p50, p99Ms: p99, vsNoop: ratios[c.name], vsNoopRange: spreads[c.name] });
+      log(
+        `${c.name.padEnd(26)}${rps.toFixed(0).padStart(10)}${p50.toFixed(1).padStart(9)}${p99.toFixed(1).padStart(9)}${`${(100 * ratios[c.name]).toFixed(0)} %`.padStart(10)}`,
+      );
+    }
+    const encryptRatio = ratios[cases[1].name];
+    const [low, high] = spreads[cases[1].name].map((r) => (100 * r).toFixed(0));
+    const verdict = encryptRatio >= TARGET_RATIO ? "met" : "NOT met";
+    log(`\ntarget: encrypt ≥ ${TARGET_RATIO * 100} % of the no-op route's requests/s: ${verdict} (${(100 * encryptRatio).toFixed(0)} %; rounds ${low} to ${high} %)`);
+    return { seconds, rounds, connections, cases: figures, targetRatio: TARGET_RATIO, encryptRatio };
+  } finally {
+    child.kill("SIGTERM");
+    await new Promise((resolve) => child.once("exit", resolve));
+    rmSync(dir, { recursive: true, force: true });
   }
-  const encryptRatio = ratios[cases[1].name];
-  const [low, high] = spreads[cases[1].name].map((r) => (100 * r).toFixed(0));
-  const verdict = encryptRatio >= TARGET_RATIO ? "met" : "NOT met";
-  console.log(`\ntarget: encrypt ≥ ${TARGET_RATIO * 100} % of the no-op route's requests/s: ${verdict} (${(100 * encryptRatio).toFixed(0)} %; rounds ${low} to ${high} %)`);
+}
+
+// Run as a script (`node bench/server.bench.mjs`), not when imported.
+if (process.argv[1] !== undefined && realpathSync(process.argv[1]) === import.meta.filename) {
+  const { encryptRatio } = await runServerBench();
   if (encryptRatio < TARGET_RATIO) process.exitCode = 1;
-} finally {
-  child.kill("SIGTERM");
-  await new Promise((resolve) => child.once("exit", resolve));
-  rmSync(dir, { recursive: true, force: true });
 }
