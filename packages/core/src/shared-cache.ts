@@ -118,6 +118,7 @@ const MAX_SWITCH_SPREAD_MS = 60_000;
 /** Sealing keys held per instance (current, previous, and those met in values). */
 const MAX_SEALING_KEYS = 8;
 const POLL_MIN_MS = 5;
+const REPUBLISH_MS = 60_000;
 const POLL_MAX_MS = 50;
 const PURPOSE_CONTEXT_KEY = "kms:purpose";
 /** The KMS refuses this instance the sealing key: a configuration problem, not a forged value. */
@@ -132,6 +133,10 @@ interface SealingKey {
   readonly id: string;
   readonly epoch: number;
   readonly key: Buffer;
+  /** Its record as stored (`<epoch>.<wrapped key>.<check value>`: nothing secret), to write it again. */
+  readonly record: string;
+  /** When this instance last wrote or read the record (performance.now()). */
+  recordSeenAt: number;
 }
 
 function digest(text: string): string {
@@ -307,6 +312,7 @@ export class SharedTier {
       plaintext.set(value.dek, CREATED_AT_BYTES);
       plaintext.set(value.extra, CREATED_AT_BYTES + DEK_BYTES);
       const sealing = await this.#currentSealingKey();
+      await this.#republish(sealing);
       const iv = randomBytes(IV_BYTES);
       const cipher = createCipheriv("aes-256-gcm", sealing.key, iv);
       cipher.setAAD(aadOf(sealing.id, name));
@@ -397,9 +403,9 @@ export class SharedTier {
     try {
       const id = sealingKeyId(epoch, keySection);
       const derived = deriveSealing(plaintextKey, id);
-      const key: SealingKey = { id, epoch, key: derived.key };
+      const key: SealingKey = { id, epoch, key: derived.key, record: `${epoch}.${toBase64Url(keySection)}.${toBase64Url(derived.check)}`, recordSeenAt: performance.now() };
       try {
-        await this.#op(this.#store.set(`seal:${id}`, `${epoch}.${toBase64Url(keySection)}.${toBase64Url(derived.check)}`, ttl));
+        await this.#op(this.#store.set(`seal:${id}`, key.record, ttl));
       } catch (error) {
         derived.key.fill(0);
         throw error;
@@ -457,12 +463,23 @@ export class SharedTier {
         derived.key.fill(0);
         return undefined;
       }
-      const key: SealingKey = { id, epoch, key: derived.key };
+      const key: SealingKey = { id, epoch, key: derived.key, record, recordSeenAt: performance.now() };
       this.#remember(key);
       return key;
     } finally {
       plaintextKey.fill(0);
     }
+  }
+
+  /**
+   * Writes the sealing key's record again (the same text) when this instance has not written or read
+   * it for `REPUBLISH_MS`: a Redis restarted empty, flushed or evicting must not leave values sealed
+   * under a key no other instance can find. At most one write a minute.
+   */
+  async #republish(key: SealingKey): Promise<void> {
+    if (performance.now() - key.recordSeenAt < REPUBLISH_MS) return;
+    key.recordSeenAt = performance.now();
+    await this.#op(this.#store.set(`seal:${key.id}`, key.record, 3 * this.#settings.sealingKeyRotationMs + this.#settings.hardMaxAgeMs));
   }
 
   #remember(key: SealingKey): void {
@@ -519,6 +536,8 @@ export class SharedTier {
     if (status === this.#status) return;
     const from = this.#status;
     this.#status = status;
+    // Back from a failure: the store may have restarted empty; write each sealing key's record again before sealing under it.
+    if (status === "up") for (const key of this.#sealingKeys.values()) key.recordSeenAt = -Infinity;
     if (this.#events.active) this.#events.emit({ type: "cache.shared.state", from, to: status });
   }
 

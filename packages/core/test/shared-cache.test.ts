@@ -403,61 +403,60 @@ describe("Redis slow or down: skipped within the timeout, degraded not failed, r
   it("DEBUG SLEEP, then a killed Redis: every request is served; health says degraded; the tier recovers when Redis returns", async () => {
     port = await freePort();
     await startRedis();
-    const { provider, make } = cluster(0);
-    const events: KmsEvent[] = [];
-    const provider2 = provider;
-    void provider2;
-    const { kms } = (() => {
-      const c = createKms({
-        registry: [definitionOf(provider)],
-        config: {
-          providers: { fake: {} },
-          tenants: { defaultKey: { provider: "fake", keyId: "default" } },
-          cache: { shared: { url: `redis://127.0.0.1:${port}`, keyPrefix: "outage", timeoutMs: 50, retryAfterMs: 200 } },
-        },
-        env: {},
-        onEvent: (e) => events.push(e),
-      });
-      openClients.push(c);
-      return { kms: c };
-    })();
-    void make;
-    expect((await kms.decrypt("tenant-0", await kms.encrypt("tenant-0", "warm"))).toString()).toBe("warm");
-    expect((await kms.checkHealth()).sharedCache).toEqual({ status: "up" });
+    const url = `redis://127.0.0.1:${port}`;
+    // A timeout far below the 20 s sleep (and above what a loaded CI machine may take to answer).
+    const c = cluster(1, { url, keyPrefix: "outage", timeoutMs: 1_000, retryAfterMs: 200 });
+    const a = c.instances[0]!;
+    const clients: { destroy(): void }[] = [];
+    const client = async () => {
+      const made = quiet(createClient({ url }));
+      clients.push(made);
+      await made.connect();
+      return made;
+    };
+    try {
+      expect((await a.kms.decrypt("tenant-0", await a.kms.encrypt("tenant-0", "warm"))).toString()).toBe("warm");
+      expect((await a.kms.checkHealth()).sharedCache).toEqual({ status: "up" });
 
-    // Redis stops answering for 20 s: requests wait at most the timeout, once, then skip the tier.
-    const admin = quiet(createClient({ url: `redis://127.0.0.1:${port}` }));
-    await admin.connect();
-    void admin.sendCommand(["DEBUG", "SLEEP", "20"]).catch(() => undefined);
-    await until(async () => !(await answersWithin(port, 100)), "Redis to stop answering");
-    const slow = await Promise.all(Array.from({ length: 40 }, (_, i) => kms.encrypt(`tenant-${i % 8}`, `during sleep ${i}`)));
-    for (const [i, envelope] of slow.entries()) expect((await kms.decrypt(`tenant-${i % 8}`, envelope)).toString()).toBe(`during sleep ${i}`);
-    const health = await kms.checkHealth();
-    expect(health.ready).toBe(true);
-    expect(health.sharedCache).toEqual({ status: "degraded", lastError: { reason: "no answer within 50 ms", at: expect.any(Number) } });
+      // Redis stops answering for 20 s: requests wait at most the timeout, once, then skip the tier.
+      void (await client()).sendCommand(["DEBUG", "SLEEP", "20"]).catch(() => undefined);
+      await until(async () => !(await answersWithin(port, 100)), "Redis to stop answering");
+      const slow = await Promise.all(Array.from({ length: 40 }, (_, i) => a.kms.encrypt(`tenant-${i % 8}`, `during sleep ${i}`)));
+      for (const [i, envelope] of slow.entries()) expect((await a.kms.decrypt(`tenant-${i % 8}`, envelope)).toString()).toBe(`during sleep ${i}`);
+      const health = await a.kms.checkHealth();
+      expect(health.ready).toBe(true);
+      expect(health.sharedCache).toEqual({ status: "degraded", lastError: { reason: "no answer within 1000 ms", at: expect.any(Number) } });
 
-    // Down altogether.
-    admin.destroy();
-    await stopRedis();
-    await new Promise((resolve) => setTimeout(resolve, 250)); // past retryAfterMs: the next request probes
-    const down = await Promise.all(Array.from({ length: 20 }, (_, i) => kms.encrypt(`other-${i % 4}`, `while down ${i}`)));
-    expect(down).toHaveLength(20);
-    expect((await kms.checkHealth()).sharedCache?.status).toBe("degraded");
+      // Down altogether.
+      await stopRedis();
+      await new Promise((resolve) => setTimeout(resolve, 250)); // past retryAfterMs: the next request probes
+      const down = await Promise.all(Array.from({ length: 20 }, (_, i) => a.kms.encrypt(`other-${i % 4}`, `while down ${i}`)));
+      expect(down).toHaveLength(20);
+      expect((await a.kms.checkHealth()).sharedCache?.status).toBe("degraded");
 
-    // Back: the client reconnects by itself and a later request's probe finds the tier up.
-    await startRedis();
-    await until(async () => {
-      await kms.encrypt(`back-${randomBytes(4).toString("hex")}`, "probe");
-      return (await kms.checkHealth()).sharedCache?.status === "up";
-    }, "the tier to recover");
-    const states = events.filter((e) => e.type === "cache.shared.state").map((e) => (e as { to: string }).to);
-    expect(states[0]).toBe("degraded");
-    expect(states[states.length - 1]).toBe("up");
-    const check = quiet(createClient({ url: `redis://127.0.0.1:${port}` }));
-    await check.connect();
-    await kms.encrypt("after-recovery", "shared again");
-    await until(async () => (await check.keys("outage::e:*")).length >= 1, "an entry in the new Redis");
-    check.destroy();
+      // Back, empty: the client reconnects by itself and a later request's probe finds the tier up.
+      await startRedis();
+      await until(async () => {
+        await a.kms.encrypt(`back-${randomBytes(4).toString("hex")}`, "probe");
+        return (await a.kms.checkHealth()).sharedCache?.status === "up";
+      }, "the tier to recover");
+      const states = a.events.filter((e) => e.type === "cache.shared.state").map((e) => (e as { to: string }).to);
+      expect(states[0]).toBe("degraded");
+      expect(states[states.length - 1]).toBe("up");
+
+      // Shared again, under a sealing key whose record A wrote again into the new Redis: a new
+      // instance opens A's entry (no data key from the KMS, nothing counted as forged).
+      const check = await client();
+      await a.kms.encrypt("after-recovery", "shared again");
+      await until(async () => (await check.keys("outage::e:*")).length >= 1 && (await check.keys("outage::seal:*")).length === 1, "the entry and its sealing key's record in the new Redis");
+      const b = c.make();
+      const before = c.provider.calls.generateDataKey;
+      await b.kms.encrypt("after-recovery", "from another instance");
+      expect(c.provider.calls.generateDataKey).toBe(before);
+      expect(integrityFailures(b.events)).toEqual([]);
+    } finally {
+      for (const made of clients) made.destroy();
+    }
   });
 
   it("a store that never answers: requests are served, the tier is degraded", async () => {
