@@ -128,11 +128,14 @@ export function memoryVerdict(memory: MemoryResult): { bounded: boolean; growth:
   };
 }
 
-/** The load averages, with a warning when other work shared the machine. */
+/**
+ * The load averages, with a warning when other work shared the machine as the run began (the end's
+ * figure counts the benchmark's own processes, two at a time in its last scenarios, so it says little).
+ */
 export function loadText(load: { start: number; end?: number }, cores: number): string {
   const values = [load.start, ...(load.end === undefined ? [] : [load.end])];
   const text = values.map((v) => v.toFixed(2)).join(" / ");
-  return Math.max(...values) > cores / 2 ? `${text}: other processes were using the CPUs; absolute figures are lower than on an idle machine` : text;
+  return load.start > cores / 2 ? `${text}: other processes were using the CPUs; absolute figures are lower than on an idle machine` : text;
 }
 
 function warmSection(warm: WarmResult): string {

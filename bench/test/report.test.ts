@@ -19,7 +19,7 @@ describe("the report, from fixed figures", () => {
     expect(lines).toContain("| Node.js | v20.20.2 (OpenSSL 3.0.19) |");
     expect(lines).toContain("| @aws-crypto/client-node | 5.0.2 |");
     expect(lines).toContain(
-      "| load average (1 min), start / end of the run | 0.12 / 1.90: other processes were using the CPUs; absolute figures are lower than on an idle machine |",
+      "| load average (1 min), start / end of the run | 0.12 / 1.90 |",
     );
   });
 
@@ -80,6 +80,8 @@ describe("targets", () => {
 describe("load average", () => {
   it("warns only past half the cores", () => {
     expect(loadText({ start: 0.5, end: 1 }, 2)).toBe("0.50 / 1.00");
+    // The end counts the benchmark's own processes: only a busy start says other work shared the machine.
+    expect(loadText({ start: 0.5, end: 1.9 }, 2)).toBe("0.50 / 1.90");
     expect(loadText({ start: 1.01 }, 2)).toBe("1.01: other processes were using the CPUs; absolute figures are lower than on an idle machine");
   });
 });
