@@ -4,9 +4,10 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = "true";
 import { randomBytes, randomUUID } from "node:crypto";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, jest } from "@jest/globals";
 import { DescribeKeyCommand, KMSClient } from "@aws-sdk/client-kms";
-import { KmsConfigError, KmsError, TROUBLESHOOTING_URL, createKms, isKmsError, type KmsErrorCode } from "@kms/core";
+import { KmsConfigError, KmsError, TROUBLESHOOTING_URL, createKms, type KmsErrorCode } from "@kms/core";
 import { AWS_EMULATOR_IDENTITY, AwsKmsEmulator, type EmulatorRequest, type AwsKmsRoute } from "@kms/testkit/emulators";
 import { AWS_KEY_ID_RULE, AWS_PERMISSIONS_DOCS_URL, AWS_RUNTIME_PERMISSIONS, AWS_SHREDDING_PERMISSIONS, type AwsKmsProvider, awsKms, awsKmsProvider } from "../src";
+import { kmsErrorOf } from "./kms-error-of";
 import { mapAwsError } from "../src/errors";
 
 /** A latency that holds a request past any deadline here; the emulator's stop() releases it (after every test, so it is never logged mid-file). */
@@ -74,16 +75,6 @@ afterEach(async () => {
   emulator.describesUntilRotated = Infinity;
   await Promise.all(providers.splice(0).map((p) => p.close()));
 });
-
-async function kmsErrorOf(promise: Promise<unknown>): Promise<KmsError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (!isKmsError(error)) throw new Error(`expected a KmsError, got ${String(error)}`);
-    return error;
-  }
-  throw new Error("expected a KmsError, but the call succeeded");
-}
 
 /** Message, stack, JSON form and the whole cause chain (as JSON too), as one string. */
 function everythingIn(error: unknown): string {

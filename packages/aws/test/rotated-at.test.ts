@@ -9,9 +9,10 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = "true";
  * demand each time.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "@jest/globals";
-import { type KeyDescription, type KmsError, TROUBLESHOOTING_URL, isKmsError } from "@kms/core";
+import { type KeyDescription, TROUBLESHOOTING_URL } from "@kms/core";
 import { AWS_EMULATOR_IDENTITY, AwsKmsEmulator, type AwsKmsRoute, type EmulatorRequest, type EmulatorResponse } from "@kms/testkit/emulators";
 import { AWS_ROTATION_PERMISSIONS, AWS_RUNTIME_PERMISSIONS, type AwsKmsProvider, awsKmsProvider } from "../src";
+import { kmsErrorOf } from "./kms-error-of";
 
 const DAY_MS = 86_400_000;
 const CRYPTOPERIOD_MS = 90 * DAY_MS;
@@ -70,16 +71,6 @@ afterEach(async () => {
   emulator.listReply = undefined;
   await Promise.all(providers.splice(0).map((p) => p.close()));
 });
-
-async function kmsErrorOf(promise: Promise<unknown>): Promise<KmsError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (!isKmsError(error)) throw new Error(`expected a KmsError, got ${String(error)}`);
-    return error;
-  }
-  throw new Error("expected a KmsError, but the call succeeded");
-}
 
 /** A key created at START, `ageDays` ago now. */
 function oldKey(ageDays: number, alias?: string) {
