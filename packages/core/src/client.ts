@@ -27,7 +27,6 @@ import {
   FIXED_HEADER_BYTES,
   authFailed,
   createDecryptTemplate,
-  copyKeyBytes,
   createEncryptTemplate,
   deriveMaterial,
   encodeKeySection,
@@ -46,7 +45,7 @@ import {
 } from "./envelope";
 import { KmsError, isKmsError } from "./errors";
 import { type KmsEventListener, KmsEvents } from "./events";
-import { DATA_KEY_BYTES, type EncryptionContext, type KmsProvider, type ProviderDefinition } from "./provider";
+import { DATA_KEY_BYTES, type EncryptionContext, type KmsProvider, type ProviderDefinition, copyKeyBytes } from "./provider";
 import { ProviderPolicy } from "./resilience";
 import { type SharedCacheStore, type SharedLoaded, type SharedLookup, type SharedValue, SharedTier } from "./shared-cache";
 import { redisSharedCacheStore } from "./shared-cache-store";

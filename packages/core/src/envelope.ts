@@ -99,16 +99,6 @@ export interface DataKeyMaterial {
 }
 
 
-/**
- * A copy of key bytes in memory of its own: `Buffer.from(bytes)` of a small array lands in Node's
- * shared 8 KiB pool, next to unrelated buffers, and keeps that whole block alive.
- */
-export function copyKeyBytes(bytes: Uint8Array): Buffer {
-  const copy = Buffer.alloc(bytes.byteLength);
-  copy.set(bytes);
-  return copy;
-}
-
 function hkdf32(dek: Uint8Array, info: Buffer): Buffer {
   // hkdfSync returns a fresh ArrayBuffer: the Buffer owns its memory (not the shared pool), so it can be zeroed.
   return Buffer.from(hkdfSync("sha256", dek, EMPTY_SALT, info, 32));

@@ -20,13 +20,20 @@ export const DATA_KEY_BYTES = 32;
 export function takeDataKey(bytes: unknown): Buffer | undefined {
   if (!(bytes instanceof Uint8Array)) return undefined;
   try {
-    if (bytes.length !== DATA_KEY_BYTES) return undefined;
-    const key = Buffer.alloc(DATA_KEY_BYTES);
-    key.set(bytes);
-    return key;
+    return bytes.length === DATA_KEY_BYTES ? copyKeyBytes(bytes) : undefined;
   } finally {
     bytes.fill(0);
   }
+}
+
+/**
+ * A copy of key bytes in memory of its own: `Buffer.from(bytes)` of a small array lands in Node's
+ * shared 8 KiB pool, next to unrelated buffers (where zeroing is the copy's only, and the block stays alive).
+ */
+export function copyKeyBytes(bytes: Uint8Array): Buffer {
+  const copy = Buffer.alloc(bytes.byteLength);
+  copy.set(bytes);
+  return copy;
 }
 
 /** A key id short enough for a health detail (at most 120 characters). */

@@ -24,10 +24,10 @@
  */
 import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Clock } from "./clock";
-import { type KeySection, copyKeyBytes, fromBase64Url, parseKeySection, toBase64Url } from "./envelope";
+import { type KeySection, fromBase64Url, parseKeySection, toBase64Url } from "./envelope";
 import { UNAVAILABLE_NOW_CODES, isKmsError } from "./errors";
 import type { CacheSide, KmsEvents } from "./events";
-import type { EncryptionContext } from "./provider";
+import { type EncryptionContext, copyKeyBytes } from "./provider";
 
 /** What the tier needs of a store. Values are text; `ttlMs` is always set. */
 export interface SharedCacheStore {

@@ -334,8 +334,6 @@ describe("revocation and rotation", () => {
     expect(await entries(prefix, "seal-epoch")).toHaveLength(2);
     // Two sealing keys and four data keys in all: the new epoch's key was made once, not per instance.
     expect(provider.calls.generateDataKey).toBe(6);
-    const fresh = cluster(0);
-    void fresh;
     const before = provider.calls.unwrapDataKey;
     await b!.kms.encrypt("tenant-1", "old epoch's entry"); // sealed under the first key: B unwraps it once
     expect(provider.calls.generateDataKey).toBe(6);
