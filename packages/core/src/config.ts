@@ -9,6 +9,11 @@ import { keyIdProblem, tenantIdProblem } from "./envelope";
 import { type ConfigIssue, KmsConfigError, configIssue } from "./errors";
 import { KNOWN_PROVIDERS, PROVIDER_ID_PATTERN, type KmsProvider, type ProviderDefinition } from "./provider";
 
+/** The largest cache capacity (entries per side). */
+export const MAX_CACHE_CAPACITY = 1_000_000;
+/** The cryptoperiod's bounds and default, in days (NIST SP 800-57's usual 90 days). */
+export const CRYPTOPERIOD_DAYS = { min: 1, max: 3650, default: 90 } as const;
+
 /** AES-GCM with random 96-bit IVs: at most 2^32 messages per key (NIST SP 800-38D). */
 const MAX_MESSAGES_PER_KEY = 2 ** 32;
 
@@ -34,13 +39,13 @@ const cacheSchema = z
         maxAgeMs: positiveInt.default(300_000),
         maxMessages: positiveInt.max(MAX_MESSAGES_PER_KEY).default(1_000_000),
         maxBytes: positiveInt.max(Number.MAX_SAFE_INTEGER).default(2 ** 36),
-        capacity: positiveInt.max(1_000_000).default(10_000),
+        capacity: positiveInt.max(MAX_CACHE_CAPACITY).default(10_000),
       })
       .prefault({}),
     decrypt: z
       .strictObject({
         maxAgeMs: positiveInt.default(300_000),
-        capacity: positiveInt.max(1_000_000).default(10_000),
+        capacity: positiveInt.max(MAX_CACHE_CAPACITY).default(10_000),
       })
       .prefault({}),
     /** Each entry's max age is shortened by up to this fraction, at random, against stampedes. */
@@ -115,7 +120,7 @@ const providersSchema = z.record(z.string(), z.unknown());
 const rotationSchema = z
   .strictObject({
     /** A key's current version is due for rotation at this age (NIST SP 800-57's usual 90 days). */
-    cryptoperiodDays: z.number().int().min(1).max(3650).default(90),
+    cryptoperiodDays: z.number().int().min(CRYPTOPERIOD_DAYS.min).max(CRYPTOPERIOD_DAYS.max).default(CRYPTOPERIOD_DAYS.default),
   })
   .prefault({});
 

@@ -17,6 +17,8 @@ export { ManualClock, systemClock, type Clock } from "./clock";
 export { contextBytes } from "./context-bytes";
 export { crc32c } from "./crc32c";
 export {
+  CRYPTOPERIOD_DAYS,
+  MAX_CACHE_CAPACITY,
   isProductionEnv,
   kmsConfigSchema,
   validateConfig,

@@ -11,7 +11,7 @@
  * the variable (`auth: { tokenFromEnv: "VAULT_TOKEN" }`). A cache setting equal to core's default is
  * left out of the file, which then follows core's default.
  */
-import { kmsConfigSchema } from "./config";
+import { CRYPTOPERIOD_DAYS, MAX_CACHE_CAPACITY, kmsConfigSchema } from "./config";
 import { keyIdProblem } from "./envelope";
 import { LOCAL_DEFAULT_PATH } from "./local-provider";
 import { KNOWN_PROVIDERS, type ProviderDefinition } from "./provider";
@@ -59,9 +59,6 @@ export interface SetupQuestion {
 
 /** Core's cache settings with their defaults (`cache.encrypt`'s max age and capacity are `cache.decrypt`'s too). */
 const CACHE_DEFAULTS = kmsConfigSchema.shape.cache.parse(undefined);
-/** A cache capacity's upper bound in core's schema. */
-const MAX_CACHE_CAPACITY = 1_000_000;
-const DEFAULT_CRYPTOPERIOD_DAYS = 90;
 
 const definition = (context: SetupContext, id: string) => context.registry.find((d) => d.id === id);
 
@@ -202,8 +199,8 @@ export const SETUP_QUESTIONS: readonly SetupQuestion[] = [
   {
     id: "rotation-days",
     text: "Rotate keys every N days (cryptoperiod)",
-    fallback: () => String(DEFAULT_CRYPTOPERIOD_DAYS),
-    ...integerFrom(1, 3650),
+    fallback: () => String(CRYPTOPERIOD_DAYS.default),
+    ...integerFrom(CRYPTOPERIOD_DAYS.min, CRYPTOPERIOD_DAYS.max),
   },
 ];
 
