@@ -15,9 +15,9 @@ export const AWS_PRICE_PER_10K = 0.03;
 export const SECONDS_PER_MONTH = 30 * 24 * 3600;
 
 /** The cache capacities core uses when none is configured. */
-export function defaultCacheSettings(): { encryptCapacity: number; decryptCapacity: number; maxAgeMs: number } {
+export function defaultCacheSettings(): { encryptCapacity: number; decryptCapacity: number } {
   const parsed = kmsConfigSchema.parse({ providers: { local: {} }, tenants: { defaultKey: { provider: "local", keyId: "k" } } });
-  return { encryptCapacity: parsed.cache.encrypt.capacity, decryptCapacity: parsed.cache.decrypt.capacity, maxAgeMs: parsed.cache.encrypt.maxAgeMs };
+  return { encryptCapacity: parsed.cache.encrypt.capacity, decryptCapacity: parsed.cache.decrypt.capacity };
 }
 
 /** Monthly KMS request cost (USD) of `callsPer1000` KMS calls per 1,000 requests at `rate` requests/s. */
@@ -47,8 +47,12 @@ export interface CacheRunResult {
   providerCalls: number;
 }
 
-/** A clock the simulation sets directly; timers are never due (the provider answers at once). */
-class SteppedClock implements Clock {
+/**
+ * A clock the simulations (this one and memory.ts) set directly; timers are never due (the provider
+ * answers at once). Not core's `ManualClock`: its `advance` fires timers and yields to the event loop,
+ * which over a million requests would time the simulation, not the cache.
+ */
+export class SteppedClock implements Clock {
   t = 1_700_000_000_000;
   now(): number {
     return this.t;

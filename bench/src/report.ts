@@ -102,10 +102,10 @@ export function rssText(memory: MemoryResult): string {
   const full = memory.samples.find((s) => s.ops > 0) ?? memory.samples[0]!;
   const half = memory.samples.find((s) => s.ops >= memory.operations / 2) ?? full;
   const last = memory.samples[memory.samples.length - 1]!;
-  const trend = (pick: (s: MemorySample) => number | undefined) =>
-    `${fmtNum(pick(full) ?? Number.NaN)} MiB at ${fmtInt(full.ops)} operations, ${fmtNum(pick(half) ?? Number.NaN)} at ${fmtInt(half.ops)}, ${fmtNum(pick(last) ?? Number.NaN)} at the end`;
-  const first = (half.externalMiB ?? 0) - (full.externalMiB ?? 0);
-  const second = (last.externalMiB ?? 0) - (half.externalMiB ?? 0);
+  const trend = (pick: (s: MemorySample) => number) =>
+    `${fmtNum(pick(full))} MiB at ${fmtInt(full.ops)} operations, ${fmtNum(pick(half))} at ${fmtInt(half.ops)}, ${fmtNum(pick(last))} at the end`;
+  const first = half.externalMiB - full.externalMiB;
+  const second = last.externalMiB - half.externalMiB;
   const shape =
     second < first
       ? `rising less in the second half (${signed(second)} MiB) than in the first (${signed(first)} MiB)`
@@ -196,7 +196,7 @@ function cacheSection(cache: CacheResult, rate: number): string {
 }
 
 function memorySection(memory: MemoryResult): string {
-  const rows = memory.samples.map((s) => [fmtInt(s.ops), fmtNum(s.rssMiB), fmtNum(s.heapUsedMiB), fmtNum(s.externalMiB ?? Number.NaN), fmtInt(s.encryptEntries), fmtInt(s.decryptEntries)]);
+  const rows = memory.samples.map((s) => [fmtInt(s.ops), fmtNum(s.rssMiB), fmtNum(s.heapUsedMiB), fmtNum(s.externalMiB), fmtInt(s.encryptEntries), fmtInt(s.decryptEntries)]);
   return table(["operations", "RSS MiB", "heap used MiB", "external MiB", "encrypt-cache entries", "decrypt-cache entries"], rows);
 }
 

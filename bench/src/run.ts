@@ -87,7 +87,6 @@ async function memoryScenario(): Promise<MemoryResult> {
     operations,
     sampleAt: Array.from({ length: 11 }, (_, i) => (i * operations) / 10),
     rate: 1000,
-    capacity: defaultCacheSettings().decryptCapacity,
   };
   return inChild<MemoryResult>("memory", options, ["--expose-gc"]);
 }

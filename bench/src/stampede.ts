@@ -37,9 +37,6 @@ export interface StampedeOptions {
   decryptConcurrency?: readonly number[];
   runs: number;
   latencyMs: number;
-  ops?: readonly WarmOp[];
-  impls?: readonly ("kms" | "esdk")[];
-  payloadBytes?: number;
 }
 
 const TENANT = "tenant-a";
@@ -72,7 +69,8 @@ function esdkSide(control: EmulatorControl): Side {
   // A copy: the SDK writes into the credentials object it is given.
   const client = new KMS(structuredClone(control.clientConfig));
   const keyring = new KmsKeyringNode({ generatorKeyId: control.keyArn, clientProvider: () => client });
-  const { cmm } = cachingCmm(keyring, { partition: `stampede-${randomBytes(4).toString("hex")}` });
+  // A new CMM has a new, empty cache of its own: the side starts cold.
+  const { cmm } = cachingCmm(keyring);
   const encryptionContext = { tenant: TENANT, ...CONTEXT };
   return {
     encrypt: (plaintext) => esdkEncrypt(cmm, plaintext, encryptionContext),
@@ -84,8 +82,8 @@ function esdkSide(control: EmulatorControl): Side {
 const SIDES = { kms: kmsSide, esdk: esdkSide };
 
 /** One stampede: a cold client, N concurrent requests; resolves with calls made and time taken. */
-export async function stampedeOnce(control: EmulatorControl, impl: "kms" | "esdk", op: WarmOp, concurrency: number, payloadBytes = 1024): Promise<{ kmsCalls: number; timeMs: number }> {
-  const plaintext = randomBytes(payloadBytes);
+export async function stampedeOnce(control: EmulatorControl, impl: "kms" | "esdk", op: WarmOp, concurrency: number): Promise<{ kmsCalls: number; timeMs: number }> {
+  const plaintext = randomBytes(1024);
   let envelope: Buffer | undefined;
   if (op === "decrypt") {
     const writer = SIDES[impl](control);
@@ -113,11 +111,11 @@ export async function stampedeOnce(control: EmulatorControl, impl: "kms" | "esdk
 
 export async function runStampede(control: EmulatorControl, options: StampedeOptions): Promise<StampedeResult> {
   const rows: StampedeRow[] = [];
-  for (const op of options.ops ?? ["encrypt", "decrypt"]) {
+  for (const op of ["encrypt", "decrypt"] as const) {
     for (const concurrency of op === "decrypt" ? (options.decryptConcurrency ?? options.concurrency) : options.concurrency) {
-      for (const impl of options.impls ?? ["kms", "esdk"]) {
+      for (const impl of ["kms", "esdk"] as const) {
         const runs: { kmsCalls: number; timeMs: number }[] = [];
-        for (let run = 0; run < options.runs; run++) runs.push(await stampedeOnce(control, impl, op, concurrency, options.payloadBytes));
+        for (let run = 0; run < options.runs; run++) runs.push(await stampedeOnce(control, impl, op, concurrency));
         const calls = runs.map((r) => r.kmsCalls);
         const times = runs.map((r) => r.timeMs);
         rows.push({

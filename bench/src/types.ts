@@ -104,7 +104,6 @@ export interface MemoryResult {
   samples: MemorySample[];
   /** Growth of heapUsed from the first sample after warm-up to the last, MiB. */
   heapGrowthMiB: number;
-  rssGrowthMiB: number;
 }
 
 export interface ServerCase {

@@ -74,7 +74,6 @@ export function fixture(): BenchResults {
         { ops: 1_000_000, rssMiB: 201, heapUsedMiB: 41.8, externalMiB: 3.3, encryptEntries: 10_000, decryptEntries: 10_000 },
       ],
       heapGrowthMiB: 0.5,
-      rssGrowthMiB: 2,
     },
     server: {
       seconds: 5,

@@ -57,11 +57,11 @@ describe("renderPanel", () => {
 describe("the chart, from fixed figures", () => {
   const svg = benchmarkChart(fixture());
 
-  it("is one well-formed SVG document, the same every time", () => {
+  it("is one well-formed SVG document", () => {
     expect(svg.startsWith(`<svg xmlns="http://www.w3.org/2000/svg" width="960" height="656" viewBox="0 0 960 656"`)).toBe(true);
     expect(svg.endsWith("</svg>\n")).toBe(true);
+    expect(svg.match(/<svg[ >]/g)).toHaveLength(1);
     expect(balanced(svg)).toBe(true);
-    expect(benchmarkChart(fixture())).toBe(svg);
   });
 
   it("has the four panels and one bar per figure", () => {
