@@ -23,8 +23,12 @@ export interface Authenticator {
    * manage keys, they do not read tenants' data).
    */
   authorizeTenant(authorization: string | undefined, tenantId: string): void;
-  /** Checks that the header holds the admin token (401 / 403 `FORBIDDEN` otherwise). */
-  authorizeAdmin(authorization: string | undefined): void;
+  /**
+   * Checks that the header holds the admin token (401 / 403 `FORBIDDEN` otherwise). `expiresAt`:
+   * when the credential stops being valid on its own (a JWT's verified `exp`, in ms); a static token
+   * has none.
+   */
+  authorizeAdmin(authorization: string | undefined): { expiresAt?: number };
   /** Tenants that have a token (their ids only). */
   readonly tenants: readonly string[];
   readonly hasAdmin: boolean;
@@ -88,7 +92,7 @@ export function createTokenAuth(digests: TokenDigests): Authenticator {
     },
     authorizeAdmin(authorization) {
       const owner = identify(authorization);
-      if (owner === ADMIN) return;
+      if (owner === ADMIN) return {};
       if (owner === undefined) throw new HttpError(401, "UNAUTHENTICATED", "The bearer token is not valid");
       throw new HttpError(403, "FORBIDDEN", "This endpoint needs the admin token");
     },

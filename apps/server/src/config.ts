@@ -380,7 +380,7 @@ function loadTokens(
     admin = fromHash("KMS_ADMIN_TOKEN_HASH", "the admin", env.KMS_ADMIN_TOKEN_HASH);
   }
 
-  const configured = [...TOKEN_VARIABLES].some((name) => set(env[name]));
+  const configured = TOKEN_VARIABLES.some((name) => set(env[name]));
   return configured ? { tenants, admin } : undefined;
 }
 

@@ -245,6 +245,8 @@ export function createJwtAuth(settings: JwtSettings): Authenticator {
     authorizeAdmin(authorization) {
       const claims = claimsOf(authorization);
       if (!isAdmin(claims)) throw new HttpError(403, "FORBIDDEN", "This endpoint needs the admin token");
+      // The verifier checked that `exp` is a NumericDate.
+      return { expiresAt: (claims.exp as number) * 1000 };
     },
   };
 }

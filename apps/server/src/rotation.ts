@@ -90,16 +90,20 @@ export function createRotationService(options: RotationServiceOptions): Rotation
   };
   const scheduler: RotationScheduler | undefined =
     options.intervalMs === undefined ? undefined : createRotationScheduler({ ...schedulerOptions, intervalMs: options.intervalMs, onEvent });
-  const find = (tenantId: string) => tenants.find((t) => t.tenantId === tenantId);
+  /** Tenant id → its key, built once: the console asks for many tenants' statuses per page. */
+  const byTenant = new Map(tenants.map((t) => [t.tenantId, t]));
+  const find = (tenantId: string) => byTenant.get(tenantId);
 
   return {
     tenants,
 
     async status(tenantId) {
-      if (find(tenantId) === undefined) return undefined;
+      const tenant = find(tenantId);
+      if (tenant === undefined) return undefined;
       // A scheduler's status is as of its own last look; a throw-away one describes the key now
-      // (an on-demand rotation is seen at once).
-      const status = await createRotationScheduler(schedulerOptions).status(tenantId);
+      // (an on-demand rotation is seen at once). It is given only this tenant: its status() would
+      // otherwise walk the whole tenant list again to find the one already found here.
+      const status = await createRotationScheduler({ ...schedulerOptions, tenants: [tenant] }).status(tenantId);
       if (status === undefined) return undefined;
       const failure = lastErrors.get(name(status.provider, status.keyId));
       return {
@@ -142,12 +146,12 @@ export function createRotationService(options: RotationServiceOptions): Rotation
  */
 export function tenantKeysOf(kmsConfig: Record<string, unknown> | undefined, credentialTenants: readonly string[]): TenantKey[] {
   const tenants = (kmsConfig?.tenants ?? {}) as { defaultKey?: { provider: string; keyId: string }; keys?: Record<string, { provider: string; keyId: string }> };
-  const result: TenantKey[] = [];
-  for (const [tenantId, key] of Object.entries(tenants.keys ?? {})) result.push({ tenantId, provider: key.provider, keyId: key.keyId });
+  const keys = tenants.keys ?? {};
+  const result: TenantKey[] = Object.entries(keys).map(([tenantId, key]) => ({ tenantId, provider: key.provider, keyId: key.keyId }));
   const defaultKey = tenants.defaultKey;
   if (defaultKey !== undefined) {
     for (const tenantId of credentialTenants) {
-      if (!result.some((t) => t.tenantId === tenantId)) result.push({ tenantId, provider: defaultKey.provider, keyId: defaultKey.keyId });
+      if (!Object.hasOwn(keys, tenantId)) result.push({ tenantId, provider: defaultKey.provider, keyId: defaultKey.keyId });
     }
   }
   return result;

@@ -6,14 +6,16 @@
  * `kms init` builds). The browser tests are in console.browser.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from "@jest/globals";
+import { createHmac } from "node:crypto";
 import { Writable } from "node:stream";
 import type { FastifyInstance } from "fastify";
 import { buildSetupConfig, setupConfigText, type KmsClient, type KmsEvent, type KmsHealth, type PermissionReport } from "@kms/core";
 import { createEvidenceLog, exportEvidence, memoryEvidenceStore, type EvidenceLog, type EvidenceManifest } from "@kms/rotation";
 import { buildApp } from "../src/app";
 import { createTokenAuth, digestsOf } from "../src/auth";
+import { createJwtAuth } from "../src/jwt";
 import { alertsOf, CONTENT_SECURITY_POLICY } from "../src/console/routes";
-import { clearedSessionCookie, createSessionStore, credentialExpiry, sessionCookie } from "../src/console/session";
+import { clearedSessionCookie, createSessionStore, sessionCookie } from "../src/console/session";
 import { createSetupWizard } from "../src/console/setup";
 import type { PublicRotationStatus, RotationService } from "../src/rotation";
 import { REGISTRY } from "../src/registry";
@@ -289,7 +291,10 @@ describe("sign-in, session cookie and CSRF", () => {
     expect(del.status).toBe(204);
     expect(kms.invalidated.at(-1)).toBe("tenant-00001");
     const validate = await call("POST", "/admin/validate-kms", { cookie, csrf });
-    expect(validate.status).toBe(200);
+    expect({ status: validate.status, body: validate.body }).toEqual({
+      status: 200,
+      body: { ok: true, keys: [{ provider: "aws-kms", keyId: "alias/k", checks: [{ permission: "kms:Encrypt", ok: true }] }] },
+    });
   });
 
   it("an unknown or malformed session cookie → 401", async () => {
@@ -354,10 +359,36 @@ describe("sign-in, session cookie and CSRF", () => {
     expect((await call("GET", "/admin/cache", { cookie: first.cookie })).status).toBe(401);
   });
 
-  it("a JWT's expiry caps its session; the store keeps at most maxSessions", () => {
+  it("signing in with an admin JWT: its verified expiry caps the session", async () => {
+    const secret = Buffer.from("console-jwt-secret-of-at-least-32-bytes!", "utf8");
     const part = (o: unknown) => Buffer.from(JSON.stringify(o)).toString("base64url");
-    expect(credentialExpiry(`${part({ alg: "HS256" })}.${part({ exp: 1_900_000_000 })}.sig`)).toBe(1_900_000_000_000);
-    expect(credentialExpiry(ADMIN)).toBeUndefined();
+    const exp = Math.floor(clock / 1000) + 300; // 5 minutes: sooner than the 15-minute idle timeout
+    const input = `${part({ alg: "HS256", typ: "JWT" })}.${part({ role: "kms-admin", exp })}`;
+    const token = `${input}.${createHmac("sha256", secret).update(input).digest("base64url")}`;
+    const jwtApp = buildApp({
+      kms: kms as unknown as KmsClient,
+      auth: createJwtAuth({ algorithm: "HS256", secret, now: () => clock }),
+      logger: false,
+      console: { now: () => clock },
+    });
+    try {
+      await jwtApp.listen({ host: "127.0.0.1", port: 0 });
+      const jwtBase = `http://127.0.0.1:${(jwtApp.server.address() as { port: number }).port}`;
+      const res = await fetch(`${jwtBase}/admin/console/session`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token }) });
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ signedIn: true, expiresAt: new Date(exp * 1000).toISOString() });
+      const id = COOKIE.exec(res.headers.get("set-cookie")!)![1]!;
+      clock += 300_000;
+      const after = await fetch(`${jwtBase}/admin/cache`, { headers: { cookie: `kms_console_session=${id}` } });
+      expect({ status: after.status, code: ((await after.json()) as { error: { code: string } }).error.code }).toEqual({ status: 401, code: "UNAUTHENTICATED" });
+    } finally {
+      await jwtApp.close();
+    }
+    // A static admin token has no expiry of its own.
+    expect(createTokenAuth(digestsOf({ tenants: {}, admin: ADMIN })).authorizeAdmin(`Bearer ${ADMIN}`)).toEqual({});
+  });
+
+  it("a credential's expiry caps a stored session; the store keeps at most maxSessions", () => {
     let now = 0;
     const store = createSessionStore({ now: () => now, maxSessions: 2 });
     const a = store.create(60_000);

@@ -16,7 +16,7 @@ import { HttpError, mapError } from "../errors";
 import type { PublicRotationStatus, RotationService } from "../rotation";
 import { requireCsrf, sessionOf, type AdminGuard } from "./admin-guard";
 import { verifyUploadedExport } from "./evidence-verify";
-import { clearedSessionCookie, cookieValue, credentialExpiry, sessionCookie, SESSION_COOKIE, type Session, type SessionStore } from "./session";
+import { clearedSessionCookie, cookieValue, sessionCookie, SESSION_COOKIE, type Session, type SessionStore } from "./session";
 import type { SetupWizard } from "./setup";
 import type { StatsHistory, StatsSample } from "./stats";
 
@@ -161,16 +161,18 @@ export function registerConsole(app: FastifyInstance, deps: ConsoleDeps): void {
     },
     async (request, reply) => {
       const { token } = request.body;
+      let credential: { expiresAt?: number };
       try {
-        // The admin API's own check (static token digest with timingSafeEqual, or a JWT's signature and claims).
-        auth.authorizeAdmin(`Bearer ${token}`);
+        // The admin API's own check (static token digest with timingSafeEqual, or a JWT's signature
+        // and claims); a JWT's verified expiry caps the session.
+        credential = auth.authorizeAdmin(`Bearer ${token}`);
       } catch (error) {
         if (error instanceof HttpError && error.statusCode === 401) throw new HttpError(401, "UNAUTHENTICATED", "The admin credential is not valid");
         throw error;
       }
       // A session this browser already had ends: one sign-in, one session.
       sessions.delete(cookieValue(request.headers.cookie, SESSION_COOKIE));
-      const { id, session } = sessions.create(credentialExpiry(token));
+      const { id, session } = sessions.create(credential.expiresAt);
       request.log.info("admin console: signed in");
       reply.header("set-cookie", sessionCookie(id, secure(request)));
       return sessionBody(session);
