@@ -6,7 +6,7 @@
  */
 import { readFileSync, statSync } from "node:fs";
 import { resolve } from "node:path";
-import { configIssue, isProductionEnv, LOCAL_DEFAULT_PATH, readConfigFile, tenantIdProblem, type ConfigIssue } from "@kms/core";
+import { configIssue, CRYPTOPERIOD_DAYS, isProductionEnv, LOCAL_DEFAULT_PATH, readConfigFile, tenantIdProblem, type ConfigIssue } from "@kms/core";
 import { defaultEvidenceFile, MIN_HMAC_KEY_BYTES } from "@kms/rotation";
 import { TOKEN_PATTERN, tokenDigest, type TokenDigests } from "./auth";
 import {
@@ -24,7 +24,6 @@ export const DEFAULT_PORT = 8080;
 export const DEFAULT_BODY_LIMIT_BYTES = 1024 * 1024;
 export const DEFAULT_KEY_ID = "default";
 export const DEFAULT_DEMO_TENANTS = ["tenant-a", "tenant-b"];
-export const DEFAULT_CRYPTOPERIOD_DAYS = 90;
 /** Tokens shorter than this are refused in production. */
 export const MIN_PRODUCTION_TOKEN_LENGTH = 16;
 
@@ -218,10 +217,12 @@ export function loadServerConfig(env: Env, baseDir: string): LoadResult {
   }
   // The file's `rotation.cryptoperiodDays` (core validates it) is the default; the environment wins.
   const fileRotation = isPlainObject(kms?.rotation) ? kms.rotation.cryptoperiodDays : undefined;
-  const fileDays = Number.isInteger(fileRotation) && (fileRotation as number) >= 1 && (fileRotation as number) <= 3650 ? (fileRotation as number) : DEFAULT_CRYPTOPERIOD_DAYS;
+  const { min, max } = CRYPTOPERIOD_DAYS;
+  const inRange = (days: unknown): days is number => Number.isInteger(days) && (days as number) >= min && (days as number) <= max;
+  const fileDays = inRange(fileRotation) ? fileRotation : CRYPTOPERIOD_DAYS.default;
   const cryptoperiodDays = parseInteger(env.KMS_ROTATION_CRYPTOPERIOD_DAYS, fileDays);
-  if (cryptoperiodDays === undefined || cryptoperiodDays < 1 || cryptoperiodDays > 3650) {
-    invalid("KMS_ROTATION_CRYPTOPERIOD_DAYS", `must be an integer from 1 to 3650, got "${env.KMS_ROTATION_CRYPTOPERIOD_DAYS}"`);
+  if (!inRange(cryptoperiodDays)) {
+    invalid("KMS_ROTATION_CRYPTOPERIOD_DAYS", `must be an integer from ${min} to ${max}, got "${env.KMS_ROTATION_CRYPTOPERIOD_DAYS}"`);
   }
   let rotationIntervalMs: number | undefined;
   if (env.KMS_ROTATION_INTERVAL_MS !== undefined && env.KMS_ROTATION_INTERVAL_MS !== "") {

@@ -7,6 +7,7 @@
  * URLs hold credentials: nothing here logs one or puts one in a message.
  */
 import { createClient } from "@keyv/redis";
+import { redisClientOptions } from "@kms/core";
 import { postgresLocks, redisLocks, type LockProvider, type PgEvidenceStore, pgEvidenceStore } from "@kms/rotation";
 import { Pool } from "pg";
 import type { RotationLocksConfig } from "./config";
@@ -46,13 +47,9 @@ export function createSharedConnections(): SharedConnections {
     redis(url) {
       let client = clients.get(url);
       if (client === undefined) {
-        // Like the shared cache tier's client: reconnects by itself (backoff up to 2 s) and fails
-        // commands at once while disconnected instead of queueing them (a lease is then not taken).
-        client = createClient({
-          url,
-          disableOfflineQueue: true,
-          socket: { connectTimeout: CONNECT_TIMEOUT_MS, reconnectStrategy: (attempts: number) => Math.min(100 * 2 ** attempts, 2_000) },
-        });
+        // The shared cache tier's client options: reconnects by itself, fails commands at once while
+        // disconnected instead of queueing them (a lease is then not taken).
+        client = createClient(redisClientOptions(url, CONNECT_TIMEOUT_MS));
         // Failures reach the locks' callers through their commands; an unlistened "error" would crash the process.
         client.on("error", () => undefined);
         clients.set(url, client);

@@ -318,7 +318,7 @@ class AwsKms implements AwsKmsProvider {
         );
       } catch (error) {
         // This key cannot be rotated (a custom key store, say): its material is as old as the key.
-        if (isKmsError(error) && (error.cause as { name?: unknown } | undefined)?.name === "UnsupportedOperationException") return undefined;
+        if (cannotRotate(error)) return undefined;
         throw error;
       }
       const rotations: unknown = out.Rotations ?? [];
@@ -490,7 +490,7 @@ class AwsKms implements AwsKmsProvider {
           const call = { operation: "ListKeyRotations", keyId, keyArn: arn };
           await this.#send(call, signal, (o) => this.#client.send(new ListKeyRotationsCommand({ KeyId: target, Limit: 1 }), o)).catch((error: unknown) => {
             // A key that cannot rotate (a custom key store) answers so; the permission is there.
-            if (isKmsError(error) && (error.cause as { name?: unknown } | undefined)?.name === "UnsupportedOperationException") return;
+            if (cannotRotate(error)) return;
             throw error;
           });
         },
@@ -611,6 +611,11 @@ function checkContext(context: unknown): Record<string, string> | undefined {
 function ciphertextOf(blob: unknown, call: AwsCall): Uint8Array {
   if (blob instanceof Uint8Array && blob.length > 0 && blob.length <= MAX_CIPHERTEXT_BYTES) return blob;
   throw kmsError("KMS_PROVIDER_ERROR", `${call.operation} on ${call.keyId} returned no usable CiphertextBlob`, "report it with the request id");
+}
+
+/** ListKeyRotations' answer for a key that cannot rotate (a custom key store, say): the call was allowed. */
+function cannotRotate(error: unknown): boolean {
+  return isKmsError(error) && (error.cause as { name?: unknown } | undefined)?.name === "UnsupportedOperationException";
 }
 
 /** A valid Date, or undefined. */

@@ -7,7 +7,7 @@ import { DescribeKeyCommand, KMSClient } from "@aws-sdk/client-kms";
 import { KmsConfigError, KmsError, TROUBLESHOOTING_URL, createKms, type KmsErrorCode } from "@kms/core";
 import { AWS_EMULATOR_IDENTITY, AwsKmsEmulator, type EmulatorRequest, type AwsKmsRoute } from "@kms/testkit/emulators";
 import { AWS_KEY_ID_RULE, AWS_PERMISSIONS_DOCS_URL, AWS_RUNTIME_PERMISSIONS, AWS_SHREDDING_PERMISSIONS, type AwsKmsProvider, awsKms, awsKmsProvider } from "../src";
-import { kmsErrorOf } from "./kms-error-of";
+import { kmsErrorOf } from "@kms/testkit";
 import { mapAwsError } from "../src/errors";
 
 /** A latency that holds a request past any deadline here; the emulator's stop() releases it (after every test, so it is never logged mid-file). */

@@ -12,7 +12,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { type KeyDescription, TROUBLESHOOTING_URL } from "@kms/core";
 import { AWS_EMULATOR_IDENTITY, AwsKmsEmulator, type AwsKmsRoute, type EmulatorRequest, type EmulatorResponse } from "@kms/testkit/emulators";
 import { AWS_ROTATION_PERMISSIONS, AWS_RUNTIME_PERMISSIONS, type AwsKmsProvider, awsKmsProvider } from "../src";
-import { kmsErrorOf } from "./kms-error-of";
+import { kmsErrorOf } from "@kms/testkit";
 
 const DAY_MS = 86_400_000;
 const CRYPTOPERIOD_MS = 90 * DAY_MS;

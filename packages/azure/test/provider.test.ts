@@ -1,7 +1,8 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "@jest/globals";
-import { type KmsConfigError, KmsError, type KmsErrorCode, type KmsProvider, TROUBLESHOOTING_URL, createKms, isKmsError } from "@kms/core";
+import { type KmsConfigError, KmsError, type KmsErrorCode, type KmsProvider, TROUBLESHOOTING_URL, createKms } from "@kms/core";
 import { AZURE_EMULATOR_IDENTITY, AzureKeyVaultEmulator, type Fault } from "@kms/testkit/emulators";
+import { kmsErrorOf } from "@kms/testkit";
 import { AZURE_KEY_ID_RULE, AZURE_PERMISSIONS_DOCS_URL, AZURE_RUNTIME_DATA_ACTIONS, AZURE_RUNTIME_KEY_PERMISSIONS, AZURE_SHREDDING_DATA_ACTIONS, type AzureKeyVaultProviderOptions, type ThrottledError, azureKeyVault, azureKeyVaultProvider } from "../src";
 import { mapAzureError } from "../src/errors";
 
@@ -52,16 +53,6 @@ afterEach(async () => {
   emulator.setPermissions(AZURE_EMULATOR_IDENTITY, "*");
   await Promise.all(providers.splice(0).map((p) => p.close()));
 });
-
-async function kmsErrorOf(promise: Promise<unknown>): Promise<KmsError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (!isKmsError(error)) throw new Error(`expected a KmsError, got ${String(error)}`);
-    return error;
-  }
-  throw new Error("expected a KmsError, but the call succeeded");
-}
 
 /** Message, stack, JSON form and the whole cause chain (as JSON too), as one string. */
 function everythingIn(error: unknown): string {

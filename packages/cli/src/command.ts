@@ -27,6 +27,9 @@ export interface Command {
 
 const HELP: FlagSpec = { type: "boolean", help: "show this help" };
 
+/** `--config F`, the flag of every command that reads the configuration file (`init`, which writes it, has its own help). */
+export const CONFIG_FLAG: FlagSpec = { type: "string", value: "F", help: "configuration file (default: $KMS_CONFIG_FILE, else ./kms.config.json)" };
+
 export function parseFlags(command: Command, args: readonly string[]): Flags | "help" {
   const options = Object.fromEntries(
     Object.entries({ ...command.flags, help: HELP }).map(([name, spec]) => [name, { type: spec.type, ...(spec.multiple ? { multiple: true } : {}) }]),

@@ -19,17 +19,9 @@ export function baseEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-export function kms(args: readonly string[], options: { cwd: string; env?: Record<string, string>; input?: string | Buffer } ): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: options.cwd, env: baseEnv(options.env), stdio: ["pipe", "pipe", "pipe"] });
-    const out: Buffer[] = [];
-    const errs: Buffer[] = [];
-    child.stdout.on("data", (d: Buffer) => out.push(d));
-    child.stderr.on("data", (d: Buffer) => errs.push(d));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(errs).toString("utf8") }));
-    child.stdin.end(options.input ?? "");
-  });
+export async function kms(args: readonly string[], options: { cwd: string; env?: Record<string, string>; input?: string | Buffer }): Promise<Result> {
+  const result = await kmsBytes(args, options);
+  return { ...result, stdout: result.stdout.toString("utf8") };
 }
 
 /** Like `kms`, but stdout as bytes (decrypt's binary output). */

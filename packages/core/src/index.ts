@@ -37,7 +37,7 @@ export {
   type SharedTierHealth,
   type SharedTierStatus,
 } from "./shared-cache";
-export { keyvSharedCacheStore, redisSharedCacheStore, type KeyvSharedCacheOptions, type RedisSharedCacheOptions } from "./shared-cache-store";
+export { keyvSharedCacheStore, redisClientOptions, redisSharedCacheStore, type KeyvSharedCacheOptions, type RedisSharedCacheOptions } from "./shared-cache-store";
 export { MAX_CONFIG_FILE_BYTES, readConfigFile, type ConfigFileResult } from "./config-file";
 export {
   ENVELOPE_VERSION,

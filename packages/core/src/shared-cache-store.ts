@@ -77,6 +77,19 @@ interface RedisClient {
 
 const requireHere = createRequire(__filename);
 
+/**
+ * node-redis client options for a client that must never be in the way: it reconnects by itself
+ * (backoff up to 2 s) and fails commands at once while disconnected instead of queueing them. The
+ * shared tier's client uses them; so can an app's own client for the same Redis (rotation leases).
+ */
+export function redisClientOptions(url: string, connectTimeoutMs: number) {
+  return {
+    url,
+    disableOfflineQueue: true,
+    socket: { connectTimeout: connectTimeoutMs, reconnectStrategy: (attempts: number) => Math.min(100 * 2 ** attempts, 2_000) },
+  };
+}
+
 function load<T>(packageName: string): T {
   try {
     return requireHere(packageName) as T;
@@ -97,11 +110,7 @@ export function redisSharedCacheStore(options: RedisSharedCacheOptions): SharedC
     default: new (client: unknown, options: Record<string, unknown>) => object;
     createClient: (options: Record<string, unknown>) => RedisClient;
   }>("@keyv/redis");
-  const client = keyvRedis.createClient({
-    url: options.url,
-    disableOfflineQueue: true,
-    socket: { connectTimeout: options.connectTimeoutMs, reconnectStrategy: (attempts: number) => Math.min(100 * 2 ** attempts, 2_000) },
-  });
+  const client = keyvRedis.createClient(redisClientOptions(options.url, options.connectTimeoutMs));
   // Failures reach the tier through its operations; an unlistened "error" would crash the process.
   client.on("error", () => undefined);
   // Operations wait for the first connection (the tier allows them connectTimeoutMs meanwhile);

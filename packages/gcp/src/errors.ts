@@ -26,13 +26,16 @@ export const GCP_PERMISSIONS = {
   destroyVersion: { permission: "cloudkms.cryptoKeyVersions.destroy", role: "roles/cloudkms.admin" },
 } as const;
 
+/** What `validatePermissions` asks `TestIamPermissions` about, in its order, each with the role that grants it. */
+export const GCP_RUNTIME_GRANTS = Object.freeze([GCP_PERMISSIONS.encrypt, GCP_PERMISSIONS.decrypt, GCP_PERMISSIONS.get] as const);
+
 /**
  * The permissions the service's runtime identity needs on each tenant key: exactly what
  * `validatePermissions` asks `TestIamPermissions` about, in its order (predefined roles covering
  * them: roles/cloudkms.cryptoKeyEncrypterDecrypter plus roles/cloudkms.viewer, which grants more).
  * `deploy/terraform/gcp` puts exactly these in its custom role; a test compares the two.
  */
-export const GCP_RUNTIME_PERMISSIONS = Object.freeze([GCP_PERMISSIONS.encrypt.permission, GCP_PERMISSIONS.decrypt.permission, GCP_PERMISSIONS.get.permission] as const);
+export const GCP_RUNTIME_PERMISSIONS = Object.freeze(GCP_RUNTIME_GRANTS.map((grant) => grant.permission));
 
 /** The permissions of `rotateKey` (GetCryptoKey, CreateCryptoKeyVersion, UpdateCryptoKeyPrimaryVersion): only for the identity that rotates on demand. */
 export const GCP_ROTATION_PERMISSIONS = Object.freeze([GCP_PERMISSIONS.get.permission, GCP_PERMISSIONS.createVersion.permission, GCP_PERMISSIONS.updatePrimary.permission] as const);
@@ -43,13 +46,6 @@ export const GCP_SHREDDING_PERMISSIONS = Object.freeze([
   GCP_PERMISSIONS.updateVersion.permission,
   GCP_PERMISSIONS.destroyVersion.permission,
 ] as const);
-
-/** The predefined role that grants `permission` (each permission the provider uses has one). */
-export function gcpRoleOf(permission: string): string {
-  const found = Object.values(GCP_PERMISSIONS).find((p) => p.permission === permission);
-  if (found === undefined) throw new Error(`${permission} is not a permission of GCP_PERMISSIONS`);
-  return found.role;
-}
 
 /** Each operation's permission. */
 const PERMISSION_OF: Readonly<Record<string, { permission: string; role: string }>> = {

@@ -44,7 +44,7 @@ import {
   shortKeyId,
   takeDataKey,
 } from "@kms/core";
-import { GCP_RUNTIME_PERMISSIONS, type GcpCall, PROVIDER_ID, fixOf, gcpRoleOf, grantFix, integrityFailed, kmsError, mapGcpError, unwrapFailed } from "./errors";
+import { GCP_RUNTIME_GRANTS, GCP_RUNTIME_PERMISSIONS, type GcpCall, PROVIDER_ID, fixOf, grantFix, integrityFailed, kmsError, mapGcpError, unwrapFailed } from "./errors";
 import { DEFAULT_TIMEOUT_MS, GCP_KEY_ID_RULE, type GcpKmsSettings, gcpKeyIdProblem, parseGcpKmsSettings } from "./settings";
 
 /** Where each failing permission check points: the roles this provider needs. */
@@ -338,19 +338,18 @@ class GcpKms implements GcpKmsProvider {
    */
   async validatePermissions(keyId: string, options?: Cancellable): Promise<PermissionCheck[]> {
     keyId = this.#enter(options, keyId);
-    const wanted = GCP_RUNTIME_PERMISSIONS.map((permission) => ({ permission, role: gcpRoleOf(permission) }));
     let held: ReadonlySet<string>;
     try {
       const call = { operation: "TestIamPermissions", keyId };
-      const request = { resource: keyId, permissions: wanted.map((w) => w.permission) } as unknown as Parameters<KeyManagementServiceClient["testIamPermissions"]>[0];
+      const request = { resource: keyId, permissions: [...GCP_RUNTIME_PERMISSIONS] } as unknown as Parameters<KeyManagementServiceClient["testIamPermissions"]>[0];
       const [out] = await this.#call(call, options?.signal, (client, o) => client.testIamPermissions(request, o));
       held = new Set((out?.permissions ?? []).filter((p): p is string => typeof p === "string"));
     } catch (raw) {
       const error = isKmsError(raw) ? raw : kmsError("KMS_PROVIDER_ERROR", "TestIamPermissions failed unexpectedly", "see the error's cause", raw);
       const fix = fixOf(error) ?? "see the error";
-      return wanted.map(({ permission }) => ({ permission, ok: false, remediation: `${permission} on ${keyId} could not be checked: ${fix}`, docsUrl: GCP_PERMISSIONS_DOCS_URL, error }));
+      return GCP_RUNTIME_GRANTS.map(({ permission }) => ({ permission, ok: false, remediation: `${permission} on ${keyId} could not be checked: ${fix}`, docsUrl: GCP_PERMISSIONS_DOCS_URL, error }));
     }
-    return wanted.map(({ permission, role }) =>
+    return GCP_RUNTIME_GRANTS.map(({ permission, role }) =>
       held.has(permission)
         ? { permission, ok: true, docsUrl: GCP_PERMISSIONS_DOCS_URL }
         : { permission, ok: false, remediation: `${permission} is missing: ${grantFix(permission, role, keyId)}`, docsUrl: GCP_PERMISSIONS_DOCS_URL },

@@ -1,8 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "@jest/globals";
 import { KeyManagementServiceClient } from "@google-cloud/kms";
-import { KmsConfigError, KmsError, type KmsErrorCode, TROUBLESHOOTING_URL, createKms, isKmsError } from "@kms/core";
+import { KmsConfigError, KmsError, type KmsErrorCode, TROUBLESHOOTING_URL, createKms } from "@kms/core";
 import { GCP_EMULATOR_IDENTITY, GCP_KMS_PERMISSIONS, GcpKmsEmulator } from "@kms/testkit/emulators";
+import { kmsErrorOf } from "@kms/testkit";
 import { GCP_KEY_ID_RULE, GCP_PERMISSIONS_DOCS_URL, GCP_RUNTIME_PERMISSIONS, GCP_SHREDDING_PERMISSIONS, type GcpKmsProvider, encodeContext, gcpKms, gcpKmsProvider, parseGcpKmsSettings } from "../src";
 import { mapGcpError } from "../src/errors";
 
@@ -42,16 +43,6 @@ afterEach(async () => {
   emulator.clearFaults();
   await Promise.all(providers.splice(0).map((p) => p.close()));
 });
-
-async function kmsErrorOf(promise: Promise<unknown>): Promise<KmsError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (!isKmsError(error)) throw new Error(`expected a KmsError, got ${String(error)}`);
-    return error;
-  }
-  throw new Error("expected a KmsError, but the call succeeded");
-}
 
 /** Message, stack, JSON form and the whole cause chain (as JSON too), as one string. */
 function everythingIn(error: unknown): string {

@@ -12,4 +12,5 @@ export {
   type FaultHook,
   type RestoreFault,
 } from "./conformance";
+export { kmsErrorOf } from "./kms-error-of";
 export * from "./emulators";

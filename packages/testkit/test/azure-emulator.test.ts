@@ -2,8 +2,8 @@ import { constants, createPublicKey, publicEncrypt, randomBytes } from "node:cry
 import { request as httpsRequest } from "node:https";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "@jest/globals";
 import { CryptographyClient, KeyClient, type KeyClientOptions, type KeyVaultKey } from "@azure/keyvault-keys";
-import { generate } from "selfsigned";
 import { AZURE_CHALLENGE_OPERATION, AZURE_EMULATOR_IDENTITY, AzureKeyVaultEmulator } from "../src/emulators/azure";
+import { givenCertificate } from "./given-certificate";
 
 const START = new Date("2025-01-02T03:04:05.000Z");
 const LIMITED = "limited-app";
@@ -82,13 +82,8 @@ describe("HTTPS with a per-client trusted certificate", () => {
   });
 
   it("uses a certificate it is given, as is", async () => {
-    const given = await generate([{ name: "commonName", value: "127.0.0.1" }], {
-      keyType: "ec",
-      curve: "P-256",
-      algorithm: "sha256",
-      extensions: [{ name: "subjectAltName", altNames: [{ type: 7, ip: "127.0.0.1" }] }],
-    });
-    const own = new AzureKeyVaultEmulator({ tls: { cert: given.cert, key: given.private } });
+    const given = await givenCertificate();
+    const own = new AzureKeyVaultEmulator({ tls: given });
     await own.start();
     try {
       expect(own.ca).toBe(given.cert);

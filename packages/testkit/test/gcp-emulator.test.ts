@@ -3,8 +3,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, jest 
 import { KeyManagementServiceClient } from "@google-cloud/kms";
 import type * as grpc from "@grpc/grpc-js";
 import { crc32c } from "@kms/core";
-import { generate } from "selfsigned";
 import { GCP_EMULATOR_IDENTITY, GCP_KMS_PERMISSIONS, GcpKmsEmulator } from "../src/emulators";
+import { givenCertificate } from "./given-certificate";
 
 const READER = "reader@emulator-project.iam.gserviceaccount.com";
 const emulator = new GcpKmsEmulator({ identities: { [GCP_EMULATOR_IDENTITY]: "*", [READER]: [GCP_KMS_PERMISSIONS.Decrypt] } });
@@ -82,13 +82,8 @@ describe("gRPC over TLS with a per-client trusted certificate", () => {
   });
 
   it("uses a certificate it is given, as is", async () => {
-    const given = await generate([{ name: "commonName", value: "127.0.0.1" }], {
-      keyType: "ec",
-      curve: "P-256",
-      algorithm: "sha256",
-      extensions: [{ name: "subjectAltName", altNames: [{ type: 7, ip: "127.0.0.1" }] }],
-    });
-    const own = new GcpKmsEmulator({ tls: { cert: given.cert, key: given.private } });
+    const given = await givenCertificate();
+    const own = new GcpKmsEmulator({ tls: given });
     await own.start();
     const c = new KeyManagementServiceClient(own.clientOptions());
     try {

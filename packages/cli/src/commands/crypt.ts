@@ -4,7 +4,7 @@
  * whitespace ignored) and prints the plaintext bytes as they are.
  */
 import { fromBase64Url, toBase64Url, type KmsClient } from "@kms/core";
-import { contextOf, required, str, type Command, type Flags } from "../command";
+import { CONFIG_FLAG, contextOf, required, str, type Command, type Flags } from "../command";
 import { configLocation, openKms, readConfig } from "../config";
 import { CliError, EXIT } from "../errors";
 
@@ -43,7 +43,7 @@ function write(data: string | Buffer): Promise<void> {
 const shared = {
   tenant: { type: "string", value: "T", help: "the tenant id (required)" },
   context: { type: "string", multiple: true, value: "k=v", help: "encryption context pair" },
-  config: { type: "string", value: "F", help: "configuration file (default: $KMS_CONFIG_FILE, else ./kms.config.json)" },
+  config: CONFIG_FLAG,
 } as const;
 
 export const encryptCommand: Command = {

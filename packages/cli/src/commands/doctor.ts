@@ -4,7 +4,7 @@
  */
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
-import { bool, str, type Command, type Flags } from "../command";
+import { CONFIG_FLAG, bool, str, type Command, type Flags } from "../command";
 import { configLocation, openKms, readConfig, REGISTRY } from "../config";
 import { ConfigProblem, EXIT, issueLine } from "../errors";
 import { out, paint, withSpinner } from "../output";
@@ -132,7 +132,7 @@ export const doctorCommand: Command = {
     `Providers this CLI can configure: ${REGISTRY.map((d) => d.id).join(", ")}. Exit 0 when nothing failed.`,
   usage: "doctor [--config F] [--json]",
   flags: {
-    config: { type: "string", value: "F", help: "configuration file (default: $KMS_CONFIG_FILE, else ./kms.config.json)" },
+    config: CONFIG_FLAG,
     json: { type: "boolean", help: "print one JSON document" },
   },
   run: doctor,

@@ -11,7 +11,7 @@ import { resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fromBase64Url, isKmsError, parseEnvelope, publicMessageOf, toBase64Url } from "@kms/core";
 import { rewrapEnvelopes, type EnvelopeKey, type StoredEnvelope } from "@kms/rotation";
-import { contextOf, required, str, type Command, type Flags } from "../command";
+import { CONFIG_FLAG, contextOf, required, str, type Command, type Flags } from "../command";
 import { configLocation, openKms, readConfig } from "../config";
 import { CliError, EXIT, UsageError } from "../errors";
 import { err, out, progressBar } from "../output";
@@ -147,7 +147,7 @@ export const rewrapCommand: Command = {
     in: { type: "string", value: "FILE", help: "envelopes, one per line (required)" },
     out: { type: "string", value: "FILE", help: "where the re-wrapped envelopes go, same order (required; mode 0600)" },
     context: { type: "string", multiple: true, value: "k=v", help: "the envelopes' encryption context pair" },
-    config: { type: "string", value: "F", help: "configuration file (default: $KMS_CONFIG_FILE, else ./kms.config.json)" },
+    config: CONFIG_FLAG,
   },
   run: rewrap,
 };

@@ -7,7 +7,7 @@
  */
 import { docsUrlFor, PUBLIC_MESSAGES, tenantIdProblem, type KmsErrorCode } from "@kms/core";
 import { createRotationScheduler, embeddedLocks, rotateKeyNow, type PassSummary, type RotateKeyNowOptions, type RotationEvent, type TenantKey } from "@kms/rotation";
-import { bool, int, str, type Command, type Flags } from "../command";
+import { CONFIG_FLAG, bool, int, str, type Command, type Flags } from "../command";
 import { closeProviders, configLocation, localStorePath, readConfig, validate, type ValidatedConfig } from "../config";
 import { CliError, EXIT, UsageError } from "../errors";
 import { EVIDENCE_ACTOR, evidencePath, hmacKeyOf, openEvidence } from "../evidence-file";
@@ -123,7 +123,7 @@ export const rotateCommand: Command = {
   flags: {
     tenant: { type: "string", value: "T", help: "rotate this tenant's key now (its own, else the default key)" },
     "all-due": { type: "boolean", help: "rotate every configured key that is due" },
-    config: { type: "string", value: "F", help: "configuration file (default: $KMS_CONFIG_FILE, else ./kms.config.json)" },
+    config: CONFIG_FLAG,
     evidence: { type: "string", value: "F", help: "evidence log (default: evidence.jsonl next to the local key store, else .kms/evidence.jsonl)" },
     "cryptoperiod-days": { type: "string", value: "N", help: "--all-due: override rotation.cryptoperiodDays (1 to 3650)" },
     "hmac-key-env": { type: "string", value: "VAR", help: "environment variable holding the evidence log's HMAC key" },

@@ -5,7 +5,7 @@
  */
 import { publicPermissionReport, type KmsErrorCode, type PublicPermissionReport } from "@kms/core";
 import { permissionsValidatedEvent } from "@kms/rotation";
-import { bool, str, type Command, type Flags } from "../command";
+import { CONFIG_FLAG, bool, str, type Command, type Flags } from "../command";
 import { configLocation, openKms, readConfig } from "../config";
 import { EXIT, ConfigProblem, UsageError } from "../errors";
 import { EVIDENCE_ACTOR, hmacKeyOf, openEvidence } from "../evidence-file";
@@ -88,7 +88,7 @@ export const validateCommand: Command = {
     "Exit 0: all pass; 1: a check failed; 2: configuration error; 3: the KMS is unreachable.",
   usage: "validate [--config F] [--json] [--evidence F [--hmac-key-env VAR]]",
   flags: {
-    config: { type: "string", value: "F", help: "configuration file (default: $KMS_CONFIG_FILE, else ./kms.config.json)" },
+    config: CONFIG_FLAG,
     json: { type: "boolean", help: "print one JSON document (the shape of the server's /admin/validate-kms)" },
     evidence: { type: "string", value: "F", help: "append a permissions.validated record to this evidence log (default: none)" },
     "hmac-key-env": { type: "string", value: "VAR", help: "with --evidence: environment variable holding the log's HMAC key" },

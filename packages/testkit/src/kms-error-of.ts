@@ -1,3 +1,7 @@
+/**
+ * A small assertion for provider tests: the KmsError a call rejects with. No jest dependency (it
+ * throws a plain Error), so any runner can use it.
+ */
 import { type KmsError, isKmsError } from "@kms/core";
 
 /** The KmsError `promise` rejects with; fails the test if it resolves or rejects with anything else. */
