@@ -486,7 +486,15 @@ class AwsKms implements AwsKmsProvider {
           if (typeof found === "string" && KEY_ARN.test(found)) arn = found;
         },
         "kms:ListKeyRotations": async () => {
-          const target = arn ?? keyId;
+          // ListKeyRotations takes a key id or ARN, never an alias: an alias needs DescribeKey's answer first.
+          const target = arn ?? (ALIAS.test(keyId) ? undefined : keyId);
+          if (target === undefined) {
+            throw kmsError(
+              "KMS_PROVIDER_ERROR",
+              "kms:ListKeyRotations was not checked: the alias could not be resolved to a key ARN without kms:DescribeKey",
+              "allow kms:DescribeKey too, then validate again to check kms:ListKeyRotations",
+            );
+          }
           const call = { operation: "ListKeyRotations", keyId, keyArn: arn };
           await this.#send(call, signal, (o) => this.#client.send(new ListKeyRotationsCommand({ KeyId: target, Limit: 1 }), o)).catch((error: unknown) => {
             // A key that cannot rotate (a custom key store) answers so; the permission is there.

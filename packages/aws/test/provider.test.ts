@@ -293,7 +293,7 @@ describe("validatePermissions", () => {
     expect(AWS_SHREDDING_PERMISSIONS.filter((a) => a !== "kms:DescribeKey").some((a) => (AWS_RUNTIME_PERMISSIONS as readonly string[]).includes(a))).toBe(false);
   });
 
-  it.each(ALL_ACTIONS)("without %s: exactly that check fails, naming the action and the key ARN", async (missing) => {
+  it.each(ALL_ACTIONS)("without %s: exactly that check fails, naming the action and the key ARN (and, for an alias, what it leaves unchecked)", async (missing) => {
     emulator.setAllowedActions(PARTIAL.accessKeyId, ALL_ACTIONS.filter((a) => a !== missing));
     const checks = await provider(PARTIAL.accessKeyId).validatePermissions(alias);
     expect(checks.map((c) => ({ ...c, error: c.error?.code }))).toEqual(
@@ -308,9 +308,19 @@ describe("validatePermissions", () => {
               docsUrl: AWS_PERMISSIONS_DOCS_URL,
               error: "KMS_ACCESS_DENIED",
             }
-          : ok(permission),
+          : missing === "kms:DescribeKey" && permission === "kms:ListKeyRotations"
+            ? {
+                // ListKeyRotations takes no alias: without DescribeKey's ARN it is not checked, never sent an alias.
+                permission,
+                ok: false,
+                remediation: `${permission} on ${alias}: allow kms:DescribeKey too, then validate again to check kms:ListKeyRotations`,
+                docsUrl: AWS_PERMISSIONS_DOCS_URL,
+                error: "KMS_PROVIDER_ERROR",
+              }
+            : ok(permission),
       ),
     );
+    if (missing === "kms:DescribeKey") expect(emulator.requests.filter((r) => r.identity === PARTIAL.accessKeyId && r.operation === "ListKeyRotations")).toEqual([]);
     const denied = checks.find((c) => !c.ok)!.error!;
     expect(denied.message.startsWith(`aws-kms: access denied: ${PARTIAL.principal} may not perform ${missing} on ${arn}: `)).toBe(true);
   });
