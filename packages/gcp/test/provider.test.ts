@@ -515,12 +515,15 @@ describe("settings and construction", () => {
     const p = gcpKmsProvider({ apiEndpoint: "127.0.0.1", port: emulator.port, emulator: { caCert: other.ca } });
     providers.push(p);
     try {
+      // Counted around this call only: under a loaded CI, an earlier test's abandoned request can still land.
+      const before = emulator.count();
       const error = await kmsErrorOf(p.describeKey(keyName));
+      const reached = emulator.count() - before;
       expect(error.code).toBe("KMS_UNAVAILABLE");
       expect(error.message).toContain(`gcp-kms: GetCryptoKey on ${keyName} failed: Cloud KMS is unavailable (UNAVAILABLE): `);
       // grpc-js refused the emulator's certificate: the handshake failed, nothing was sent.
       expect((error.cause as { details?: unknown }).details).toBe("No connection established. Last error: Error: self-signed certificate. Resolution note: ");
-      expect(emulator.count()).toBe(0);
+      expect(reached).toBe(0);
     } finally {
       await other.stop();
     }
